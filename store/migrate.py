@@ -1,0 +1,93 @@
+"""SQL migrations: numbered files in ``migrations/``, applied once each, recorded in ``schema_migrations``.
+
+``render`` turns a migration into statements for a single node or, with a cluster name, into
+``Replicated*MergeTree`` tables ``ON CLUSTER`` behind ``Distributed`` tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from llmsight import config
+
+log = logging.getLogger("llmsight.store")
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """Every migration shipped in the package, in version order."""
+    found = []
+    for entry in resources.files("llmsight.store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append(Migration(version, entry.name[:-4], entry.read_text(encoding="utf-8")))
+    return sorted(found, key=lambda m: m.version)
+
+
+def render(migration: Migration, database: str, *, ttl_days: int | None = None,
+           cluster: str | None = None) -> list[str]:
+    """The statements of one migration, with its placeholders filled in."""
+    ttl = ttl_days if ttl_days is not None else config.resolve(config.RETENTION_DAYS, strict=True)
+    if cluster:
+        on_cluster = f"ON CLUSTER `{cluster}`"
+        zk = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
+        engines = {
+            "replacing": f"ReplicatedReplacingMergeTree({zk})",
+            "merge_tree": f"ReplicatedMergeTree({zk})",
+            "replacing_versioned": "ReplicatedReplacingMergeTree",
+        }
+    else:
+        on_cluster = ""
+        engines = {"replacing": "ReplacingMergeTree", "merge_tree": "MergeTree",
+                   "replacing_versioned": "ReplacingMergeTree"}
+    # Escape the ZooKeeper macros' braces before str.format sees them.
+    sql = _strip_comments(migration.sql)
+    filled = sql.format(db=f"`{database}`", ttl_days=int(ttl), on_cluster=on_cluster, **engines)
+    if cluster:
+        filled = filled.replace("ReplicatedReplacingMergeTree(computed_at)",
+                                f"ReplicatedReplacingMergeTree({zk}, computed_at)")
+    return [stmt.strip() for stmt in filled.split(";") if stmt.strip()]
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def applied_versions(client: Any) -> set[int]:
+    rows = client.query(f"SELECT version FROM {MIGRATIONS_TABLE}").result_rows
+    return {int(r[0]) for r in rows}
+
+
+def migrate(client: Any, *, ttl_days: int | None = None, cluster: str | None = None) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied (empty when up to date)."""
+    database = client.database
+    on_cluster = f"ON CLUSTER `{cluster}`" if cluster else ""
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS `{database}`.{MIGRATIONS_TABLE} {on_cluster} "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = applied_versions(client)
+    applied = []
+    for migration in load_migrations():
+        if migration.version in done:
+            continue
+        started = time.perf_counter()
+        for statement in render(migration, database, ttl_days=ttl_days, cluster=cluster):
+            client.command(statement)
+        client.insert(MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
+        log.info("store: migration %s applied in %.0f ms", migration.name, (time.perf_counter() - started) * 1000)
+        applied.append(migration.name)
+    return applied
