@@ -1,0 +1,35 @@
+"""Metric names written to the ``metrics`` table: the contract between analyzers, alerts, dashboard and export.
+
+A metric row is one (window, granularity, segment, metric). The segment is
+service × name × model × prompt_version. Granularities: ``1m`` (the scheduler's window), ``1h``, ``1d``.
+"""
+
+GRANULARITIES = ("1m", "1h", "1d")
+
+# Operations, from llm_call events.
+VOLUME = "volume"                       # calls in the window (value = n)
+ERROR_RATE = "error_rate"               # share of calls with an error
+LATENCY_P50 = "latency_p50_ms"
+LATENCY_P95 = "latency_p95_ms"
+LATENCY_P99 = "latency_p99_ms"
+TTFT_P50 = "ttft_p50_ms"
+TOKENS_IN = "tokens_in"                 # sum
+TOKENS_OUT = "tokens_out"               # sum
+COST = "cost_usd"                       # sum
+COST_PER_CALL = "cost_per_call_usd"
+OUTPUT_CHARS = "output_chars_mean"
+REFUSAL_RATE = "refusal_rate"           # share of outputs that refuse ("I can't help with that")
+
+# Safety.
+TOXICITY_OUTPUT = "toxicity_rate_output"  # share of outputs scored above the toxicity threshold
+TOXICITY_INPUT = "toxicity_rate_input"
+
+# Feedback, joined to calls by trace_id.
+ACCEPTANCE = "acceptance_rate"          # accepted / feedback with accepted set; p_value vs baseline
+SCORE_MEAN = "score_mean"
+EDIT_RATE = "edit_rate"                 # share of feedback with an edited_output
+FEEDBACK_N = "feedback_n"
+
+# Drift: value = score, threshold, p_value; details = JSON explanation (topics grown/shrunk, examples).
+DRIFT_INPUT = "drift_input"
+DRIFT_OUTPUT = "drift_output"
