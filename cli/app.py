@@ -16,7 +16,7 @@ except ImportError:  # the thin SDK install has no CLI dependencies
 
 
 def _build() -> typer.Typer:
-    from llmsight.cli import db
+    from llmsight.cli import bench, db
 
     app = typer.Typer(
         name="llmsight",
@@ -42,6 +42,7 @@ def _build() -> typer.Typer:
             raise typer.Exit(0)
 
     app.add_typer(db.app, name="db")
+    app.add_typer(bench.app, name="bench")
     return app
 
 
