@@ -133,6 +133,55 @@ RETENTION_DAYS = _define("LLMSIGHT_RETENTION_DAYS", 90, _parse_positive_int,
                          "TTL of events, feedback and dead letters, in days.", "store")
 
 
+# -- Kafka security (SDK sink and collector source; the Helm chart sets these) --------------------
+# The names of kafka-python's own options, so that kafka_security_options() maps them one to one.
+_KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _parse_upper_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().upper()
+        if value not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+KAFKA_SECURITY_PROTOCOL = _define(
+    "LLMSIGHT_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _parse_upper_choice(*_KAFKA_PROTOCOLS),
+    "How clients talk to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+KAFKA_SASL_MECHANISM = _define(
+    "LLMSIGHT_KAFKA_SASL_MECHANISM", "", _parse_upper_choice(*_KAFKA_SASL_MECHANISMS),
+    "SASL mechanism with a SASL_* protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+KAFKA_SASL_USERNAME = _define("LLMSIGHT_KAFKA_SASL_USERNAME", "", lambda raw: raw.strip(),
+                              "SASL user name with a SASL_* protocol.")
+KAFKA_SASL_PASSWORD = _define("LLMSIGHT_KAFKA_SASL_PASSWORD", "", lambda raw: raw,
+                              "SASL password with a SASL_* protocol (keep it in a secret).")
+KAFKA_SSL_CAFILE = _define("LLMSIGHT_KAFKA_SSL_CAFILE", "", lambda raw: raw.strip(),
+                           "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); "
+                           "empty means the system trust store.")
+
+
+def kafka_security_options(*, strict: bool = False) -> dict[str, Any]:
+    """kafka-python keyword arguments for the ``LLMSIGHT_KAFKA_*`` security settings.
+
+    Empty for PLAINTEXT, so a local broker needs no configuration.
+    """
+    protocol = resolve(KAFKA_SECURITY_PROTOCOL, strict=strict)
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = resolve(KAFKA_SASL_MECHANISM, strict=strict) or "PLAIN"
+        options["sasl_plain_username"] = resolve(KAFKA_SASL_USERNAME, strict=strict)
+        options["sasl_plain_password"] = resolve(KAFKA_SASL_PASSWORD, strict=strict)
+    if protocol.endswith("SSL"):
+        cafile = resolve(KAFKA_SSL_CAFILE, strict=strict)
+        if cafile:
+            options["ssl_cafile"] = cafile
+    return options if protocol != "PLAINTEXT" else {}
+
+
 def resolve(setting: Setting, override: Any = None, *, strict: bool = False) -> Any:
     """Return the setting's value: ``override`` if given, else the environment, else the default.
 
