@@ -58,3 +58,4 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         raise RuntimeError(f"{SHARED_DATA} is missing: tests need ../shared/data beside the checkout")
     return SHARED_DATA
+from tests.kafka import kafka_broker  # noqa: E402,F401  (the session Kafka broker fixture)
