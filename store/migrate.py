@@ -13,6 +13,7 @@ from importlib import resources
 from typing import Any
 
 from llmsight import config
+from llmsight.store import cluster as cluster_sql
 
 log = logging.getLogger("llmsight.store")
 
@@ -41,24 +42,19 @@ def render(migration: Migration, database: str, *, ttl_days: int | None = None,
     """The statements of one migration, with its placeholders filled in."""
     ttl = ttl_days if ttl_days is not None else config.resolve(config.RETENTION_DAYS, strict=True)
     if cluster:
-        on_cluster = f"ON CLUSTER `{cluster}`"
-        zk = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-        engines = {
-            "replacing": f"ReplicatedReplacingMergeTree({zk})",
-            "merge_tree": f"ReplicatedMergeTree({zk})",
-            "replacing_versioned": "ReplicatedReplacingMergeTree",
-        }
+        # Replicated local tables behind Distributed ones; the rules live in store/cluster.py.
+        on_cluster = cluster_sql.on_cluster(cluster)
+        engines = cluster_sql.replicated_engines()
     else:
         on_cluster = ""
         engines = {"replacing": "ReplacingMergeTree", "merge_tree": "MergeTree",
                    "replacing_versioned": "ReplacingMergeTree"}
-    # Escape the ZooKeeper macros' braces before str.format sees them.
     sql = _strip_comments(migration.sql)
     filled = sql.format(db=f"`{database}`", ttl_days=int(ttl), on_cluster=on_cluster, **engines)
+    statements = [stmt.strip() for stmt in filled.split(";") if stmt.strip()]
     if cluster:
-        filled = filled.replace("ReplicatedReplacingMergeTree(computed_at)",
-                                f"ReplicatedReplacingMergeTree({zk}, computed_at)")
-    return [stmt.strip() for stmt in filled.split(";") if stmt.strip()]
+        return [out for stmt in statements for out in cluster_sql.distribute(stmt, cluster)]
+    return statements
 
 
 def _strip_comments(sql: str) -> str:
@@ -73,12 +69,16 @@ def applied_versions(client: Any) -> set[int]:
 def migrate(client: Any, *, ttl_days: int | None = None, cluster: str | None = None) -> list[str]:
     """Apply every migration not yet recorded; return the names applied (empty when up to date)."""
     database = client.database
-    on_cluster = f"ON CLUSTER `{cluster}`" if cluster else ""
-    client.command(
-        f"CREATE TABLE IF NOT EXISTS `{database}`.{MIGRATIONS_TABLE} {on_cluster} "
-        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = ReplacingMergeTree ORDER BY version"
-    )
+    if cluster:
+        # connect() created the database on one node only; every node needs it.
+        client.command(f"CREATE DATABASE IF NOT EXISTS `{database}` {cluster_sql.on_cluster(cluster)}")
+        client.command(cluster_sql.migrations_table_ddl(database, MIGRATIONS_TABLE, cluster))
+    else:
+        client.command(
+            f"CREATE TABLE IF NOT EXISTS `{database}`.{MIGRATIONS_TABLE}  "
+            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree ORDER BY version"
+        )
     done = applied_versions(client)
     applied = []
     for migration in load_migrations():
