@@ -122,6 +122,11 @@ SPOOL_FSYNC = _define("LLMSIGHT_SPOOL_FSYNC", "batch", _parse_choice("never", "b
                       "When the spool calls fsync: never, after each batch, or after each event.")
 PRICES = _define("LLMSIGHT_PRICES", "", lambda raw: raw.strip(),
                  "Path to a JSON file of per-model prices in USD per 1M tokens: {\"model\": [in, out]}.")
+SPILL_DIR = _define("LLMSIGHT_SPILL_DIR", "~/.llmsight/spill", _parse_str,
+                    "Where the Kafka sink spills events while the broker is unreachable (replayed when it returns).")
+KAFKA_COMPRESSION = _define("LLMSIGHT_KAFKA_COMPRESSION", "auto",
+                            _parse_choice("auto", "lz4", "gzip", "zstd", "snappy", "none"),
+                            "Kafka producer compression; auto picks lz4 when the lz4 package is installed, else gzip.")
 
 # -- Store ----------------------------------------------------------------------------------------
 CLICKHOUSE_URL = _define("LLMSIGHT_CLICKHOUSE_URL", "chdb://~/.llmsight/db", _parse_str,
@@ -182,6 +187,65 @@ def kafka_security_options(*, strict: bool = False) -> dict[str, Any]:
     return options if protocol != "PLAINTEXT" else {}
 
 
+# -- Analyzers: scheduler, alerts, notifications ---------------------------------------------------
+def _parse_port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a port number from 0 (off) to 65535")
+    return value
+
+
+def _parse_baseline(raw: str) -> str:
+    from datetime import datetime
+
+    value = raw.strip()
+    if not value:
+        return ""
+    start, sep, end = value.partition("/")
+    if not sep:
+        raise ValueError("expected START/END, two ISO 8601 UTC times such as 2026-11-01T00:00:00Z/2026-11-08T00:00:00Z")
+    first = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
+    last = datetime.fromisoformat(end.strip().replace("Z", "+00:00"))
+    if last <= first:
+        raise ValueError("the baseline's END must come after its START")
+    return value
+
+
+WINDOW_SECONDS = _define("LLMSIGHT_WINDOW_SECONDS", 60, _parse_positive_int,
+                         "Length of the scheduler's base window in seconds (stored as granularity 1m).", "analyzers")
+WINDOW_LAG_SECONDS = _define("LLMSIGHT_WINDOW_LAG_SECONDS", 20.0, _parse_positive_float,
+                             "How long after a window closes the scheduler waits for late events and feedback.",
+                             "analyzers")
+CATCHUP_WINDOWS = _define("LLMSIGHT_CATCHUP_WINDOWS", 60, _parse_positive_int,
+                          "Most missed base windows the scheduler computes after a pause or restart.", "analyzers")
+REFERENCE = _define("LLMSIGHT_REFERENCE", "trailing", _parse_choice("trailing", "baseline"),
+                    "What a window is compared with: the trailing period before it, or a fixed baseline.",
+                    "analyzers")
+REFERENCE_SECONDS = _define("LLMSIGHT_REFERENCE_SECONDS", 3600, _parse_positive_int,
+                            "Length of the trailing reference; with a fixed baseline and no LLMSIGHT_BASELINE, "
+                            "the baseline is the first this-many seconds of each feature's traffic.", "analyzers")
+BASELINE = _define("LLMSIGHT_BASELINE", "", _parse_baseline,
+                   "Fixed baseline period START/END (ISO 8601 UTC) when LLMSIGHT_REFERENCE=baseline.", "analyzers")
+SAMPLE_PER_WINDOW = _define("LLMSIGHT_SAMPLE_PER_WINDOW", 500, _parse_positive_int,
+                            "Most texts per window and segment that are embedded (deterministic sample).",
+                            "analyzers")
+DRIFT_MIN_N = _define("LLMSIGHT_DRIFT_MIN_N", 20, _parse_positive_int,
+                      "Fewest texts on each side for a drift test to run.", "analyzers")
+ANALYZERS_HTTP_PORT = _define("LLMSIGHT_ANALYZERS_HTTP_PORT", 9465, _parse_port,
+                              "Port of the analyzers' /healthz, /readyz and /metrics (0 turns it off).", "analyzers")
+RULES = _define("LLMSIGHT_RULES", "", lambda raw: raw.strip(),
+                "Path to a YAML file of alert rules; empty means the default rules shipped in the package.",
+                "analyzers")
+WEBHOOK_URL = _define("LLMSIGHT_WEBHOOK_URL", "", lambda raw: raw.strip(),
+                      "Generic JSON webhook that receives alert notifications (keep it in a secret).", "analyzers")
+WEBHOOK_TOKEN = _define("LLMSIGHT_WEBHOOK_TOKEN", "", lambda raw: raw.strip(),
+                        "Bearer token sent to LLMSIGHT_WEBHOOK_URL, if it needs one.", "analyzers")
+SLACK_WEBHOOK_URL = _define("LLMSIGHT_SLACK_WEBHOOK_URL", "", lambda raw: raw.strip(),
+                            "Slack incoming-webhook URL for alert notifications (keep it in a secret).", "analyzers")
+NOTIFY_MAX_ATTEMPTS = _define("LLMSIGHT_NOTIFY_MAX_ATTEMPTS", 6, _parse_positive_int,
+                              "Attempts per notification (exponential backoff between them).", "analyzers")
+
+
 def resolve(setting: Setting, override: Any = None, *, strict: bool = False) -> Any:
     """Return the setting's value: ``override`` if given, else the environment, else the default.
 
@@ -210,3 +274,14 @@ def _warn_once(key: str, message: str) -> None:
     if key not in _warned:
         _warned.add(key)
         log.warning("llmsight: %s", message)
+
+
+# -- Dashboard -------------------------------------------------------------------------------------
+DASHBOARD_PASSWORD = _define("LLMSIGHT_DASHBOARD_PASSWORD", "", lambda raw: raw,
+                             "Password of the dashboard (keep it in a secret); required when it listens beyond "
+                             "localhost unless Streamlit's OIDC login ([auth] in secrets.toml) is configured.",
+                             "dashboard")
+DASHBOARD_REFRESH_S = _define("LLMSIGHT_DASHBOARD_REFRESH_S", 30.0, _parse_positive_float,
+                              "Seconds between the dashboard's live refreshes.", "dashboard")
+DASHBOARD_CACHE_TTL_S = _define("LLMSIGHT_DASHBOARD_CACHE_TTL_S", 15.0, _parse_positive_float,
+                                "Seconds a dashboard query result is reused before it is run again.", "dashboard")

@@ -1,0 +1,333 @@
+"""Alert state: one state machine per (rule, segment), kept in the ``alerts`` table.
+
+The life of an alert::
+
+    ok/resolved ──breach──► pending ──`for` breaching windows──► firing ──`recover_for` clear windows──► resolved
+                  ▲            │ clear (flapping: never fired, nothing sent)   │ severity changes: escalated
+                  └────────────┘                                               │ still breaching: renotify
+                                                                               │ acknowledge: no more renotify
+
+:func:`step` is the pure transition function (unit-tested on its own). :class:`AlertEngine` does
+the I/O around it: it reads one window's metric rows, loads the current state of every alert
+from the table (the latest row per ``alert_id``; acknowledgements written by the dashboard or the
+CLI are therefore seen at once), writes a row for every change and hands notifications to the
+:class:`~llmsight.analyzers.notify.Notifier`, which never blocks.
+
+An alert's id is a hash of its rule and segment, so a (rule, segment) has one alert: that is the
+deduplication. The table is append-only; its rows are the alert's history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from llmsight.analyzers.alert_rules import SEGMENT_KEYS, Observation, Rule
+
+log = logging.getLogger("llmsight.analyzers.alerts")
+
+OK, PENDING, FIRING, RESOLVED = "ok", "pending", "firing", "resolved"
+# Transitions that are sent to the notification targets.
+NOTIFYING = {"firing", "escalated", "deescalated", "renotify", "resolved"}
+_HISTORY = 10
+ALERT_STATE_COLUMNS = [
+    "alert_id", "rule", "metric", "severity", "state", "service", "name", "model", "prompt_version",
+    "value", "threshold", "baseline", "p_value", "window_start", "evidence", "acked_by", "ack_note",
+    "changed_at", "transition", "granularity", "streak", "ok_streak", "fired_at", "notified_at", "acked_at",
+]
+
+
+def alert_id(rule: str, segment: dict[str, str]) -> str:
+    """The stable id of the one alert a (rule, segment) can have."""
+    key = "\x1f".join([rule, *(segment.get(k, "") for k in SEGMENT_KEYS)])
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class AlertState:
+    """The current state of one (rule, segment), as stored in its latest ``alerts`` row."""
+
+    alert_id: str
+    rule: str
+    metric: str
+    segment: dict[str, str]
+    state: str = OK
+    severity: str = ""
+    streak: int = 0
+    ok_streak: int = 0
+    window_start: datetime | None = None
+    fired_at: datetime | None = None
+    notified_at: datetime | None = None
+    acked_at: datetime | None = None
+    acked_by: str = ""
+    ack_note: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    baseline: float | None = None
+    p_value: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    granularity: str = "1m"
+
+
+def _threshold(rule: Rule, severity: str) -> float | None:
+    return rule.critical if severity == "critical" and rule.critical is not None else rule.warning
+
+
+def step(rule: Rule, state: AlertState, obs: Observation | None, window_start: datetime,
+         now: datetime) -> tuple[AlertState, str | None]:
+    """One window's transition of one alert: the new state and the transition's name, or None.
+
+    ``obs`` is None when the window has no row for the metric; an observation with fewer than
+    ``min_samples`` also counts as no data. A None transition means nothing changed.
+    """
+    if obs is None or obs.n < rule.min_samples:
+        if rule.no_data == "keep":
+            return state, None
+        # Silence raises a warning, and never lowers the severity of an alert already firing.
+        level = (state.severity if state.state == FIRING else "warning") if rule.no_data == "alert" else None
+        obs_fields: dict[str, Any] = {"value": None, "baseline": None, "p_value": None}
+        evidence_entry = {"window_start": _iso(window_start), "no_data": True, "n": obs.n if obs else 0}
+    else:
+        level = rule.judge(obs)
+        obs_fields = {"value": obs.value, "baseline": obs.baseline, "p_value": obs.p_value}
+        evidence_entry = {"window_start": _iso(window_start), "value": obs.value, "n": obs.n,
+                          "baseline": obs.baseline, "p_value": obs.p_value}
+    new = replace(state, window_start=window_start, **obs_fields)
+    if level is not None:
+        new.evidence = _evidence(state, obs, evidence_entry, fresh=state.state in (OK, RESOLVED))
+        new.threshold = _threshold(rule, level)
+        return _breaching(rule, state, new, level, now)
+    return _clear(rule, state, new)
+
+
+def _breaching(rule: Rule, old: AlertState, new: AlertState, level: str,
+               now: datetime) -> tuple[AlertState, str | None]:
+    new.ok_streak = 0
+    if old.state in (OK, RESOLVED, PENDING):
+        new.streak = old.streak + 1 if old.state == PENDING else 1
+        new.severity = level
+        if new.streak < rule.for_windows:
+            new.state = PENDING
+            return new, "pending"
+        new.state, new.fired_at, new.notified_at = FIRING, now, now
+        new.acked_by, new.ack_note, new.acked_at = "", "", None
+        return new, "firing"
+    # Already firing.
+    new.streak = old.streak + 1
+    if level != old.severity:
+        new.severity, new.notified_at = level, now
+        return new, "escalated" if level == "critical" else "deescalated"
+    due = (rule.renotify_s > 0 and not old.acked_by and old.notified_at is not None
+           and now - old.notified_at >= timedelta(seconds=rule.renotify_s))
+    if due:
+        new.notified_at = now
+        return new, "renotify"
+    if old.ok_streak:
+        return new, "breaching"  # a recovery was under way and broke off: record the reset
+    return old, None
+
+
+def _clear(rule: Rule, old: AlertState, new: AlertState) -> tuple[AlertState, str | None]:
+    if old.state == PENDING:
+        new.state, new.streak, new.severity = RESOLVED, 0, ""
+        return new, "cleared"  # never fired, so nothing is sent: flapping stays quiet
+    if old.state == FIRING:
+        new.ok_streak = old.ok_streak + 1
+        if new.ok_streak < rule.recover_windows:
+            new.severity, new.evidence, new.threshold = old.severity, old.evidence, old.threshold
+            return new, "recovering"
+        new.state, new.streak = RESOLVED, 0
+        new.severity, new.evidence, new.threshold = old.severity, old.evidence, old.threshold
+        new.acked_by, new.ack_note, new.acked_at = "", "", None
+        return new, "resolved"
+    return old, None
+
+
+def _evidence(old: AlertState, obs: Observation | None, entry: dict[str, Any], *, fresh: bool) -> dict[str, Any]:
+    """Evidence of a breach: the recent values, the baseline, the p-value and example traces."""
+    history = [] if fresh else list(old.evidence.get("history", []))
+    history = (history + [entry])[-_HISTORY:]
+    evidence: dict[str, Any] = {"history": history}
+    if obs is not None:
+        evidence.update(value=obs.value, n=obs.n, baseline=obs.baseline, p_value=obs.p_value,
+                        analyzer_threshold=obs.threshold)
+        for key, value in obs.details.items():
+            evidence.setdefault(key, value)  # examples, topics, rates with CIs...
+    elif not fresh:
+        for key in ("examples", "topics"):
+            if key in old.evidence:
+                evidence[key] = old.evidence[key]
+    return evidence
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def notification(rule: Rule, state: AlertState, transition: str) -> dict[str, Any]:
+    """The JSON a notification target receives (Slack gets a message built from it)."""
+    return {
+        "kind": transition, "alert_id": state.alert_id, "rule": rule.name, "metric": rule.metric,
+        "description": rule.description, "severity": state.severity, "state": state.state,
+        "segment": dict(state.segment), "value": state.value, "threshold": state.threshold,
+        "baseline": state.baseline, "p_value": state.p_value, "window_start": _iso(state.window_start),
+        "fired_at": _iso(state.fired_at), "evidence": state.evidence,
+    }
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+def load_states(client: Any) -> dict[str, AlertState]:
+    """The latest row of every alert, by id."""
+    columns = ", ".join(ALERT_STATE_COLUMNS)
+    result = client.query(
+        f"SELECT {columns} FROM alerts ORDER BY alert_id, changed_at DESC LIMIT 1 BY alert_id"
+    )
+    states = {}
+    for row in result.result_rows:
+        rec = dict(zip(ALERT_STATE_COLUMNS, row, strict=True))
+        states[rec["alert_id"]] = AlertState(
+            alert_id=rec["alert_id"], rule=rec["rule"], metric=rec["metric"],
+            segment={k: rec[k] for k in SEGMENT_KEYS}, state=rec["state"], severity=rec["severity"],
+            streak=int(rec["streak"]), ok_streak=int(rec["ok_streak"]), window_start=_utc(rec["window_start"]),
+            fired_at=_utc(rec["fired_at"]), notified_at=_utc(rec["notified_at"]), acked_at=_utc(rec["acked_at"]),
+            acked_by=rec["acked_by"], ack_note=rec["ack_note"], value=rec["value"], threshold=rec["threshold"],
+            baseline=rec["baseline"], p_value=rec["p_value"],
+            evidence=json.loads(rec["evidence"]) if rec["evidence"] else {}, granularity=rec["granularity"],
+        )
+    return states
+
+
+def write_states(client: Any, changes: list[tuple[AlertState, str]], now: datetime) -> None:
+    """Append one row per changed alert."""
+    if not changes:
+        return
+    rows = []
+    for offset, (st, transition) in enumerate(changes):
+        # Rows of one evaluation share a clock reading; a microsecond apart keeps their order exact.
+        changed_at = now + timedelta(microseconds=offset)
+        rows.append([
+            st.alert_id, st.rule, st.metric, st.severity, st.state,
+            *(st.segment.get(k, "") for k in SEGMENT_KEYS),
+            st.value, st.threshold, st.baseline, st.p_value,
+            st.window_start or now, json.dumps(st.evidence, default=str, ensure_ascii=False),
+            st.acked_by, st.ack_note, changed_at, transition, st.granularity, st.streak, st.ok_streak,
+            st.fired_at, st.notified_at, st.acked_at,
+        ])
+    client.insert("alerts", rows, column_names=ALERT_STATE_COLUMNS)
+
+
+def acknowledge(client: Any, alert: str, by: str, note: str = "", now: datetime | None = None) -> AlertState:
+    """Acknowledge a pending or firing alert: who, when, why. It stops re-notifications until it resolves."""
+    from llmsight.errors import LlmsightError
+
+    if not by.strip():
+        raise LlmsightError("an acknowledgement needs the name of who acknowledges")
+    state = load_states(client).get(alert)
+    if state is None or state.state not in (PENDING, FIRING):
+        raise LlmsightError(f"alert {alert!r} is not pending or firing, so there is nothing to acknowledge")
+    now = now or datetime.now(timezone.utc)
+    acked = replace(state, acked_by=by.strip(), ack_note=note, acked_at=now)
+    write_states(client, [(acked, "ack")], now)
+    log.info("alerts: %s (%s) acknowledged by %s", alert, state.rule, by)
+    return acked
+
+
+def fired_alerts(client: Any) -> list[dict[str, Any]]:
+    """Every alert that reached firing: rule, metric, highest severity, segment, first fired_at (oldest first)."""
+    result = client.query(
+        "SELECT alert_id, rule, metric, service, name, model, prompt_version, "
+        "min(fired_at) AS first_fired, groupArray(severity) AS severities "
+        "FROM alerts WHERE transition IN ('firing', 'escalated') AND fired_at IS NOT NULL "
+        "GROUP BY alert_id, rule, metric, service, name, model, prompt_version ORDER BY first_fired, rule"
+    )
+    out = []
+    for alert, rule, metric, service, name, model, version, first, severities in result.result_rows:
+        out.append({
+            "alert_id": alert, "rule": rule, "metric": metric,
+            "severity": "critical" if "critical" in severities else "warning",
+            "segment": {"service": service, "name": name, "model": model, "prompt_version": version},
+            "fired_at": _iso(_utc(first)),
+        })
+    return out
+
+
+# -- the engine --------------------------------------------------------------------------------------
+
+class AlertEngine:
+    """Evaluates every rule on one window's metric rows, records the changes and notifies."""
+
+    def __init__(self, client: Any, rules: list[Rule], notifier: Any = None) -> None:
+        self.client = client
+        self.rules = rules
+        self.notifier = notifier
+        self.transitions = 0
+
+    def evaluate(self, window_start: datetime, metrics: list[dict[str, Any]], granularity: str = "1m",
+                 now: datetime | None = None) -> list[tuple[AlertState, str]]:
+        """Apply the rules of ``granularity`` to this window's metric rows; returns the changes made."""
+        now = now or datetime.now(timezone.utc)
+        states = load_states(self.client)
+        by_metric: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
+        segments: dict[tuple[str, ...], dict[str, str]] = {}
+        for row in metrics:
+            key = tuple(row[k] for k in SEGMENT_KEYS)
+            segments[key] = {k: row[k] for k in SEGMENT_KEYS}
+            by_metric.setdefault(row["metric"], {})[key] = row
+        changes: list[tuple[AlertState, str]] = []
+        for rule in self.rules:
+            if rule.granularity != granularity:
+                continue
+            candidates = dict(segments)
+            for st in states.values():  # segments that went silent still get their no-data step
+                if st.rule == rule.name and st.state in (PENDING, FIRING):
+                    candidates.setdefault(tuple(st.segment.get(k, "") for k in SEGMENT_KEYS), st.segment)
+            for key, segment in sorted(candidates.items()):
+                if not rule.matches(segment):
+                    continue
+                ident = alert_id(rule.name, segment)
+                old = states.get(ident) or AlertState(ident, rule.name, rule.metric, dict(segment),
+                                                      granularity=granularity)
+                if old.window_start is not None and old.window_start >= window_start:
+                    continue  # this window was already evaluated (a rerun must not count it twice)
+                row = by_metric.get(rule.metric, {}).get(key)
+                obs = None if row is None else Observation(
+                    value=float(row["value"]), n=int(row["n"]), baseline=row.get("baseline"),
+                    p_value=row.get("p_value"), threshold=row.get("threshold"),
+                    details=_details(row.get("details")))
+                new, transition = step(rule, old, obs, window_start, now)
+                if transition is None:
+                    continue
+                changes.append((new, transition))
+                if transition in NOTIFYING and (transition != "resolved" or rule.send_recovery):
+                    log.info("alerts: %s %s (%s) on %s: value %s", rule.name, transition, new.severity,
+                             "/".join(segment.values()), new.value)
+                    if self.notifier is not None:
+                        self.notifier.send(notification(rule, new, transition))
+        write_states(self.client, changes, now)
+        self.transitions += len(changes)
+        return changes
+
+
+def _details(raw: Any) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
