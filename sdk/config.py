@@ -169,6 +169,36 @@ KAFKA_SSL_CAFILE = _define("LLMSIGHT_KAFKA_SSL_CAFILE", "", lambda raw: raw.stri
                            "empty means the system trust store.")
 
 
+# -- Collector (llmsight.collector; `llmsight collector`, and the collector thread of `llmsight up`) --
+def _parse_port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("expected a TCP port from 0 to 65535 (0 turns it off)")
+    return value
+
+
+COLLECTOR_BATCH_EVENTS = _define("LLMSIGHT_COLLECTOR_BATCH_EVENTS", 5000, _parse_positive_int,
+                                 "Messages per insert at most (a batch closes at this count, time or size).",
+                                 "collector")
+COLLECTOR_BATCH_SECONDS = _define("LLMSIGHT_COLLECTOR_BATCH_SECONDS", 1.0, _parse_positive_float,
+                                  "Longest a message waits in the collector before its batch is inserted.",
+                                  "collector")
+COLLECTOR_BATCH_BYTES = _define("LLMSIGHT_COLLECTOR_BATCH_BYTES", 8 * 1024 * 1024, _parse_positive_int,
+                                "Raw bytes per insert at most; bounds the collector's memory.", "collector")
+COLLECTOR_MAX_MESSAGE_BYTES = _define("LLMSIGHT_COLLECTOR_MAX_MESSAGE_BYTES", 1024 * 1024, _parse_positive_int,
+                                      "Larger messages go to dead_letters (their first bytes are kept).",
+                                      "collector")
+COLLECTOR_GROUP = _define("LLMSIGHT_COLLECTOR_GROUP", "llmsight-collector", _parse_str,
+                          "Kafka consumer group: collectors in one group share the topic's partitions.",
+                          "collector")
+COLLECTOR_HTTP_PORT = _define("LLMSIGHT_COLLECTOR_HTTP_PORT", 9464, _parse_port,
+                              "Port of the collector's /metrics, /healthz and /readyz (0 turns it off).",
+                              "collector")
+COLLECTOR_RETRY_MAX_S = _define("LLMSIGHT_COLLECTOR_RETRY_MAX_S", 30.0, _parse_positive_float,
+                                "Longest pause between insert retries while the store is unreachable.",
+                                "collector")
+
+
 def kafka_security_options(*, strict: bool = False) -> dict[str, Any]:
     """kafka-python keyword arguments for the ``LLMSIGHT_KAFKA_*`` security settings.
 
