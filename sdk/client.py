@@ -1,0 +1,350 @@
+"""The SDK's state: configuration, event building, and the lifecycle (init, flush, shutdown, fork, exit).
+
+There is one :class:`Client` per process, held in :data:`_state`. ``init()`` builds it from
+arguments, then ``LLMSIGHT_*`` environment variables, then defaults; without ``init()`` the first
+monitored call builds it from the environment alone. ``LLMSIGHT_DISABLED`` (or
+``init(disabled=True)``) leaves monitored functions running untouched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llmsight import config
+from llmsight.extract import input_text, model_of, output_text, stream_summary, usage_of
+from llmsight.guard import guard, internal_error
+from llmsight.pricing import PriceTable, load_prices
+from llmsight.redact import redact as default_redact
+from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
+from llmsight.serialize import clean_text, encode_line, iso_utc, json_value, safe_repr, uuid_text
+from llmsight.sinks import FileSink, Sink, make_sink
+from llmsight.tracing import CallContext, reseed
+from llmsight.worker import Worker
+
+log = logging.getLogger("llmsight")
+
+_REDACT_SLACK = 256  # redact a little past the cut so a secret is not half-kept at the boundary
+
+
+class CallMeta:
+    """What the decorator knows about a function before it is ever called."""
+
+    __slots__ = ("name", "model", "prompt_version", "tags", "params", "skip_self")
+
+    def __init__(self, name: str, model: str | None, prompt_version: str | None, tags: dict[str, str],
+                 params: tuple[str, ...], skip_self: bool) -> None:
+        self.name = name
+        self.model = model
+        self.prompt_version = prompt_version
+        self.tags = tags
+        self.params = params
+        self.skip_self = skip_self
+
+
+class Client:
+    """Settings plus the worker; builds events from the records monitored calls leave behind."""
+
+    def __init__(self, *, sink: Sink, sink_url: str, service: str, environment: str, sample_rate: float,
+                 redactor: Callable[[str], str] | None, prices: PriceTable, max_text_chars: int,
+                 queue_size: int, batch_size: int, flush_interval: float) -> None:
+        self.sink_url = sink_url
+        self.service = service
+        self.environment = environment
+        self.sample_rate = sample_rate
+        self.redactor = redactor
+        self.prices = prices
+        self.max_text_chars = max_text_chars
+        self.worker = Worker(sink, self.build, queue_size=queue_size, batch_size=batch_size,
+                             flush_interval=flush_interval)
+        self._sample_rng = random.Random()
+
+    def sampled(self) -> bool:
+        rate = self.sample_rate
+        return rate >= 1.0 or (rate > 0.0 and self._sample_rng.random() < rate)
+
+    # -- building events (worker thread) ------------------------------------------------------------
+
+    def _text(self, text: str | None) -> tuple[str | None, bool]:
+        """Clean, redact and cut one text field; returns (text, truncated)."""
+        if text is None:
+            return None, False
+        limit = self.max_text_chars
+        truncated = len(text) > limit
+        if truncated:
+            text = text[: limit + _REDACT_SLACK]
+        text = clean_text(text)
+        if self.redactor is not None:
+            try:
+                redacted = self.redactor(text)
+                text = redacted if isinstance(redacted, str) else clean_text(safe_repr(redacted))
+            except Exception as exc:
+                internal_error("the redact function", exc)
+                return "[redaction failed]", truncated  # never ship text we were told to redact
+        if len(text) > limit:
+            text, truncated = text[:limit], True
+        return text, truncated
+
+    def build(self, record: Any) -> tuple[str, bytes] | None:
+        if record[0] == FEEDBACK:
+            return self._build_feedback(record[1])
+        (_, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns, ttft_ns, ctx) = record
+        budget = self.max_text_chars + _REDACT_SLACK
+        raw_input = input_text(meta.params, meta.skip_self, args, kwargs, budget)
+        if chunks is not None:
+            raw_output, tokens_in, tokens_out, found_model = stream_summary(chunks, budget)
+        else:
+            raw_output = output_text(result, budget) if exc is None else None
+            tokens_in, tokens_out = usage_of(result)
+            found_model = model_of(result)
+        model = meta.model or found_model
+        if model is None and isinstance(kwargs.get("model"), str):
+            model = kwargs["model"]
+        error = error_type = None
+        if exc is not None:
+            error_type = type(exc).__name__
+            error = f"{error_type}: {exception_text(exc)}"
+        text_in, cut_in = self._text(raw_input)
+        text_out, cut_out = self._text(raw_output)
+        text_err, cut_err = self._text(error)
+        tags = dict(ctx.tags) if ctx is not None else {}
+        tags.update(meta.tags)
+        trace_id = uuid_text(span.trace)
+        metadata = None
+        if chunks is not None:
+            metadata = {"stream": True, "chunks": len(chunks)}
+        event = {
+            "type": LLM_CALL,
+            "schema_version": SCHEMA_VERSION,
+            "event_id": uuid_text(span.event),
+            "trace_id": trace_id,
+            "parent_id": uuid_text(span.parent) if span.parent else None,
+            "ts": iso_utc(t_wall),
+            "service": self.service,
+            "environment": self.environment,
+            "name": meta.name,
+            "model": model,
+            "prompt_version": meta.prompt_version,
+            "input": text_in,
+            "output": text_out,
+            "error": text_err,
+            "error_type": error_type,
+            "latency_ms": latency_ns / 1e6,
+            "ttft_ms": None if ttft_ns is None else ttft_ns / 1e6,
+            "tokens_in": tokens_in,
+            "tokens_out": tokens_out,
+            "cost_usd": self.prices.cost(model, tokens_in, tokens_out),
+            "user_id": ctx.user_id if ctx is not None else None,
+            "session_id": ctx.session_id if ctx is not None else None,
+            "tags": {clean_text(k): clean_text(v) for k, v in tags.items()},
+            "metadata": metadata,
+            "truncated": cut_in or cut_out or cut_err,
+        }
+        return trace_id, encode_line(event)
+
+    def _build_feedback(self, fields: dict[str, Any]) -> tuple[str, bytes]:
+        comment, _ = self._text(fields["comment"])
+        edited, _ = self._text(fields["edited_output"])
+        event = {
+            "type": FEEDBACK,
+            "schema_version": SCHEMA_VERSION,
+            "event_id": uuid_text(fields["event"]),
+            "trace_id": fields["trace_id"],
+            "ts": iso_utc(fields["t_wall"]),
+            "accepted": fields["accepted"],
+            "score": json_value(fields["score"]),
+            "comment": comment,
+            "edited_output": edited,
+            "user_id": fields["user_id"],
+        }
+        return fields["trace_id"], encode_line(event)
+
+
+def exception_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # a broken __str__
+        return safe_repr(exc)
+
+
+class _State:
+    """The process's client, created by ``init()`` or lazily by the first monitored call."""
+
+    def __init__(self) -> None:
+        self.client: Client | None = None
+        self.disabled = False  # LLMSIGHT_DISABLED / init(disabled=True), or after shutdown()
+        self.configured = False
+        self.lock = threading.Lock()
+        self.atexit_registered = False
+
+
+_state = _State()
+
+
+def _redactor(redact: Any) -> Callable[[str], str] | None:
+    if redact is False:
+        return None
+    if callable(redact):
+        return redact  # type: ignore[no-any-return]
+    if redact is None:
+        return default_redact if config.resolve(config.REDACT) else None
+    return default_redact
+
+
+def configure(
+    sink: str | Sink | None = None,
+    service: str | None = None,
+    environment: str | None = None,
+    sample_rate: float | None = None,
+    redact: bool | Callable[[str], str] | None = None,
+    *,
+    prices: Mapping[str, Any] | None = None,
+    max_text_chars: int | None = None,
+    queue_size: int | None = None,
+    batch_size: int | None = None,
+    flush_interval: float | None = None,
+    disabled: bool | None = None,
+) -> None:
+    """The body of ``llmsight.init`` (documented there)."""
+    previous = _state.client
+    if previous is not None:
+        with guard("shutting down the previous client"):
+            previous.worker.shutdown(2.0)
+    _state.client = None
+    _state.configured = True
+    _state.disabled = bool(config.resolve(config.DISABLED, disabled))
+    if _state.disabled:
+        log.info("llmsight: disabled; monitored functions run untouched")
+        return
+    segment_bytes = config.resolve(config.SPOOL_SEGMENT_BYTES)
+    fsync = config.resolve(config.SPOOL_FSYNC)
+    sink_url = "<object>"
+    sink_obj: Sink
+    if isinstance(sink, Sink):
+        sink_obj = sink
+    else:
+        sink_url = str(config.resolve(config.SINK, sink))
+        try:
+            sink_obj = make_sink(sink_url, segment_bytes=segment_bytes, fsync=fsync,
+                                 spill_dir=config.resolve(config.SPILL_DIR),
+                                 spill_max_bytes=config.resolve(config.SPILL_MAX_BYTES))
+        except Exception as exc:
+            default = str(config.SINK.default)
+            log.warning("llmsight: cannot use sink %r (%s); writing to the default spool %s instead",
+                        sink_url, exc, default)
+            sink_url = default
+            sink_obj = FileSink(os.path.expanduser(default[len("file://"):]), segment_bytes, fsync)
+    rate = config.resolve(config.SAMPLE_RATE, sample_rate)
+    if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
+        log.warning("llmsight: sample_rate=%r is not between 0 and 1; using 1.0", rate)
+        rate = 1.0
+    _state.client = Client(
+        sink=sink_obj,
+        sink_url=sink_url,
+        service=str(config.resolve(config.SERVICE, service)),
+        environment=str(config.resolve(config.ENVIRONMENT, environment)),
+        sample_rate=float(rate),
+        redactor=_redactor(redact),
+        prices=load_prices(config.resolve(config.PRICES), prices),
+        max_text_chars=_positive(config.resolve(config.MAX_TEXT_CHARS, max_text_chars), config.MAX_TEXT_CHARS),
+        queue_size=_positive(config.resolve(config.QUEUE_SIZE, queue_size), config.QUEUE_SIZE),
+        batch_size=_positive(config.resolve(config.BATCH_SIZE, batch_size), config.BATCH_SIZE),
+        flush_interval=_positive(config.resolve(config.FLUSH_INTERVAL_S, flush_interval), config.FLUSH_INTERVAL_S),
+    )
+    if not _state.atexit_registered:
+        atexit.register(_at_exit)
+        _state.atexit_registered = True
+    log.debug("llmsight: configured, sink %s", sink_url)
+
+
+def _positive(value: Any, setting: config.Setting) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        log.warning("llmsight: %s=%r must be above 0; using %r", setting.name, value, setting.default)
+        return setting.default
+    return value
+
+
+def active_client() -> Client | None:
+    """The client, configuring from the environment on first use; None when disabled or shut down."""
+    client = _state.client
+    if client is not None:
+        return client
+    if _state.configured:
+        return None
+    with _state.lock:
+        if not _state.configured:
+            try:
+                configure()
+            except Exception as exc:
+                internal_error("configuring from the environment", exc)
+                _state.configured, _state.disabled = True, True
+    return _state.client
+
+
+def submit_feedback(trace_id: str, accepted: bool | None, score: float | None, comment: str | None,
+                    edited_output: str | None, user_id: str | None) -> None:
+    client = active_client()
+    if client is None:
+        return
+    from llmsight.tracing import new_id
+
+    client.worker.submit((FEEDBACK, {
+        "event": new_id(128),
+        "trace_id": clean_text(str(trace_id)),
+        "t_wall": time.time(),
+        "accepted": None if accepted is None else bool(accepted),
+        "score": score,
+        "comment": None if comment is None else str(comment),
+        "edited_output": None if edited_output is None else str(edited_output),
+        "user_id": None if user_id is None else str(user_id),
+    }))
+
+
+def flush(timeout: float) -> bool:
+    client = _state.client
+    return True if client is None else client.worker.flush(timeout)
+
+
+def shutdown(timeout: float) -> bool:
+    client = _state.client
+    _state.client = None
+    _state.configured = True  # later monitored calls run untouched until init() is called again
+    return True if client is None else client.worker.shutdown(timeout)
+
+
+def stats() -> dict[str, int]:
+    client = _state.client
+    if client is None:
+        return {"sent": 0, "dropped": 0, "spilled": 0, "failed": 0}
+    return client.worker.counters()
+
+
+def _at_exit() -> None:
+    with guard("flushing at exit"):
+        client = _state.client
+        if client is not None:
+            timeout = config.resolve(config.EXIT_TIMEOUT_S)
+            if not client.worker.shutdown(timeout):
+                log.warning("llmsight: exit flush did not finish within %.1f s; %s", timeout, client.worker.counters())
+
+
+def _after_fork_in_child() -> None:
+    with guard("resetting after fork"):
+        reseed()
+        _state.lock = threading.Lock()
+        client = _state.client
+        if client is not None:
+            client._sample_rng.seed()
+            client.worker.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+__all__ = ["CallContext", "CallMeta", "Client", "active_client", "configure", "flush", "shutdown", "stats"]

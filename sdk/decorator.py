@@ -1,0 +1,311 @@
+"""``@llmsight.monitor``: record each call of a function, whatever kind of function it is.
+
+Used bare (``@monitor``) or with arguments (``@monitor(name=..., model=..., prompt_version=...,
+tags=...)``) on sync functions, async functions, generators and async generators (streaming:
+the output is assembled from the chunks and the time to first token recorded), and on methods.
+
+On the host's call path the wrapper only takes ids and timestamps and queues a small record;
+everything else (input and output text, token usage, cost, redaction, JSON) is done by the
+worker thread. Lists and dicts passed as arguments are copied shallowly first, so a chat
+history appended to after the call is recorded as it was at the call. The host's exception is
+recorded and re-raised unchanged; a failure inside llmsight never reaches the host.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Mapping
+from typing import Any, TypeVar, overload
+
+from llmsight.client import CallMeta, Client, active_client
+from llmsight.guard import internal_error
+from llmsight.schema import LLM_CALL
+from llmsight.tracing import CURRENT_CONTEXT, CURRENT_SPAN, LAST_TRACE, Span, new_id, normalise_tags
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_now = time.time
+_clock = time.perf_counter_ns
+_MUTABLE = (list, dict)
+
+
+def _copy_mutable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    for value in args:
+        if type(value) in _MUTABLE:
+            args = tuple(v.copy() if type(v) in _MUTABLE else v for v in args)
+            break
+    for value in kwargs.values():
+        if type(value) in _MUTABLE:
+            kwargs = {k: (v.copy() if type(v) in _MUTABLE else v) for k, v in kwargs.items()}
+            break
+    return args, kwargs
+
+
+def _open_span(client: Client) -> tuple[Span, Span | None]:
+    parent = CURRENT_SPAN.get()
+    if parent is None:
+        return Span(new_id(128), new_id(128), 0, client.sampled()), None
+    return Span(parent.trace, new_id(128), parent.event, parent.sampled), parent
+
+
+def _record(client: Client, meta: CallMeta, span: Span, args: tuple[Any, ...], kwargs: dict[str, Any],
+            result: Any, chunks: list[Any] | None, exc: BaseException | None, t_wall: float,
+            latency_ns: int, ttft_ns: int | None) -> None:
+    try:
+        client.worker.submit((LLM_CALL, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns,
+                              ttft_ns, CURRENT_CONTEXT.get()))
+    except Exception as error:
+        internal_error("queueing an event", error)
+
+
+def _meta_for(fn: Callable[..., Any], name: str | None, model: str | None, prompt_version: str | None,
+              tags: Mapping[str, Any] | Iterable[str] | None) -> CallMeta:
+    try:
+        params = tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = ()
+    return CallMeta(
+        name=name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or "call",
+        model=model,
+        prompt_version=prompt_version,
+        tags=normalise_tags(tags),
+        params=params,
+        skip_self=bool(params) and params[0] in ("self", "cls"),
+    )
+
+
+def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            client = active_client()
+            if client is not None:
+                span, parent = _open_span(client)
+                if span.sampled:
+                    args, kwargs = _copy_mutable(args, kwargs)
+        except Exception as error:
+            internal_error("starting a monitored call", error)
+            client = None
+        if client is None:  # before init, disabled, or llmsight failed: the plain call
+            return fn(*args, **kwargs)
+        token = CURRENT_SPAN.set(span)
+        t_wall = _now()
+        start = _clock()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            latency = _clock() - start
+            CURRENT_SPAN.reset(token)
+            if parent is None:
+                LAST_TRACE.set(span.trace)
+            if span.sampled:
+                _record(client, meta, span, args, kwargs, None, None, exc, t_wall, latency, None)
+            raise
+        latency = _clock() - start
+        CURRENT_SPAN.reset(token)
+        if parent is None:
+            LAST_TRACE.set(span.trace)
+        if span.sampled:
+            _record(client, meta, span, args, kwargs, result, None, None, t_wall, latency, None)
+        return result
+
+    return wrapper
+
+
+def _wrap_coroutine(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            client = active_client()
+            if client is not None:
+                span, parent = _open_span(client)
+                if span.sampled:
+                    args, kwargs = _copy_mutable(args, kwargs)
+        except Exception as error:
+            internal_error("starting a monitored call", error)
+            client = None
+        if client is None:  # before init, disabled, or llmsight failed: the plain call
+            return await fn(*args, **kwargs)
+        token = CURRENT_SPAN.set(span)
+        t_wall = _now()
+        start = _clock()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            latency = _clock() - start
+            CURRENT_SPAN.reset(token)
+            if parent is None:
+                LAST_TRACE.set(span.trace)
+            if span.sampled:
+                _record(client, meta, span, args, kwargs, None, None, exc, t_wall, latency, None)
+            raise
+        latency = _clock() - start
+        CURRENT_SPAN.reset(token)
+        if parent is None:
+            LAST_TRACE.set(span.trace)
+        if span.sampled:
+            _record(client, meta, span, args, kwargs, result, None, None, t_wall, latency, None)
+        return result
+
+    return wrapper
+
+
+def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
+    # The span is set around each step only (not across yields): the consumer's code between
+    # chunks is not part of this call, and a token must be reset in the context that set it.
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        try:
+            client = active_client()
+            if client is not None:
+                span, parent = _open_span(client)
+                if span.sampled:
+                    args, kwargs = _copy_mutable(args, kwargs)
+        except Exception as error:
+            internal_error("starting a monitored call", error)
+            client = None
+        if client is None:
+            return (yield from fn(*args, **kwargs))
+        chunks: list[Any] = []
+        ttft: int | None = None
+        t_wall = _now()
+        start = _clock()
+        gen = fn(*args, **kwargs)
+        step: Callable[[Any], Any] = gen.send
+        value: Any = None
+        while True:
+            token = CURRENT_SPAN.set(span)
+            try:
+                chunk = step(value)
+            except StopIteration as stop:
+                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                return stop.value
+            except BaseException as exc:
+                _finish_stream(client, meta, span, parent, args, kwargs, chunks, exc, t_wall, start, ttft)
+                raise
+            finally:
+                CURRENT_SPAN.reset(token)
+            if ttft is None:
+                ttft = _clock() - start
+            chunks.append(chunk)
+            try:
+                value = yield chunk
+                step = gen.send
+            except GeneratorExit:  # the consumer stopped early: record what was streamed so far
+                gen.close()
+                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                raise
+            except BaseException as exc:
+                step, value = gen.throw, exc
+
+    return wrapper
+
+
+def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        try:
+            client = active_client()
+            if client is not None:
+                span, parent = _open_span(client)
+                if span.sampled:
+                    args, kwargs = _copy_mutable(args, kwargs)
+        except Exception as error:
+            internal_error("starting a monitored call", error)
+            client = None
+        if client is None:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        chunks: list[Any] = []
+        ttft: int | None = None
+        t_wall = _now()
+        start = _clock()
+        agen = fn(*args, **kwargs)
+        step: Callable[[Any], Any] = agen.asend
+        value: Any = None
+        while True:
+            token = CURRENT_SPAN.set(span)
+            try:
+                chunk = await step(value)
+            except StopAsyncIteration:
+                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                return
+            except BaseException as exc:
+                _finish_stream(client, meta, span, parent, args, kwargs, chunks, exc, t_wall, start, ttft)
+                raise
+            finally:
+                CURRENT_SPAN.reset(token)
+            if ttft is None:
+                ttft = _clock() - start
+            chunks.append(chunk)
+            try:
+                value = yield chunk
+                step = agen.asend
+            except GeneratorExit:
+                await agen.aclose()
+                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                raise
+            except BaseException as exc:
+                step, value = agen.athrow, exc
+
+    return wrapper
+
+
+def _finish_stream(client: Client, meta: CallMeta, span: Span, parent: Span | None, args: tuple[Any, ...],
+                   kwargs: dict[str, Any], chunks: list[Any], exc: BaseException | None, t_wall: float,
+                   start: int, ttft: int | None) -> None:
+    latency = _clock() - start
+    if parent is None:
+        LAST_TRACE.set(span.trace)
+    if span.sampled:
+        _record(client, meta, span, args, kwargs, None, chunks, exc, t_wall, latency, ttft)
+
+
+def _wrap(fn: Any, meta_args: tuple[str | None, str | None, str | None, Any]) -> Any:
+    if isinstance(fn, (classmethod, staticmethod)):
+        return type(fn)(_wrap(fn.__func__, meta_args))
+    meta = _meta_for(fn, *meta_args)
+    if inspect.isasyncgenfunction(fn):
+        return _wrap_async_generator(fn, meta)
+    if inspect.isgeneratorfunction(fn):
+        return _wrap_generator(fn, meta)
+    if inspect.iscoroutinefunction(fn):
+        return _wrap_coroutine(fn, meta)
+    return _wrap_function(fn, meta)
+
+
+@overload
+def monitor(fn: F) -> F: ...
+
+
+@overload
+def monitor(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    prompt_version: str | None = None,
+    tags: Mapping[str, Any] | Iterable[str] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def monitor(
+    fn: Any = None,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    prompt_version: str | None = None,
+    tags: Mapping[str, Any] | Iterable[str] | None = None,
+) -> Any:
+    """Record every call of the decorated function as an ``llm_call`` event.
+
+    ``name`` defaults to the function's qualified name; ``model`` defaults to the ``model`` the
+    response reports (or a ``model=`` keyword argument); ``tags`` are added to the context's.
+    """
+    meta_args = (name, model, prompt_version, tags)
+    if fn is not None:
+        return _wrap(fn, meta_args)
+    return lambda f: _wrap(f, meta_args)

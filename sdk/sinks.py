@@ -1,0 +1,158 @@
+"""Where the worker sends encoded events: the ``file://`` spool, Kafka, or memory (for tests).
+
+A sink receives batches of ``(key, line)`` pairs (the key is the trace id, the line one encoded
+event ending in ``"\\n"``) in the worker thread only, never in the caller's thread. It counts
+what it did in the shared :class:`Stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from llmsight.errors import SinkError
+from llmsight.spool import SpoolWriter
+
+log = logging.getLogger("llmsight")
+
+Batch = list[tuple[str, bytes]]
+
+# CPython lets a busy thread keep the GIL for the 5 ms switch interval; the SDK's threads give it
+# back much sooner so a host thread never waits long behind event building or Kafka sends.
+YIELD_AFTER_S = 0.0004
+YIELD_SLEEP_S = 0.00005
+
+
+class Pacer:
+    """Call :meth:`tick` inside long loops: it sleeps briefly once ``YIELD_AFTER_S`` of work has passed."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    def tick(self) -> None:
+        if time.perf_counter() - self._since > YIELD_AFTER_S:
+            time.sleep(YIELD_SLEEP_S)  # a real sleep: releasing the GIL for 0 s hands nothing over
+            self._since = time.perf_counter()
+
+    def restart(self) -> None:
+        self._since = time.perf_counter()
+
+
+class Stats:
+    """The counters behind ``llmsight.stats()``; incremented from the worker and Kafka's I/O thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = 0  # events handed to their destination (spool written, or acknowledged by Kafka)
+        self.dropped = 0  # events discarded: queue full, or oldest spill data removed by the byte cap
+        self.spilled = 0  # events written to the local spill spool while Kafka was unreachable
+        self.failed = 0  # events that could not be built or written anywhere
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"sent": self.sent, "dropped": self.dropped, "spilled": self.spilled, "failed": self.failed}
+
+
+class Sink:
+    """Base class: override :meth:`send`; the rest are no-ops by default."""
+
+    def send(self, batch: Batch, stats: Stats) -> None:
+        raise NotImplementedError
+
+    def tick(self, stats: Stats) -> None:
+        """Called by the worker each time it wakes, after sending (retries, replays, health checks)."""
+
+    def flush(self, timeout: float, stats: Stats) -> bool:
+        """Make everything sent so far durable or delivered; True if done within ``timeout``."""
+        return True
+
+    def close(self, timeout: float, stats: Stats) -> None:
+        """Flush and release resources; the sink is not used again."""
+
+    def after_fork(self) -> None:
+        """Forget state inherited from the parent (open files, connections) without touching it."""
+
+
+class FileSink(Sink):
+    """The ``file://`` spool sink (see :mod:`llmsight.spool` for the format)."""
+
+    def __init__(self, directory: str, segment_bytes: int, fsync: str) -> None:
+        self.writer = SpoolWriter(directory, segment_bytes, fsync)
+
+    def send(self, batch: Batch, stats: Stats) -> None:
+        try:
+            self.writer.write([line for _, line in batch])
+        except OSError as exc:
+            stats.add(failed=len(batch))
+            log.warning("llmsight: spool write to %s failed, %d events lost: %s", self.writer.directory, len(batch), exc)
+            return
+        stats.add(sent=len(batch))
+
+    def close(self, timeout: float, stats: Stats) -> None:
+        self.writer.close()
+
+    def after_fork(self) -> None:
+        self.writer.forget()
+
+
+class MemorySink(Sink):
+    """Keeps decoded events in ``self.events`` (for tests, like OpenTelemetry's InMemorySpanExporter)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.lines: list[bytes] = []
+        self.keys: list[str] = []
+
+    def send(self, batch: Batch, stats: Stats) -> None:
+        for key, line in batch:
+            self.keys.append(key)
+            self.lines.append(line)
+            self.events.append(json.loads(line))
+        stats.add(sent=len(batch))
+
+
+def spool_path(url: str) -> str:
+    """The directory of a ``file://`` URL: ``file://~/x`` and ``file:///abs/x`` both work."""
+    rest = url[len("file://"):]
+    if not rest:
+        raise SinkError(f"sink URL {url!r} has no path; expected file:///path/to/spool")
+    return os.path.expanduser(unquote(rest))
+
+
+def parse_kafka_url(url: str) -> tuple[list[str], str]:
+    """(bootstrap servers, topic) of ``kafka://host:9092[,host2:9092]/topic``."""
+    parts = urlsplit(url)
+    servers = [s.strip() for s in parts.netloc.split(",") if s.strip()]
+    topic = parts.path.strip("/")
+    if not servers or not topic:
+        raise SinkError(f"sink URL {url!r} must look like kafka://host:9092[,host2:9092]/topic")
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            raise SinkError(f"sink URL {url!r}: {server!r} must be host:port")
+    return servers, topic
+
+
+def make_sink(url: str, *, segment_bytes: int, fsync: str, spill_dir: str, spill_max_bytes: int) -> Sink:
+    """Build the sink for a URL; raises :class:`SinkError` for a malformed one (init falls back)."""
+    if url.startswith("file://"):
+        return FileSink(spool_path(url), segment_bytes, fsync)
+    if url.startswith("kafka://"):
+        from llmsight.kafka_sink import KafkaSink
+
+        servers, topic = parse_kafka_url(url)
+        return KafkaSink(servers, topic, spill_dir=spill_dir, spill_max_bytes=spill_max_bytes,
+                         segment_bytes=segment_bytes, fsync=fsync)
+    raise SinkError(f"unknown sink URL {url!r}; expected kafka://host:9092/topic or file:///path/to/spool")

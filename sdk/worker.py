@@ -1,0 +1,190 @@
+"""The background worker: one daemon thread, a bounded queue, batches by count or time.
+
+Modelled on OpenTelemetry's ``BatchProcessor`` and Sentry's ``worker.py``:
+
+* The host thread only appends a small record to a ``deque(maxlen=...)``; when the queue is
+  full the oldest record falls out and is counted as dropped. The host never waits.
+* An ``Event`` wakes the thread when a batch is full; otherwise it wakes every flush interval.
+* Building events (rendering, redaction, JSON) happens here, off the host's call path.
+* The thread gives the GIL back every ``sinks.YIELD_AFTER_S`` of work so a host thread never waits
+  behind a long batch (CPython would otherwise let us hold it for the 5 ms switch interval).
+* ``flush(timeout)`` and ``shutdown(timeout)`` have deadlines; nothing here waits forever.
+* After ``os.fork()`` the child calls :meth:`Worker.reset_after_fork`: a fresh queue, fresh
+  locks and no thread (a new one starts on the child's first event).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from llmsight.guard import guard, internal_error
+from llmsight.sinks import Pacer, Sink, Stats
+
+log = logging.getLogger("llmsight")
+
+Builder = Callable[[Any], "tuple[str, bytes] | None"]
+
+
+class Worker:
+    def __init__(self, sink: Sink, build: Builder, *, queue_size: int, batch_size: int, flush_interval: float) -> None:
+        self.sink = sink
+        self._build = build
+        self._maxlen = queue_size
+        self._batch_size = batch_size
+        self._interval = flush_interval
+        self._fresh_state()
+
+    def _fresh_state(self) -> None:
+        self._queue: deque[Any] = deque(maxlen=self._maxlen)
+        self._wake = threading.Event()
+        self._cond = threading.Condition(threading.Lock())
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._queue_dropped = 0
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._flush_ok = True
+        self._flush_deadline = 0.0
+        self._stopping = False
+        self._stopped = False
+        self.stats = Stats()
+
+    # -- the host's side (must stay cheap and never block) -----------------------------------------
+
+    def submit(self, record: Any) -> None:
+        queue = self._queue
+        if len(queue) >= self._maxlen:
+            self._queue_dropped += 1
+        queue.append(record)
+        if len(queue) >= self._batch_size and not self._wake.is_set():
+            self._wake.set()
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is not None or self._stopped:
+                return
+            thread = threading.Thread(target=self._run, name="llmsight-worker", daemon=True)
+            thread.start()
+            self._thread = thread
+
+    def counters(self) -> dict[str, int]:
+        counts = self.stats.snapshot()
+        counts["dropped"] += self._queue_dropped
+        return counts
+
+    def flush(self, timeout: float) -> bool:
+        """Hand everything queued so far to the sink and flush it; True if done within ``timeout``."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return not self._queue
+        with self._cond:
+            self._flush_requested += 1
+            ticket = self._flush_requested
+            self._flush_deadline = deadline
+        self._wake.set()
+        with self._cond:
+            while self._flush_done < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not thread.is_alive():
+                    return False
+                self._cond.wait(remaining)
+            return self._flush_ok
+
+    def shutdown(self, timeout: float) -> bool:
+        """Flush, close the sink and stop the thread, all within ``timeout``; True if clean."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._start_lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is None or not thread.is_alive():
+            if self._queue:
+                return False
+            with guard("closing the sink"):
+                self.sink.close(max(0.0, deadline - time.monotonic()), self.stats)
+            return True
+        with self._cond:
+            self._flush_deadline = deadline
+            self._stopping = True
+        self._wake.set()
+        thread.join(max(0.0, deadline - time.monotonic()))
+        return not thread.is_alive() and not self._queue
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's queue, locks, thread and sink state."""
+        self._fresh_state()
+        with guard("resetting the sink after fork"):
+            self.sink.after_fork()
+
+    # -- the worker thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        log.debug("llmsight: worker started")
+        while True:
+            try:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                self._drain()
+                with guard("sink housekeeping"):
+                    self.sink.tick(self.stats)
+                if self._flush_requested > self._flush_done:
+                    self._answer_flush()
+                if self._stopping:
+                    self._drain()
+                    with guard("closing the sink"):
+                        self.sink.close(max(0.0, self._flush_deadline - time.monotonic()), self.stats)
+                    log.debug("llmsight: worker stopped, %s", self.counters())
+                    return
+            except Exception as exc:  # the loop itself must survive anything
+                internal_error("worker loop", exc)
+                time.sleep(0.1)
+
+    def _answer_flush(self) -> None:
+        with self._cond:
+            ticket = self._flush_requested
+            deadline = self._flush_deadline
+        self._drain()
+        ok = False
+        with guard("flushing the sink"):
+            ok = self.sink.flush(max(0.0, deadline - time.monotonic()), self.stats)
+        with self._cond:
+            self._flush_done = ticket
+            self._flush_ok = ok and not self._queue
+            self._cond.notify_all()
+
+    def _drain(self) -> bool:
+        """Build and send everything queued, a batch at a time; True if anything was sent."""
+        queue = self._queue
+        sent_any = False
+        pacer = Pacer()
+        while queue:
+            batch: list[tuple[str, bytes]] = []
+            failed = 0
+            while queue and len(batch) < self._batch_size:
+                try:
+                    record = queue.popleft()
+                except IndexError:
+                    break
+                try:
+                    built = self._build(record)
+                    if built is not None:
+                        batch.append(built)
+                except Exception as exc:
+                    failed += 1
+                    internal_error("building an event", exc)
+                pacer.tick()
+            if failed:
+                self.stats.add(failed=failed)
+            if batch:
+                sent_any = True
+                with guard("sending a batch"):
+                    self.sink.send(batch, self.stats)
+                pacer.restart()
+        return sent_any
