@@ -1,0 +1,327 @@
+"""The collector loop: read a source, batch, validate, insert into ClickHouse, then commit.
+
+At least once, exactly once in the tables:
+
+* a batch closes at ``LLMSIGHT_COLLECTOR_BATCH_EVENTS`` messages, ``..._BATCH_SECONDS`` of age or
+  ``..._BATCH_BYTES`` of raw data, whichever comes first;
+* its rows go to ``events``, ``feedback`` and ``dead_letters`` with an
+  ``insert_deduplication_token`` named after the source range, and only then is the source
+  position committed; a batch replayed after a crash carries the same token and is dropped by
+  ClickHouse, and ``ReplacingMergeTree`` folds any other copy by ``event_id``;
+* while ClickHouse is down the batch is retried with exponential backoff; nothing is committed
+  and nothing more is read, so memory stays at one batch;
+* ``stop_event`` (SIGTERM in the CLI) finishes the batch in hand, commits it and returns.
+
+``Collector(source, client).run(stop_event)`` is what ``llmsight up`` runs in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from llmsight import config
+from llmsight.collector.batch import Batch, columns
+from llmsight.collector.observability import CollectorMetrics, HealthServer
+from llmsight.collector.source import Checkpoint, Source
+from llmsight.store.rows import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS
+
+log = logging.getLogger("llmsight.collector")
+
+_IDLE_POLL_S = 0.5  # how long an empty collector waits on the source per loop turn
+_FIRST_RETRY_S = 0.2
+_STOP_GRACE_S = 10.0  # after a stop request, how long a failing insert is still retried
+_STALL_S = 60.0  # /healthz fails when the loop has not turned for this long
+
+
+@dataclass
+class CollectorStats:
+    """What a collector has done so far (a snapshot; see :meth:`Collector.stats`)."""
+
+    messages: int = 0  # read from the source
+    events: int = 0  # llm_call rows inserted
+    feedback: int = 0  # feedback rows inserted
+    dead_letters: int = 0  # rows inserted into dead_letters
+    batches: int = 0  # batches inserted and committed
+    insert_errors: int = 0  # failed insert attempts (each retried)
+    commit_errors: int = 0  # failed commits (the batch is replayed and deduplicated)
+    dropped_batches: int = 0  # uncommitted batches given up; they are read again
+    last_batch_ms: float = 0.0
+    lag: int | None = None
+    store_up: bool = True
+    running: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Collector:
+    """Moves messages from ``source`` into the store behind ``client`` (a clickhouse-connect client)."""
+
+    def __init__(self, source: Source, client: Any, *, batch_events: int | None = None,
+                 batch_seconds: float | None = None, batch_bytes: int | None = None,
+                 max_message_bytes: int | None = None, retry_max_s: float | None = None,
+                 http_port: int | None = None, metrics: CollectorMetrics | None = None) -> None:
+        self.source = source
+        self.client = client
+        self.batch_events = config.resolve(config.COLLECTOR_BATCH_EVENTS, batch_events, strict=True)
+        self.batch_seconds = config.resolve(config.COLLECTOR_BATCH_SECONDS, batch_seconds, strict=True)
+        self.batch_bytes = config.resolve(config.COLLECTOR_BATCH_BYTES, batch_bytes, strict=True)
+        self.max_message_bytes = config.resolve(config.COLLECTOR_MAX_MESSAGE_BYTES, max_message_bytes,
+                                                strict=True)
+        self.retry_max_s = config.resolve(config.COLLECTOR_RETRY_MAX_S, retry_max_s, strict=True)
+        self.http_port = config.resolve(config.COLLECTOR_HTTP_PORT, http_port, strict=True)
+        self.metrics = metrics or CollectorMetrics()
+        self._stats = CollectorStats()
+        self._stats_lock = threading.Lock()
+        self._batch = Batch(self.max_message_bytes)
+        self._batch_generation = source.generation
+        self._flushing = False
+        self._stop: threading.Event = threading.Event()
+        self._beat = time.monotonic()
+        self._last_flush_at: float | None = None
+        self._http: HealthServer | None = None
+        source.on_revoke = self._on_revoke
+
+    # -- public API -------------------------------------------------------------------------------
+    def run(self, stop_event: threading.Event) -> CollectorStats:
+        """Collect until ``stop_event`` is set; then insert and commit the batch in hand, and return."""
+        self._stop = stop_event
+        with self._running():
+            while not stop_event.is_set():
+                self._step()
+            self._flush()
+        return self.stats()
+
+    def run_until_idle(self, stop_event: threading.Event | None = None,
+                       timeout_s: float | None = None) -> CollectorStats:
+        """Collect until the source has nothing new (or ``stop_event``/``timeout_s``), then return."""
+        self._stop = stop_event or threading.Event()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._running():
+            while not self._stop.is_set():
+                if deadline is not None and time.monotonic() > deadline:
+                    log.warning("collector: not idle after %.0f s; stopping", timeout_s)
+                    break
+                self._step(idle_poll_s=0.1)
+                if self.source.idle():
+                    if not self._batch:
+                        break
+                    self._flush()
+            self._flush()
+        return self.stats()
+
+    def stats(self) -> CollectorStats:
+        """A copy of the counters, safe to read from any thread."""
+        with self._stats_lock:
+            return CollectorStats(**asdict(self._stats))
+
+    def healthy(self) -> bool:
+        return self._stats.running and time.monotonic() - self._beat < _STALL_S + self.batch_seconds
+
+    def ready(self) -> bool:
+        return self.healthy() and self._stats.store_up
+
+    # -- the loop ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        if self.http_port and self._http is None:
+            self._http = HealthServer(self.http_port, self.metrics, self.healthy, self.ready)
+        self._set(running=True)
+        log.info("collector: reading %s (batches of %d messages / %.1f s / %d bytes)",
+                 self.source.url, self.batch_events, self.batch_seconds, self.batch_bytes)
+        try:
+            yield
+        finally:
+            self._set(running=False)
+            self.source.close()
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+            s = self.stats()
+            log.info("collector: stopped after %d messages: %d events, %d feedback, %d dead letters "
+                     "in %d batches", s.messages, s.events, s.feedback, s.dead_letters, s.batches)
+
+    def _step(self, idle_poll_s: float = _IDLE_POLL_S) -> None:
+        self._beat = time.monotonic()
+        batch = self._batch
+        if batch:
+            timeout = max(0.0, self.batch_seconds - batch.age(self._beat))
+        else:
+            timeout = idle_poll_s
+        chunks = self.source.poll(timeout, self.batch_events - len(batch), self.batch_bytes - batch.nbytes)
+        if chunks and not batch:
+            self._batch_generation = self.source.generation
+        received = 0
+        for chunk in chunks:
+            batch.add(chunk)
+            received += len(chunk.values)
+        if received:
+            self.metrics.messages.inc(received)
+            with self._stats_lock:
+                self._stats.messages += received
+        if batch and (len(batch) >= self.batch_events or batch.nbytes >= self.batch_bytes
+                      or batch.age() >= self.batch_seconds):
+            self._flush()
+        elif not chunks:
+            self._update_lag()
+
+    def _flush(self) -> None:
+        """Insert the batch in hand and commit it; on failure retry, or give the batch up."""
+        batch = self._batch
+        if not batch:
+            return
+        checkpoint = self.source.checkpoint()
+        self._batch = Batch(self.max_message_bytes)
+        if checkpoint is None:  # cannot happen with a well-behaved source; never insert unnamed data
+            log.error("collector: a batch of %d messages had no source range; dropped", len(batch))
+            return
+        self._flushing = True
+        try:
+            stored = self._insert_with_retry(batch, checkpoint)
+        finally:
+            self._flushing = False
+        if not stored:
+            self.source.rewind()
+            self.metrics.dropped_batches.inc()
+            self._set(dropped_batches=self._stats.dropped_batches + 1)
+            return
+        try:
+            self.source.commit(checkpoint)
+        except Exception:
+            self.metrics.commit_errors.inc()
+            self._set(commit_errors=self._stats.commit_errors + 1)
+        self._update_lag()
+
+    def _insert_with_retry(self, batch: Batch, checkpoint: Checkpoint) -> bool:
+        delay = _FIRST_RETRY_S
+        stop_deadline: float | None = None
+        while True:
+            try:
+                self._insert(batch, checkpoint)
+                return True
+            except Exception as exc:  # any store failure: retry; the batch stays in memory
+                self.metrics.insert_errors.inc()
+                self.metrics.store_up.set(0)
+                with self._stats_lock:
+                    self._stats.insert_errors += 1
+                    self._stats.store_up = False
+                log.warning("collector: insert of %d messages (%s) failed: %s; retrying in %.1f s, "
+                            "nothing committed", len(batch), checkpoint.token, _short(exc), delay)
+            if self._stop.is_set():
+                stop_deadline = stop_deadline or time.monotonic() + _STOP_GRACE_S
+                if time.monotonic() >= stop_deadline:
+                    log.error("collector: stopping with %d uncommitted messages (store unreachable); "
+                              "they will be read again", len(batch))
+                    return False
+            if not self._wait(delay, batch):
+                return False
+            delay = min(delay * 2, self.retry_max_s)
+
+    def _wait(self, seconds: float, batch: Batch) -> bool:
+        """Sleep before a retry, keeping the source alive; False when the batch became stale."""
+        end = time.monotonic() + seconds
+        while True:
+            self._beat = time.monotonic()
+            self.source.keepalive()
+            if self.source.generation != self._batch_generation:
+                log.warning("collector: partitions moved while the store was down; dropping %d "
+                            "uncommitted messages, their new owner reads them again", len(batch))
+                return False
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self._stop.is_set():  # stopping: retry soon, within the grace period
+                time.sleep(min(0.5, remaining))
+                return True
+            self._stop.wait(min(1.0, remaining))
+
+    def _insert(self, batch: Batch, checkpoint: Checkpoint) -> None:
+        started = time.perf_counter()
+        # The token names the source range; ClickHouse drops a block whose token it has seen, and
+        # tokens are per table, so one token serves all three inserts.
+        settings = {"insert_deduplication_token": checkpoint.token}
+        insert = self.client.insert
+        if batch.events:
+            insert("events", columns(batch.events), column_names=EVENT_COLUMNS, column_oriented=True,
+                   settings=settings)
+        if batch.feedback:
+            insert("feedback", columns(batch.feedback), column_names=FEEDBACK_COLUMNS, column_oriented=True,
+                   settings=settings)
+        dead = batch.dead_letters
+        if dead:
+            insert("dead_letters", [[d.where for d in dead], [d.reason for d in dead], [d.raw for d in dead]],
+                   column_names=DEAD_LETTER_COLUMNS, column_oriented=True, settings=settings)
+        elapsed = time.perf_counter() - started
+        self._record(batch, elapsed)
+        log.info("collector: batch of %d inserted in %.0f ms (%d events, %d feedback, %d dead letters)",
+                 len(batch), elapsed * 1000, len(batch.events), len(batch.feedback), len(dead))
+
+    def _record(self, batch: Batch, elapsed: float) -> None:
+        m = self.metrics
+        m.batch_seconds.observe(elapsed)
+        m.batches.inc()
+        m.store_up.set(1)
+        m.rows.labels("events").inc(len(batch.events))
+        m.rows.labels("feedback").inc(len(batch.feedback))
+        m.rows.labels("dead_letters").inc(len(batch.dead_letters))
+        for dead in batch.dead_letters:
+            m.dead_letters.labels(dead.kind).inc()
+            log.debug("collector: dead letter from %s: %s", dead.where, dead.reason)
+        now = time.monotonic()
+        if self._last_flush_at is not None and now > self._last_flush_at:
+            m.rows_per_second.set(len(batch) / (now - self._last_flush_at))
+        self._last_flush_at = now
+        with self._stats_lock:
+            s = self._stats
+            s.events += len(batch.events)
+            s.feedback += len(batch.feedback)
+            s.dead_letters += len(batch.dead_letters)
+            s.batches += 1
+            s.last_batch_ms = elapsed * 1000
+            s.store_up = True
+
+    def _update_lag(self) -> None:
+        lag = self.source.lag()
+        self.metrics.lag.set(-1 if lag is None else lag)
+        self._set(lag=lag)
+
+    def _set(self, **values: Any) -> None:
+        with self._stats_lock:
+            for key, value in values.items():
+                setattr(self._stats, key, value)
+
+    # -- rebalances (called from inside source.poll) ----------------------------------------------
+    def _on_revoke(self, lost: bool) -> Checkpoint | None:
+        """Partitions are leaving: insert the batch and hand back its checkpoint to commit."""
+        if self._flushing:  # inside a retry: the retry loop sees the new generation and gives up
+            return None
+        batch = self._batch
+        if not batch:
+            return None
+        checkpoint = self.source.checkpoint()
+        self._batch = Batch(self.max_message_bytes)
+        if lost or checkpoint is None:
+            log.warning("collector: dropping %d uncommitted messages of lost partitions", len(batch))
+            self.metrics.dropped_batches.inc()
+            self._set(dropped_batches=self._stats.dropped_batches + 1)
+            return None
+        try:
+            self._insert(batch, checkpoint)
+        except Exception as exc:
+            self.metrics.insert_errors.inc()
+            log.warning("collector: insert before a rebalance failed (%s); %d messages will be replayed "
+                        "by the partitions' next owner", _short(exc), len(batch))
+            self._set(insert_errors=self._stats.insert_errors + 1, store_up=False)
+            return None
+        return checkpoint
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 300 else text[:300] + "..."

@@ -1,0 +1,221 @@
+"""The Kafka source: a kafka-python consumer group with manual commits.
+
+* Offsets are committed only after the collector's insert succeeded (at-least-once).
+* On a rebalance, the listener asks the collector to insert what it holds and commits those
+  offsets before the partitions go to another member; if the member was evicted instead
+  (partitions *lost*), the collector drops its batch and the new owner replays it.
+* The dedup token of a batch is ``topic-partition-firstoffset-lastoffset`` per partition, so a
+  batch replayed after a crash is dropped by ClickHouse, and ``ReplacingMergeTree`` folds
+  whatever else comes twice by ``event_id``.
+
+kafka-python 3 runs the rebalance listener on its IO thread, where blocking consumer calls such
+as ``commit()`` are refused; the listener is therefore an ``AsyncConsumerRebalanceListener`` that
+awaits ``commit_async``. Listeners only run inside ``poll()``/``close()``, which the collector's
+own thread calls, so the collector's batch is never touched by two threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError, NoBrokersAvailable
+
+from llmsight import config
+from llmsight.collector.batch import Chunk
+from llmsight.collector.source import Checkpoint, Source, make_token
+from llmsight.errors import ConfigError, SinkError
+
+log = logging.getLogger("llmsight.collector")
+
+try:  # kafka-python checks each record batch's CRC32C; in pure Python that costs ~7x the throughput.
+    import crc32c as _crc32c  # noqa: F401
+
+    _FAST_CRC = True
+except ImportError:
+    _FAST_CRC = False
+
+
+class KafkaSource(Source):
+    """Reads ``topic`` as a member of the consumer group ``group_id``."""
+
+    def __init__(self, bootstrap: list[str], topic: str, *, group_id: str | None = None,
+                 max_poll_records: int | None = None, **consumer_options: Any) -> None:
+        self.topic = topic
+        self.bootstrap = bootstrap
+        self.group_id = group_id or config.resolve(config.COLLECTOR_GROUP, strict=True)
+        self.url = f"kafka://{','.join(bootstrap)}/{topic}"
+        options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": self.group_id,
+            "client_id": "llmsight-collector",
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_poll_records": max_poll_records or config.resolve(config.COLLECTOR_BATCH_EVENTS, strict=True),
+            # Big fetches: fewer round trips per batch; the collector's batch bounds what it keeps.
+            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "fetch_max_bytes": 64 * 1024 * 1024,
+        }
+        options.update(config.kafka_security_options(strict=True))
+        options.update(consumer_options)
+        if not _FAST_CRC and options.get("check_crcs", True):
+            log.warning("collector: the crc32c package is missing, so kafka-python checks CRCs in pure "
+                        "Python (several times slower): pip install crc32c")
+        try:
+            self._consumer = KafkaConsumer(**options)
+        except NoBrokersAvailable:
+            raise SinkError(f"collector: no Kafka broker reachable at {','.join(bootstrap)}") from None
+        except KafkaError as exc:
+            raise SinkError(f"collector: cannot connect to Kafka at {','.join(bootstrap)}: {exc}") from None
+        except (TypeError, ValueError) as exc:  # an unknown or bad consumer option
+            raise ConfigError(f"collector: bad Kafka consumer option: {exc}") from None
+        self._consumer.subscribe([topic], listener=_Listener(self))
+        self._ranges: dict[TopicPartition, list[int]] = {}  # polled, not yet sealed: [first, last]
+        self._next: dict[TopicPartition, int] = {}  # next offset to poll, as far as we know
+        self._generation = 0
+        self._last_poll_empty = False
+
+    # -- reading ----------------------------------------------------------------------------------
+    def poll(self, timeout_s: float, max_messages: int, max_bytes: int) -> list[Chunk]:
+        polled = self._consumer.poll(timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_messages)
+        chunks = []
+        for tp, records in polled.items():
+            if not records:
+                continue
+            offsets = [r.offset for r in records]
+            chunks.append(Chunk(f"kafka://{tp.topic}/{tp.partition}/", offsets, [r.value for r in records]))
+            span = self._ranges.get(tp)
+            if span is None:
+                self._ranges[tp] = [offsets[0], offsets[-1]]
+            else:
+                span[1] = offsets[-1]
+            self._next[tp] = offsets[-1] + 1
+        self._last_poll_empty = not chunks
+        return chunks
+
+    def checkpoint(self) -> Checkpoint | None:
+        if not self._ranges:
+            return None
+        ranges = [f"{tp.topic}-{tp.partition}-{first}-{last}" for tp, (first, last) in self._ranges.items()]
+        offsets = {tp: last + 1 for tp, (_first, last) in self._ranges.items()}
+        self._ranges = {}
+        return Checkpoint(make_token(ranges), offsets, ranges)
+
+    def commit(self, checkpoint: Checkpoint) -> None:
+        try:
+            self._consumer.commit(_offsets(checkpoint))
+        except KafkaError as exc:
+            # The partitions moved on (a rebalance won the race): their new owner replays from the
+            # last commit, and dedup removes what this member already inserted.
+            log.warning("collector: offset commit of %s failed (%s); the batch will be replayed and "
+                        "deduplicated", ",".join(checkpoint.ranges), exc)
+            raise
+
+    def rewind(self) -> None:
+        assigned = self._consumer.assignment()
+        for tp, (first, _last) in self._ranges.items():
+            if tp in assigned:
+                self._consumer.seek(tp, first)
+                self._next[tp] = first
+        self._ranges = {}
+
+    # -- state ------------------------------------------------------------------------------------
+    def idle(self) -> bool:
+        if not self._last_poll_empty:
+            return False
+        lag = self.lag(exact=True)
+        return lag == 0
+
+    def lag(self, exact: bool = False) -> int | None:
+        assigned = self._consumer.assignment()
+        if not assigned:
+            return None
+        try:
+            if exact:
+                ends = self._consumer.end_offsets(list(assigned))
+            else:  # the high watermark kafka-python saw in its last fetch response: no round trip
+                ends = {tp: self._consumer.highwater(tp) for tp in assigned}
+            total = 0
+            for tp in assigned:
+                end = ends.get(tp)
+                if end is None:
+                    return None
+                position = self._next.get(tp)
+                if position is None:
+                    position = self._consumer.position(tp) if exact else None
+                if position is None:
+                    return None
+                total += max(0, end - position)
+            return total
+        except KafkaError:
+            log.debug("collector: lag unknown", exc_info=True)
+            return None
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def keepalive(self) -> None:
+        # kafka-python heartbeats from its IO thread, but a member that stops calling poll() for
+        # max_poll_interval_ms leaves the group; poll paused partitions to stay in it.
+        assigned = self._consumer.assignment()
+        if assigned:
+            self._consumer.pause(*assigned)
+        try:
+            self._consumer.poll(timeout_ms=0)
+        finally:
+            still = self._consumer.assignment()
+            if still:
+                self._consumer.resume(*still)
+
+    def close(self) -> None:
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=5000)
+        except Exception:  # closing is best effort: the offsets are already committed
+            log.debug("collector: consumer close failed", exc_info=True)
+
+    # -- rebalances -------------------------------------------------------------------------------
+    def _partitions_changed(self) -> None:
+        self._generation += 1
+        self._ranges = {}
+        self._next = {}
+
+
+def _offsets(checkpoint: Checkpoint) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in checkpoint.state.items()}
+
+
+class _Listener(AsyncConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        source = self.source
+        checkpoint = source.on_revoke(False) if source.on_revoke is not None else None
+        source._partitions_changed()
+        if checkpoint is not None:
+            try:
+                await source._consumer.commit_async(_offsets(checkpoint))
+                log.info("collector: partitions %s revoked; committed %s", _names(revoked),
+                         ",".join(checkpoint.ranges))
+            except KafkaError as exc:
+                log.warning("collector: commit on revoke failed (%s); the new owner replays and dedup "
+                            "removes the copies", exc)
+        else:
+            log.info("collector: partitions %s revoked", _names(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("collector: partitions %s assigned", _names(assigned))
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        source = self.source
+        if source.on_revoke is not None:
+            source.on_revoke(True)
+        source._partitions_changed()
+        log.warning("collector: partitions %s lost (evicted from the group); uncommitted messages "
+                    "will be replayed by their new owner", _names(lost))
+
+
+def _names(partitions: Any) -> str:
+    return ",".join(f"{tp.topic}/{tp.partition}" for tp in sorted(partitions)) or "-"
