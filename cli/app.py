@@ -16,7 +16,7 @@ except ImportError:  # the thin SDK install has no CLI dependencies
 
 
 def _build() -> typer.Typer:
-    from llmsight.cli import bench, db
+    from llmsight.cli import analyzers, bench, db, demo, up
 
     app = typer.Typer(
         name="llmsight",
@@ -43,6 +43,10 @@ def _build() -> typer.Typer:
 
     app.add_typer(db.app, name="db")
     app.add_typer(bench.app, name="bench")
+    app.command(name="analyzers")(analyzers.analyzers)
+    app.add_typer(analyzers.alerts_app, name="alerts")
+    app.command(name="up")(up.up)
+    app.command(name="demo")(demo.demo)
     return app
 
 

@@ -1,0 +1,87 @@
+"""``llmsight up``: the embedded stack in one process: collector, scheduler and dashboard.
+
+chdb allows one process per data directory, so in embedded mode the three services share this
+process and one store client: the collector consumes the sink (``LLMSIGHT_SINK``: a spool
+directory or Kafka) on a thread, the analyzers run on APScheduler's background threads, and the
+Streamlit dashboard serves from the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import typer
+
+log = logging.getLogger("llmsight.up")
+
+
+class EmbeddedStack:
+    """The collector thread and the analyzers' scheduler around one store client (no dashboard)."""
+
+    def __init__(self, store_url: str | None = None, sink_url: str | None = None, *, http_port: int | None = None,
+                 schedule: Any = None, analysis: Any = None) -> None:
+        from llmsight import config, store
+        from llmsight.analyzers.scheduler import AnalyzerService, ScheduleSettings
+
+        # Every setting is read (strictly) before anything starts: a bad value stops us here.
+        self.sink_url = sink_url or config.resolve(config.SINK, strict=True)
+        self.client = store.connect(store_url)
+        store.migrate(self.client, cluster=config.resolve(config.CLICKHOUSE_CLUSTER, strict=True) or None)
+        schedule = schedule or ScheduleSettings.from_env()
+        if http_port is not None:
+            schedule = ScheduleSettings(schedule.window_s, schedule.lag_s, schedule.catchup, http_port)
+        self.service = AnalyzerService(self.client, schedule=schedule, analysis=analysis)
+        self._stop = threading.Event()
+        self._collector_thread: threading.Thread | None = None
+        self.collector: Any = None
+
+    def start(self, *, warm_up: bool = True) -> None:
+        from llmsight.collector import Collector, source_from_url
+
+        if warm_up:
+            started = time.perf_counter()
+            self.service.analyzer.warm_up()
+            log.info("up: embedding model and toxicity scorer loaded in %.1f s", time.perf_counter() - started)
+        self.collector = Collector(source_from_url(self.sink_url), self.client)
+        self._collector_thread = threading.Thread(target=self._collect, name="llmsight-collector", daemon=True)
+        self._collector_thread.start()
+        self.service.start(blocking=False)
+        log.info("up: collector reading %s, analyzers scheduled", _display(self.sink_url))
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.collector.run(self._stop)
+            except Exception:
+                log.exception("up: the collector stopped on an error; restarting it in 2 s")
+                self._stop.wait(2.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._collector_thread is not None:
+            self._collector_thread.join(timeout=15)
+        self.service.shutdown()
+        log.info("up: stopped")
+
+
+def _display(url: str) -> str:
+    return url.split("@")[-1] if url.startswith("kafka://") else url
+
+
+def up(
+    port: int = typer.Option(8501, "--port", help="Port of the dashboard."),
+    address: str = typer.Option("127.0.0.1", "--address", help="Address the dashboard listens on."),
+) -> None:
+    """Run the embedded stack in one process: collector, analyzers and the dashboard."""
+    from llmsight.dashboard import server
+
+    stack = EmbeddedStack()
+    stack.start()
+    typer.echo(f"llmsight up: dashboard on http://{address}:{port} (Ctrl-C stops everything)")
+    try:
+        server.run(port=port, address=address)
+    finally:
+        stack.stop()

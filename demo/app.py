@@ -1,0 +1,111 @@
+"""The demo's synthetic LLM application: a banking assistant that calls the stand-in model through the real SDK.
+
+Customer prompts come from :class:`~llmsight.demo.traffic.TrafficGenerator`; the stand-in model
+(:func:`llmsight.demo.model.answer`) replies like an OpenAI chat completion; users give feedback on
+most answers (:func:`llmsight.demo.model.user_feedback`). Every call goes through
+``@llmsight.monitor`` and every verdict through ``llmsight.feedback``, exactly as a real app would,
+into the sink given to :class:`SyntheticApp` (a spool directory in the demo).
+
+At ``switch_at`` the app ships prompt version ``v2``: new topics appear, some answers turn abusive,
+and users accept fewer answers. Events carry real wall-clock times: there is no simulated clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import llmsight
+from llmsight.demo import model
+from llmsight.demo.traffic import Prompt, TrafficGenerator
+
+log = logging.getLogger("llmsight.demo")
+
+SERVICE = "demo-bank"
+FEATURE = "assistant"
+FEEDBACK_SHARE = 0.8  # share of answers users react to
+
+
+class SyntheticApp:
+    """Sends ``rate`` calls a second (and their feedback) until stopped; v1 before ``switch_at``, v2 after."""
+
+    def __init__(self, sink_url: str, switch_at: datetime, *, rate: float = 8.0, seed: int = 7,
+                 latency_scale: float = 0.01) -> None:
+        self.sink_url = sink_url
+        self.switch_at = switch_at
+        self.rate = rate
+        self.latency_scale = latency_scale
+        self.generator = TrafficGenerator(seed=seed)
+        self.rng = random.Random(f"llmsight-demo-feedback-{seed}")
+        self.calls = {"v1": 0, "v2": 0}
+        self.feedback_sent = 0
+        self.errors = 0
+        self._current: Prompt | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._answer = {version: self._monitored(version) for version in ("v1", "v2")}
+
+    def _monitored(self, version: str) -> Any:
+        @llmsight.monitor(name=FEATURE, model=model.MODEL, prompt_version=version)
+        def ask(prompt: str) -> model.Response:
+            assert self._current is not None
+            return model.answer(self._current, version, rng=self.rng, latency_scale=self.latency_scale)
+
+        return ask
+
+    def version_at(self, now: datetime) -> str:
+        return "v2" if now >= self.switch_at else "v1"
+
+    def call_once(self) -> None:
+        """One customer question, the model's answer and (most of the time) the customer's verdict."""
+        version = self.version_at(datetime.now(timezone.utc))
+        prompt = self.generator.next(version)
+        self._current = prompt
+        response = None
+        with llmsight.context(user_id=prompt.user_id, session_id=prompt.session_id):
+            try:
+                response = self._answer[version](prompt=prompt.text)
+            except model.ModelError:
+                self.errors += 1  # the SDK recorded the error; the app shows the user an apology
+            trace_id = llmsight.current_trace_id()
+        self.calls[version] += 1
+        if trace_id and self.rng.random() < FEEDBACK_SHARE:
+            verdict = model.user_feedback(prompt, response, version, self.rng)
+            llmsight.feedback(trace_id, accepted=verdict["accepted"], score=verdict["score"],
+                              comment=verdict["comment"] or None, edited_output=verdict["edited_output"] or None)
+            self.feedback_sent += 1
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Send traffic at ``rate`` calls a second until ``stop`` (or :meth:`stop`) is set."""
+        stop = stop or self._stop
+        llmsight.init(sink=self.sink_url, service=SERVICE, environment="demo", flush_interval=0.5)
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        log.info("demo: synthetic app sending %.0f calls/s to %s; v2 ships at %s", self.rate, self.sink_url,
+                 self.switch_at.isoformat())
+        while not stop.is_set() and not self._stop.is_set():
+            try:
+                self.call_once()
+            except Exception:
+                log.exception("demo: a synthetic call failed")
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                stop.wait(delay)
+            else:
+                next_at = time.monotonic()  # running late: do not burst to catch up
+        llmsight.flush(5.0)
+        log.info("demo: synthetic app stopped after %s calls and %d feedback events", self.calls, self.feedback_sent)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="llmsight-demo-app", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
