@@ -43,6 +43,8 @@ def _build() -> typer.Typer:
 
     app.add_typer(db.app, name="db")
     app.add_typer(bench.app, name="bench")
+    from llmsight.cli.collector import collector  # the collector service
+    app.command(name="collector")(collector)
     app.command(name="analyzers")(analyzers.analyzers)
     app.add_typer(analyzers.alerts_app, name="alerts")
     app.command(name="up")(up.up)

@@ -52,6 +52,7 @@ class KafkaSource(Source):
             "client_id": "llmsight-collector",
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
+            "bootstrap_timeout_ms": 10_000,  # fail fast on a wrong address instead of after 30 s
             "max_poll_records": max_poll_records or config.resolve(config.COLLECTOR_BATCH_EVENTS, strict=True),
             # Big fetches: fewer round trips per batch; the collector's batch bounds what it keeps.
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
