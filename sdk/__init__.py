@@ -108,7 +108,8 @@ def feedback(
 def flush(timeout: float = 5.0) -> bool:
     """Send everything queued so far; returns True if it was all sent (or spilled) within ``timeout`` s."""
     try:
-        return _client.flush(timeout)
+        done: bool = _client.flush(timeout)
+        return done
     except Exception as exc:
         _internal_error("flush", exc)
         return False
@@ -117,7 +118,8 @@ def flush(timeout: float = 5.0) -> bool:
 def shutdown(timeout: float = 5.0) -> bool:
     """Flush and stop the worker within ``timeout`` s. Later calls run unmonitored until ``init``."""
     try:
-        return _client.shutdown(timeout)
+        done: bool = _client.shutdown(timeout)
+        return done
     except Exception as exc:
         _internal_error("shutdown", exc)
         return False
@@ -126,7 +128,8 @@ def shutdown(timeout: float = 5.0) -> bool:
 def stats() -> dict[str, int]:
     """Counters of this process: ``sent``, ``dropped``, ``spilled`` and ``failed`` events."""
     try:
-        return _client.stats()
+        counts: dict[str, int] = _client.stats()
+        return counts
     except Exception as exc:
         _internal_error("stats", exc)
         return {"sent": 0, "dropped": 0, "spilled": 0, "failed": 0}

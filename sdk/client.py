@@ -170,7 +170,7 @@ def exception_text(exc: BaseException) -> str:
     try:
         return str(exc)
     except Exception:  # a broken __str__
-        return safe_repr(exc)
+        return str(safe_repr(exc))
 
 
 class _State:
@@ -194,7 +194,8 @@ def _redactor(redact: Any) -> Callable[[str], str] | None:
         return redact  # type: ignore[no-any-return]
     if redact is None:
         return default_redact if config.resolve(config.REDACT) else None
-    return default_redact
+    chosen: Callable[[str], str] = default_redact
+    return chosen
 
 
 def configure(
@@ -322,7 +323,8 @@ def stats() -> dict[str, int]:
     client = _state.client
     if client is None:
         return {"sent": 0, "dropped": 0, "spilled": 0, "failed": 0}
-    return client.worker.counters()
+    counts: dict[str, int] = client.worker.counters()
+    return counts
 
 
 def _at_exit() -> None:

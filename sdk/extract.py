@@ -101,7 +101,7 @@ def input_text(params: tuple[str, ...], skip_self: bool, args: tuple[Any, ...], 
                 return value
             if _looks_like_messages(value):
                 return messages_text(value, budget)
-            return render(value, budget)
+            return str(render(value, budget))
     if len(args) == 1 and not kwargs:
         only = args[0]
         if isinstance(only, str):
@@ -114,7 +114,7 @@ def input_text(params: tuple[str, ...], skip_self: bool, args: tuple[Any, ...], 
     for i, value in enumerate(args):
         named[params[i] if i < len(params) else f"arg{i}"] = value
     named.update(kwargs)
-    return render(named, budget)
+    return str(render(named, budget))
 
 
 def output_text(result: Any, budget: int) -> str | None:
@@ -132,7 +132,7 @@ def output_text(result: Any, budget: int) -> str | None:
                 return text
             calls = _get(message, "tool_calls")
             if calls:
-                return render(calls, budget)
+                return str(render(calls, budget))
         text = _get(choice, "text")
         if isinstance(text, str):
             return text
@@ -142,7 +142,7 @@ def output_text(result: Any, budget: int) -> str | None:
     text = _get(result, "output_text")
     if isinstance(text, str):
         return text
-    return render(result, budget)
+    return str(render(result, budget))
 
 
 def usage_of(result: Any) -> tuple[int | None, int | None]:

@@ -30,16 +30,20 @@ _API_KEYS = re.compile(
     r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # JWT
     r")"
 )
+_API_KEY_MARKERS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "eyJ")
 _KEY_ASSIGNMENT = re.compile(
     r"(?i)\b((?:api[_-]?key|secret|password|passwd|access[_-]?token|auth[_-]?token)\s*[:=]\s*)[\"']?[^\s\"',;]{6,}"
 )
+_KEY_WORDS = ("key", "secret", "passw", "token")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
-_CARD = re.compile(r"(?<![\d\w])\d(?:[ \-]?\d){12,18}(?![\d\w])")
-_IPV4 = re.compile(r"(?<![\d.])(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?![\d.])")
-_IPV6 = re.compile(r"(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Fa-f:])")
-_DIGIT = re.compile(r"\d")
-_PHONE = re.compile(r"(?<![\w+])\+?(?:\(\d{1,4}\)[ .\-]?)?\d[\d .\-()]{6,18}\d(?![\w])")
+# Each pattern begins with a character class, which the regex engine scans for quickly; the
+# boundaries and checksums are then checked in Python. (One alternation of all three, or
+# patterns that begin with a look-behind or \b, cost three to ten times more on long texts.)
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_NUMBER_RUN = re.compile(r"[\d+(][\d .\-()]{6,}\d")
+_IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{2,}")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def luhn_ok(digits: str) -> bool:
@@ -63,18 +67,48 @@ def iban_ok(text: str) -> bool:
     return int(number) % 97 == 1
 
 
-def _card(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return "[CARD]" if 13 <= len(digits) <= 19 and luhn_ok(digits) else match.group(0)
-
-
 def _iban(match: re.Match[str]) -> str:
-    return "[IBAN]" if iban_ok(match.group(0)) else match.group(0)
+    text = match.group(0)
+    source, start, end = match.string, match.start(), match.end()
+    if (start and source[start - 1].isalnum()) or (end < len(source) and source[end].isalnum()):
+        return text
+    return "[IBAN]" if iban_ok(text) else text
+
+
+def _number_run(match: re.Match[str]) -> str:
+    """A card number (13-19 digits, Luhn) or a phone number (9-15 digits), else unchanged."""
+    text = match.group(0)
+    # Trailing separators belong to the sentence, not the number.
+    core = text.rstrip(" .-(")
+    source, start, end = match.string, match.start(), match.start() + len(core)
+    if (start and (source[start - 1].isalnum() or source[start - 1] in ".+")) or (
+        end < len(source) and (source[end].isalnum() or source[end] in "@")
+    ):
+        return text
+    digits = "".join(ch for ch in core if ch.isdigit())
+    tail = text[len(core):]
+    if 13 <= len(digits) <= 19 and luhn_ok(digits) and not any(ch in core for ch in "()+."):
+        return "[CARD]" + tail
+    plain = core.isdigit()  # no separators: an order number is as likely as a phone number
+    if (10 if plain else 9) <= len(digits) <= 15 and not _ISO_DATE.fullmatch(core) and "." not in core:
+        return "[PHONE]" + tail
+    return text
+
+
+def _ipv4(match: re.Match[str]) -> str:
+    text, source, start, end = match.group(0), match.string, match.start(), match.end()
+    if (start and (source[start - 1].isdigit() or source[start - 1] == ".")) or (
+        end < len(source) and (source[end].isdigit() or (source[end] == "." and source[end + 1: end + 2].isdigit()))
+    ):
+        return text
+    if all(int(part) <= 255 for part in text.split(".")):
+        return "[IP]"
+    return text
 
 
 def _ipv6(match: re.Match[str]) -> str:
     text = match.group(0)
-    if text.count(":") < 2 or not any(c.isalnum() for c in text):
+    if text.count(":") < 2:
         return text
     try:
         ipaddress.IPv6Address(text)
@@ -83,31 +117,23 @@ def _ipv6(match: re.Match[str]) -> str:
     return "[IP]"
 
 
-def _phone(match: re.Match[str]) -> str:
-    text = match.group(0)
-    digits = sum(ch.isdigit() for ch in text)
-    # 9-15 digits: short enough to exclude card numbers, long enough to exclude dates (20261121).
-    if not 9 <= digits <= 15:
-        return text
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
-        return text
-    return "[PHONE]"
-
-
 def redact(text: str) -> str:
     """The default redactor: replace personal data and secrets in ``text`` with labels."""
     if not text:
         return text
-    text = _BEARER.sub(lambda m: f"{m.group(1)} [TOKEN]", text)
-    text = _API_KEYS.sub("[API_KEY]", text)
-    text = _KEY_ASSIGNMENT.sub(lambda m: f"{m.group(1)}[API_KEY]", text)
+    lower = text.lower()
+    if "bearer" in lower or "token" in lower:
+        text = _BEARER.sub(lambda m: f"{m.group(1)} [TOKEN]", text)
+    if any(marker in text for marker in _API_KEY_MARKERS):
+        text = _API_KEYS.sub("[API_KEY]", text)
+    if ("=" in text or ":" in text) and any(word in lower for word in _KEY_WORDS):
+        text = _KEY_ASSIGNMENT.sub(lambda m: f"{m.group(1)}[API_KEY]", text)
     if "@" in text:
         text = _EMAIL.sub("[EMAIL]", text)
     text = _IBAN.sub(_iban, text)
-    if _DIGIT.search(text):
-        text = _CARD.sub(_card, text)
-        text = _IPV4.sub("[IP]", text)
-        text = _PHONE.sub(_phone, text)
+    if "." in text:
+        text = _IPV4.sub(_ipv4, text)
+    text = _NUMBER_RUN.sub(_number_run, text)
     if "::" in text or text.count(":") >= 2:
         text = _IPV6.sub(_ipv6, text)
     return text

@@ -68,6 +68,8 @@ class Stats:
 class Sink:
     """Base class: override :meth:`send`; the rest are no-ops by default."""
 
+    busy = False  # True asks the worker to wake often (the Kafka sink while it replays its spill)
+
     def send(self, batch: Batch, stats: Stats) -> None:
         raise NotImplementedError
 
@@ -153,6 +155,7 @@ def make_sink(url: str, *, segment_bytes: int, fsync: str, spill_dir: str, spill
         from llmsight.kafka_sink import KafkaSink
 
         servers, topic = parse_kafka_url(url)
-        return KafkaSink(servers, topic, spill_dir=spill_dir, spill_max_bytes=spill_max_bytes,
+        kafka: Sink = KafkaSink(servers, topic, spill_dir=spill_dir, spill_max_bytes=spill_max_bytes,
                          segment_bytes=segment_bytes, fsync=fsync)
+        return kafka
     raise SinkError(f"unknown sink URL {url!r}; expected kafka://host:9092/topic or file:///path/to/spool")

@@ -62,9 +62,9 @@ def current_trace_id() -> str | None:
     """The trace id to attach feedback to (see the module docstring), or None if there is none yet."""
     span = CURRENT_SPAN.get()
     if span is not None:
-        return uuid_text(span.trace)
+        return str(uuid_text(span.trace))
     last = LAST_TRACE.get()
-    return uuid_text(last) if last else None
+    return str(uuid_text(last)) if last else None
 
 
 class CallContext:

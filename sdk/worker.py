@@ -75,7 +75,7 @@ class Worker:
             self._thread = thread
 
     def counters(self) -> dict[str, int]:
-        counts = self.stats.snapshot()
+        counts: dict[str, int] = self.stats.snapshot()
         counts["dropped"] += self._queue_dropped
         return counts
 
@@ -129,7 +129,7 @@ class Worker:
         log.debug("llmsight: worker started")
         while True:
             try:
-                self._wake.wait(self._interval)
+                self._wake.wait(0.02 if self.sink.busy else self._interval)
                 self._wake.clear()
                 self._drain()
                 with guard("sink housekeeping"):

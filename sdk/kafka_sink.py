@@ -1,0 +1,396 @@
+"""The ``kafka://`` sink: an idempotent kafka-python producer, with a local spill while Kafka is away.
+
+* The producer is created lazily in the worker thread (its constructor connects to the broker,
+  which must never happen on the host's call path), with ``acks=all``, idempotence, lz4 or gzip
+  compression, and the trace id as the key (all events of a trace land on one partition).
+* Kafka is judged unreachable when a TCP connect to every bootstrap server fails, or when sent
+  events have waited ``STALL_S`` without any acknowledgement. Then new events go to the spill
+  spool (``LLMSIGHT_SPILL_DIR/<topic>``, the same segment format as the ``file://`` sink),
+  capped at ``LLMSIGHT_SPILL_MAX_BYTES``: past the cap the oldest segment is deleted and its
+  events counted as dropped.
+* Events already handed to the producer stay there: it retries them itself (for up to
+  ``delivery_timeout_ms``) and its idempotence keeps those retries from duplicating. Only
+  events the producer gives up on are spilled.
+* When a TCP probe succeeds again, the spill is replayed oldest first; a segment is deleted
+  once every event in it is acknowledged (or, if the broker fails again, re-spilled).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from llmsight import config
+from llmsight.guard import guard
+from llmsight.sinks import Batch, Pacer, Sink, Stats
+from llmsight.spool import CLOSED_SUFFIX, SpoolWriter, list_segments, parse_base, read_lines
+
+log = logging.getLogger("llmsight")
+
+STALL_S = 3.0  # sent events unacknowledged this long: treat Kafka as unreachable
+PROBE_EVERY_S = 0.5  # while unreachable, how often to try a TCP connect
+PROBE_TIMEOUT_S = 0.25
+MAX_IN_FLIGHT = 50_000  # events handed to the producer and not yet acknowledged
+REPLAY_SLICE_S = 0.2  # longest stretch of replay per worker wake-up
+
+
+def _compression(choice: str) -> str | None:
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    try:
+        import lz4.frame  # noqa: F401
+
+        return "lz4"
+    except ImportError:
+        return "gzip"
+
+
+_CLAIMED_SEQ = 500_000  # seq numbers of claimed segments start here, apart from the writer's own
+_TRACE_FIELD = b'"trace_id":"'
+
+
+def _trace_key(line: bytes) -> str:
+    """The trace id of an encoded event, found without parsing it (the encoder writes compact JSON)."""
+    at = line.find(_TRACE_FIELD)
+    if at < 0:
+        return ""
+    start = at + len(_TRACE_FIELD)
+    end = line.find(b'"', start)
+    return line[start:end].decode("utf-8", "replace") if end > start else ""
+
+
+class _Replay:
+    """One spill segment being replayed: lines still to submit and acknowledgements still due."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: Iterator[tuple[int, int, bytes]] | None = read_lines(path)
+        self.pending = 0
+
+
+class KafkaSink(Sink):  # type: ignore[misc]
+    def __init__(self, servers: list[str], topic: str, *, spill_dir: str, spill_max_bytes: int,
+                 segment_bytes: int, fsync: str) -> None:
+        self.servers = servers
+        self.topic = topic
+        self.spill_dir = Path(os.path.expanduser(spill_dir)) / topic
+        self.spill_max_bytes = spill_max_bytes
+        # Small spill segments, so that the byte cap drops old data in small steps.
+        spill_segment = max(64 * 1024, min(segment_bytes, spill_max_bytes // 16))
+        self._spill = SpoolWriter(self.spill_dir, spill_segment, fsync)
+        self._compression = _compression(config.resolve(config.KAFKA_COMPRESSION))
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self._producer: Any = None
+        self._reachable = False
+        self._next_probe = 0.0
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last_ack = time.monotonic()
+        self._given_up: list[tuple[str, bytes]] = []  # failed deliveries, spilled by the worker thread
+        self._replay: _Replay | None = None
+        self._stats: Stats | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while there is spill to replay, so the worker wakes often."""
+        return self._reachable and (self._replay is not None or self._spill_has_data())
+
+    # -- the worker's calls --------------------------------------------------------------------------
+
+    def send(self, batch: Batch, stats: Stats) -> None:
+        self._stats = stats
+        if not self._check_reachable():
+            self._spill_lines(batch, stats)
+            return
+        if self._in_flight >= MAX_IN_FLIGHT:  # Kafka is slower than the app: keep the excess on disk
+            self._spill_lines(batch, stats)
+            return
+        pacer = Pacer()
+        for i, (key, line) in enumerate(batch):
+            try:
+                self._produce(key, line, None)
+            except Exception as exc:
+                log.warning("llmsight: kafka send failed (%r); spilling the rest of the batch", exc)
+                self._reachable = False
+                self._spill_lines(batch[i:], stats)
+                return
+            pacer.tick()
+
+    def tick(self, stats: Stats) -> None:
+        self._stats = stats
+        self._spill_given_up(stats)
+        if self._check_reachable():
+            self._replay_some(time.monotonic() + REPLAY_SLICE_S)
+
+    def flush(self, timeout: float, stats: Stats) -> bool:
+        """Replay the spill and wait for every acknowledgement; if Kafka is away, True once all is spilled."""
+        self._stats = stats
+        deadline = time.monotonic() + timeout
+        while True:
+            self._spill_given_up(stats)
+            if not self._check_reachable():
+                return self._in_flight == 0 and not self._given_up  # all of it on disk
+            self._replay_some(deadline)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                self._producer.flush(timeout=min(remaining, 1.0))
+            except Exception:  # KafkaTimeoutError: not everything acknowledged yet
+                pass
+            self._spill_given_up(stats)
+            if self._in_flight == 0 and self._replay is None and not self._spill_has_data():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    def close(self, timeout: float, stats: Stats) -> None:
+        deadline = time.monotonic() + timeout
+        with guard("kafka flush at close"):
+            self.flush(timeout * 0.6, stats)
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with guard("closing the kafka producer"):
+                producer.close(timeout=max(0.0, min(deadline - time.monotonic(), timeout * 0.3)))
+            # A forced close fails what was still in flight; wait briefly for those callbacks,
+            # then keep those events on disk for the next process to replay.
+            while self._in_flight > 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._spill_given_up(stats)
+        with guard("closing the spill"):
+            self._spill.close()
+
+    def after_fork(self) -> None:
+        # The parent's producer threads do not exist here; drop the object without closing it.
+        self._spill.forget()
+        self._fresh()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _check_reachable(self) -> bool:
+        now = time.monotonic()
+        if self._reachable:
+            if self._in_flight > 0 and now - self._last_ack > STALL_S:
+                log.warning("llmsight: kafka %s has not acknowledged anything for %.0f s; spilling to %s",
+                            ",".join(self.servers), STALL_S, self.spill_dir)
+                self._reachable = False
+                self._next_probe = now + PROBE_EVERY_S
+            return self._reachable
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + PROBE_EVERY_S
+        if not self._probe():
+            return False
+        if self._producer is None and not self._connect():
+            return False
+        self._reachable = True
+        self._last_ack = time.monotonic()
+        log.info("llmsight: kafka %s reachable", ",".join(self.servers))
+        return True
+
+    def _probe(self) -> bool:
+        for server in self.servers:
+            host, _, port = server.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def _connect(self) -> bool:
+        from kafka import KafkaProducer
+
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.servers,
+            "client_id": f"llmsight-{os.getpid()}",
+            "acks": "all",
+            "enable_idempotence": True,
+            "compression_type": self._compression,
+            "linger_ms": 20,
+            "batch_size": 256 * 1024,
+            "max_block_ms": 2000,
+            "request_timeout_ms": 10_000,
+            "delivery_timeout_ms": 120_000,
+            "retry_backoff_ms": 100,
+            "reconnect_backoff_ms": 50,
+            "reconnect_backoff_max_ms": 1000,  # notice a returning broker within a second
+            "bootstrap_timeout_ms": 5000,
+        }
+        options.update(config.kafka_security_options())
+        try:
+            producer = KafkaProducer(**options)
+        except TypeError:  # an older kafka-python without some of these options
+            for key in ("bootstrap_timeout_ms", "delivery_timeout_ms", "enable_idempotence"):
+                options.pop(key, None)
+            try:
+                producer = KafkaProducer(**options)
+            except Exception as exc:
+                log.warning("llmsight: cannot create the kafka producer: %r", exc)
+                return False
+        except Exception as exc:
+            log.warning("llmsight: cannot create the kafka producer: %r", exc)
+            return False
+        # kafka-python closes producers from its own atexit hook, which would run before ours
+        # (atexit is last-in, first-out) and leave our exit flush without a producer.
+        unregister = getattr(producer, "_unregister_cleanup", None)
+        if callable(unregister):
+            unregister()
+        self._producer = producer
+        return True
+
+    def _produce(self, key: str, line: bytes, replay: _Replay | None) -> None:
+        future = self._producer.send(self.topic, value=line, key=key.encode("utf-8"))
+        with self._lock:
+            if self._in_flight == 0:
+                self._last_ack = time.monotonic()  # the stall clock starts with the first unacknowledged event
+            self._in_flight += 1
+            if replay is not None:
+                replay.pending += 1
+        future.add_callback(self._acked, replay)
+        future.add_errback(self._gave_up, key, line, replay)
+
+    def _acked(self, replay: _Replay | None, _metadata: Any = None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._last_ack = time.monotonic()
+            if replay is not None:
+                replay.pending -= 1
+        if self._stats is not None:
+            self._stats.add(sent=1)
+
+    def _gave_up(self, key: str, line: bytes, replay: _Replay | None, exc: Any = None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._given_up.append((key, line))
+            if replay is not None:
+                replay.pending -= 1
+
+    def _spill_given_up(self, stats: Stats) -> None:
+        if not self._given_up:
+            return
+        with self._lock:
+            failed, self._given_up = self._given_up, []
+        log.warning("llmsight: kafka gave up on %d events; spilling them", len(failed))
+        self._spill_lines(failed, stats)
+
+    def _spill_lines(self, batch: Batch, stats: Stats) -> None:
+        try:
+            self._spill.write([line for _, line in batch])
+        except OSError as exc:
+            stats.add(failed=len(batch))
+            log.warning("llmsight: spill to %s failed, %d events lost: %s", self.spill_dir, len(batch), exc)
+            return
+        stats.add(spilled=len(batch))
+        self._enforce_cap(stats)
+
+    def _own_segments(self) -> list[Path]:
+        """Closed spill segments this process may replay: its own, and those of dead processes on
+        this host, which it first claims by renaming them to its own pid (rename is atomic, so
+        two processes never replay the same segment)."""
+        mine = os.getpid()
+        paths = []
+        for segment in list_segments(self.spill_dir):
+            parsed = parse_base(segment.base)
+            if parsed is None or not segment.closed:
+                continue
+            if parsed[2] == mine:
+                paths.append(segment.path)
+                continue
+            created, host, _, seq = parsed
+            claimed = segment.path.with_name(f"{created:013d}-{host}-{mine}-{_CLAIMED_SEQ + seq % _CLAIMED_SEQ:06d}{CLOSED_SUFFIX}")
+            try:
+                os.rename(segment.path, claimed)
+            except OSError:
+                continue  # another process claimed it first
+            log.info("llmsight: claimed spill segment %s of a dead process", segment.path.name)
+            paths.append(claimed)
+        paths.sort(key=lambda p: p.name)
+        return paths
+
+    def _spill_has_data(self) -> bool:
+        return self._spill.active_path is not None or bool(self._own_segments())
+
+    def _enforce_cap(self, stats: Stats) -> None:
+        sizes = []
+        for segment in list_segments(self.spill_dir):
+            try:
+                sizes.append((segment.path, segment.path.stat().st_size))
+            except OSError:
+                continue
+        total = sum(size for _, size in sizes)
+        active = self._spill.active_path
+        replaying = self._replay.path if self._replay is not None else None
+        for path, size in sizes:
+            if total <= self.spill_max_bytes:
+                break
+            if path == active or path == replaying:
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    lost = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+                os.remove(path)
+            except OSError:
+                continue
+            total -= size
+            stats.add(dropped=lost)
+            log.warning("llmsight: spill over %d bytes; dropped %d oldest events", self.spill_max_bytes, lost)
+
+    def _replay_some(self, deadline: float) -> None:
+        pacer = Pacer()
+        while time.monotonic() < deadline and self._reachable:
+            replay = self._replay
+            if replay is None:
+                if self._spill.active_path is not None:
+                    self._spill.rotate()  # close the active spill segment so it can be replayed
+                paths = self._own_segments()
+                if not paths:
+                    return
+                path = paths[0]
+                replay = self._replay = _Replay(path)
+                log.info("llmsight: replaying spilled events from %s", path.name)
+            if replay.lines is not None:
+                if self._in_flight >= MAX_IN_FLIGHT:
+                    return
+                item = next(replay.lines, None)
+                if item is None:
+                    replay.lines = None
+                    continue
+                try:
+                    self._produce(_trace_key(item[2]), item[2], replay)
+                except Exception as exc:
+                    log.warning("llmsight: kafka replay send failed (%r)", exc)
+                    self._reachable = False
+                    replay.lines = None  # what was not submitted is re-spilled below
+                    self._respill_rest(replay, item)
+                    return
+                pacer.tick()
+                continue
+            if replay.pending > 0:
+                return  # wait for the acknowledgements
+            try:
+                os.remove(replay.path)
+            except OSError:
+                pass
+            self._replay = None
+
+    def _respill_rest(self, replay: _Replay, first: tuple[int, int, bytes]) -> None:
+        rest = [first[2] + b"\n"]
+        rest.extend(raw + b"\n" for _, _, raw in read_lines(replay.path, first[1]))
+        try:
+            self._spill.write(rest)
+        except OSError as exc:
+            log.warning("llmsight: re-spilling %d events failed: %s", len(rest), exc)
+
+
+__all__ = ["KafkaSink"]
