@@ -50,8 +50,10 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # Clamp only the float noise: at p=0 or p=1 the exact bound is 0 or 1.
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At p=0 or p=1 the exact bound is 0 or 1; the formula gives it only up to float noise.
+    lower = 0.0 if successes == 0 else max(0.0, centre - half)
+    upper = 1.0 if successes == n else min(1.0, centre + half)
+    return (lower, upper)
 
 
 def newcombe_interval(successes_a: int, n_a: int, successes_b: int, n_b: int,
