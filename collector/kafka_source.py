@@ -20,7 +20,7 @@ import logging
 from typing import Any
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import KafkaError
 
 from llmsight import config
 from llmsight.collector.batch import Chunk
@@ -46,13 +46,16 @@ class KafkaSource(Source):
         self.bootstrap = bootstrap
         self.group_id = group_id or config.resolve(config.COLLECTOR_GROUP, strict=True)
         self.url = f"kafka://{','.join(bootstrap)}/{topic}"
+        session_ms = int(config.resolve(config.COLLECTOR_SESSION_TIMEOUT_S, strict=True) * 1000)
         options: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "group_id": self.group_id,
             "client_id": "llmsight-collector",
             "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
-            "bootstrap_timeout_ms": 10_000,  # fail fast on a wrong address instead of after 30 s
+            "bootstrap_timeout_ms": 10_000,
+            "session_timeout_ms": session_ms,
+            "heartbeat_interval_ms": min(3000, session_ms // 3),  # fail fast on a wrong address instead of after 30 s
             "max_poll_records": max_poll_records or config.resolve(config.COLLECTOR_BATCH_EVENTS, strict=True),
             # Big fetches: fewer round trips per batch; the collector's batch bounds what it keeps.
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
@@ -65,8 +68,6 @@ class KafkaSource(Source):
                         "Python (several times slower): pip install crc32c")
         try:
             self._consumer = KafkaConsumer(**options)
-        except NoBrokersAvailable:
-            raise SinkError(f"collector: no Kafka broker reachable at {','.join(bootstrap)}") from None
         except KafkaError as exc:
             raise SinkError(f"collector: cannot connect to Kafka at {','.join(bootstrap)}: {exc}") from None
         except (TypeError, ValueError) as exc:  # an unknown or bad consumer option

@@ -194,6 +194,9 @@ COLLECTOR_GROUP = _define("LLMSIGHT_COLLECTOR_GROUP", "llmsight-collector", _par
 COLLECTOR_HTTP_PORT = _define("LLMSIGHT_COLLECTOR_HTTP_PORT", 9464, _parse_port,
                               "Port of the collector's /metrics, /healthz and /readyz (0 turns it off).",
                               "collector")
+COLLECTOR_SESSION_TIMEOUT_S = _define("LLMSIGHT_COLLECTOR_SESSION_TIMEOUT_S", 45.0, _parse_positive_float,
+                                      "Kafka group session timeout: how soon a dead collector's partitions "
+                                      "move to the others (the broker allows 6 to 1800 s).", "collector")
 COLLECTOR_RETRY_MAX_S = _define("LLMSIGHT_COLLECTOR_RETRY_MAX_S", 30.0, _parse_positive_float,
                                 "Longest pause between insert retries while the store is unreachable.",
                                 "collector")
