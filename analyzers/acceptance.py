@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from scipy import stats
 
@@ -169,7 +169,7 @@ class AcceptanceResult:
 
 
 Counts = tuple[int, int]
-Side = Union[FeedbackSummary, Counts, Sequence[Any]]
+Side = FeedbackSummary | Counts | Sequence[Any]
 
 
 def _counts(side: Side) -> Counts:

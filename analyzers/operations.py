@@ -108,7 +108,7 @@ def compute(*, latency_ms: Iterable[Any], errors: Iterable[Any], ttft_ms: Iterab
     quantiles = percentiles(latency)
     if quantiles is not None:
         known = int(_known(latency).size)
-        for name, value in zip((names.LATENCY_P50, names.LATENCY_P95, names.LATENCY_P99), quantiles):
+        for name, value in zip((names.LATENCY_P50, names.LATENCY_P95, names.LATENCY_P99), quantiles, strict=True):
             figures[name] = (value, known)
     ttft = _known(ttft_ms)
     if ttft.size:
@@ -153,7 +153,7 @@ def from_events(frame: Any) -> dict[str, Figure]:
     """Figures from a pandas DataFrame of ``events`` rows (at least ``latency_ms``; ``error`` if known)."""
     errors = _column(frame, "error") or [""] * len(frame)
     outputs = _column(frame, "output")
-    ok_outputs = None if outputs is None else [o for o, e in zip(outputs, errors) if not e]
+    ok_outputs = None if outputs is None else [o for o, e in zip(outputs, errors, strict=True) if not e]
     return compute(latency_ms=frame["latency_ms"].tolist(), errors=errors, ttft_ms=_column(frame, "ttft_ms"),
                    tokens_in=_column(frame, "tokens_in"), tokens_out=_column(frame, "tokens_out"),
                    cost_usd=_column(frame, "cost_usd"), outputs=ok_outputs)
