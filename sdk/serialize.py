@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 _MAX_DEPTH = 12
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ELLIPSIS = "…"
 
 
@@ -42,7 +44,7 @@ def clean_text(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def safe_repr(obj: Any) -> str:
