@@ -86,6 +86,7 @@ class Collector:
         self._beat = time.monotonic()
         self._last_flush_at: float | None = None
         self._http: HealthServer | None = None
+        self._stop_grace_s = _STOP_GRACE_S
         source.on_revoke = self._on_revoke
 
     # -- public API -------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ class Collector:
                 log.warning("collector: insert of %d messages (%s) failed: %s; retrying in %.1f s, "
                             "nothing committed", len(batch), checkpoint.token, _short(exc), delay)
             if self._stop.is_set():
-                stop_deadline = stop_deadline or time.monotonic() + _STOP_GRACE_S
+                stop_deadline = stop_deadline or time.monotonic() + self._stop_grace_s
                 if time.monotonic() >= stop_deadline:
                     log.error("collector: stopping with %d uncommitted messages (store unreachable); "
                               "they will be read again", len(batch))

@@ -48,7 +48,11 @@ class SpoolSource(Source):
             raise SinkError(f"collector: another collector is reading the spool {self.directory} "
                             "(one collector per spool directory)") from None
         # base -> [offset, line]: committed (stored) and read (polled, maybe not stored yet)
-        self._committed: dict[str, list[int]] = self._load_positions()
+        try:
+            self._committed: dict[str, list[int]] = self._load_positions()
+        except SinkError:
+            self.close()
+            raise
         self._read: dict[str, list[int]] = {k: list(v) for k, v in self._committed.items()}
         self._ranges: dict[str, list[int]] = {}  # base -> [start, end] since the last checkpoint
         self._sizes: dict[str, int] = {}
