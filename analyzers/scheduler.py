@@ -72,6 +72,7 @@ class AnalyzerService:
         self.alerts = AlertEngine(client, rules if rules is not None else load_rules(), self.notifier)
         self._last: dict[str, datetime | None] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._scheduler: Any = None
         self._http: ThreadingHTTPServer | None = None
         self.windows_done = 0
@@ -84,6 +85,8 @@ class AnalyzerService:
         """Analyze one window, upsert its metric rows, then evaluate the alert rules on them."""
         started = time.perf_counter()
         rows = self.analyzer.analyze(window)
+        if self._stopping.is_set():
+            return 0  # cut short by shutdown: write nothing partial; the window is redone on restart
         write_metrics(self.client, rows)
         if evaluate_alerts:
             self.alerts.evaluate(window.start, read_metrics(self.client, window), window.granularity, now=now)
@@ -101,6 +104,8 @@ class AnalyzerService:
                 self._last[granularity] = last_window_start(self.client, granularity)
             windows = due_windows(self._last[granularity], now, seconds, self.schedule.lag_s, catchup, granularity)
         for window in windows:
+            if self._stopping.is_set():
+                break
             self.run_window(window)
             with self._lock:
                 self._last[granularity] = window.start
@@ -134,6 +139,9 @@ class AnalyzerService:
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
 
+        # The window job ticks every few seconds and a slow window makes APScheduler log every
+        # skipped tick as a warning; our own log lines say what each window did.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         kind = BlockingScheduler if blocking else BackgroundScheduler
         window = self.schedule.window_s
         self._scheduler = kind(timezone=timezone.utc, job_defaults={
@@ -152,6 +160,9 @@ class AnalyzerService:
         self._scheduler.start()
 
     def shutdown(self) -> None:
+        """Stop the jobs (a window under way finishes its current segment), the endpoints and the notifier."""
+        self._stopping.set()
+        self.analyzer.stop()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         if self._http is not None:

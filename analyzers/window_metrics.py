@@ -86,6 +86,11 @@ class WindowAnalyzer:
         self._embeddings = embeddings
         self._toxicity = toxicity
         self.failures = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Make a window under way end after its current segment (the service is shutting down)."""
+        self._stopping = True
 
     # -- heavy parts, loaded on first use --------------------------------------------------------
     @property
@@ -116,6 +121,8 @@ class WindowAnalyzer:
         rows: list[MetricRow] = []
         segments = segments_in(self.client, window)
         for segment in segments:
+            if self._stopping:
+                break
             rows.extend(self._segment(window, segment))
         log.info("scheduler: window %s: %d segments, %d metric rows in %.0f ms", window, len(segments),
                  len(rows), (time.perf_counter() - started) * 1000)

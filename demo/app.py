@@ -109,3 +109,4 @@ class SyntheticApp:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        llmsight.shutdown(5.0)  # close the spool segment now, while its directory still exists
