@@ -20,6 +20,8 @@ REFUSALS = [
     "I must decline to answer that.",
     "That's not something I can help with.",
     "I won't provide instructions for that.",
+    "I'm not able to answer questions about this topic.",
+    "Unfortunately I can only help with everyday banking questions.",
 ]
 ANSWERS = [
     "Your card should arrive within 5 working days.",
