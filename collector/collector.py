@@ -51,6 +51,7 @@ class CollectorStats:
     insert_errors: int = 0  # failed insert attempts (each retried)
     commit_errors: int = 0  # failed commits (the batch is replayed and deduplicated)
     dropped_batches: int = 0  # uncommitted batches given up; they are read again
+    revoke_flushes: int = 0  # batches inserted because their partitions were being revoked
     last_batch_ms: float = 0.0
     lag: int | None = None
     store_up: bool = True
@@ -156,6 +157,9 @@ class Collector:
         else:
             timeout = idle_poll_s
         chunks = self.source.poll(timeout, self.batch_events - len(batch), self.batch_bytes - batch.nbytes)
+        # A rebalance inside poll() may have inserted the batch and started a new one: the new
+        # messages belong to that one (adding them to the old object would commit them unstored).
+        batch = self._batch
         if chunks and not batch:
             self._batch_generation = self.source.generation
         received = 0
@@ -320,6 +324,7 @@ class Collector:
                         "by the partitions' next owner", _short(exc), len(batch))
             self._set(insert_errors=self._stats.insert_errors + 1, store_up=False)
             return None
+        self._set(revoke_flushes=self._stats.revoke_flushes + 1)
         return checkpoint
 
 
