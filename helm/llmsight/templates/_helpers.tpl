@@ -1,0 +1,249 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "llmsight.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name prefix of every resource: <release>-llmsight, or the release name when it already
+contains the chart name. Truncated to 63 characters (the DNS label limit).
+*/}}
+{{- define "llmsight.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels. Call with (dict "root" $ "component" "collector").
+*/}}
+{{- define "llmsight.labels" -}}
+helm.sh/chart: {{ include "llmsight.chart" .root }}
+{{ include "llmsight.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/part-of: llmsight
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "llmsight.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "llmsight.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+A secret given either as a plain value or as a secretKeyRef; renders nothing when neither is set.
+Call with (dict "name" "ENV_NAME" "key" "values.path" "value" .Values.x.password).
+validations.yaml rejects both at once; the fail here guards direct use.
+*/}}
+{{- define "llmsight.secretEnv" -}}
+{{- $ref := .value.secretKeyRef | default dict -}}
+{{- if and $ref.name .value.value -}}
+{{- fail (printf "%s: give either value or secretKeyRef, not both" .key) -}}
+{{- end -}}
+{{- if $ref.name }}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name | quote }}
+      key: {{ required (printf "%s.secretKeyRef.key is required with secretKeyRef.name" .key) $ref.key | quote }}
+{{- else if .value.value }}
+- name: {{ .name }}
+  value: {{ .value.value | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The collector's source and the SDKs' sink: kafka://host:9092[,host2:9092]/topic.
+*/}}
+{{- define "llmsight.kafkaURL" -}}
+{{- printf "kafka://%s/%s" (.Values.kafka.bootstrapServers | nospace) .Values.kafka.topic }}
+{{- end }}
+
+{{- define "llmsight.kafkaUsesSASL" -}}
+{{- if hasPrefix "SASL_" (.Values.kafka.securityProtocol | upper) }}true{{ end }}
+{{- end }}
+
+{{- define "llmsight.kafkaUsesTLS" -}}
+{{- if hasSuffix "SSL" (.Values.kafka.securityProtocol | upper) }}true{{ end }}
+{{- end }}
+
+{{- define "llmsight.kafkaCAPath" -}}
+/etc/llmsight/kafka-ca/{{ .Values.kafka.tls.caSecret.key }}
+{{- end }}
+
+{{- define "llmsight.rulesPath" -}}
+/etc/llmsight/rules/rules.yaml
+{{- end }}
+
+{{/*
+The alert rules from alerts.rules, for the analyzers (which evaluate them) and the dashboard
+(which shows them): LLMSIGHT_RULES, the mount and the volume. Nothing when the defaults apply.
+*/}}
+{{- define "llmsight.rulesEnv" -}}
+{{- if .Values.alerts.rules }}
+- name: LLMSIGHT_RULES
+  value: {{ include "llmsight.rulesPath" . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.rulesVolumeMount" -}}
+{{- if .Values.alerts.rules }}
+- name: rules
+  mountPath: {{ include "llmsight.rulesPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.rulesVolume" -}}
+{{- if .Values.alerts.rules }}
+- name: rules
+  configMap:
+    name: {{ include "llmsight.fullname" . }}-rules
+{{- end }}
+{{- end }}
+
+{{/*
+The ClickHouse password (when there is one), then the store URL built from the url, user and
+database values. Kubernetes expands $(CLICKHOUSE_PASSWORD) from the variable defined just before,
+so the password stays in its Secret and never appears in the manifest.
+*/}}
+{{- define "llmsight.clickhouseEnv" -}}
+{{- $pw := include "llmsight.secretEnv" (dict "name" "CLICKHOUSE_PASSWORD" "key" "clickhouse.password" "value" .Values.clickhouse.password) -}}
+{{- $url := urlParse .Values.clickhouse.url -}}
+{{- $auth := .Values.clickhouse.user -}}
+{{- if $pw }}
+{{- $pw }}
+{{- $auth = printf "%s:$(CLICKHOUSE_PASSWORD)" .Values.clickhouse.user -}}
+{{- end }}
+- name: LLMSIGHT_CLICKHOUSE_URL
+  value: {{ printf "%s://%s@%s/%s" $url.scheme $auth $url.host .Values.clickhouse.database | quote }}
+{{- end }}
+
+{{/*
+The settings every component shares, as NAME: value; the settings ConfigMap holds them and the
+migrations Job (a pre-install hook, which runs before the ConfigMap exists) gets them inline.
+*/}}
+{{- define "llmsight.settings" -}}
+HOME: /tmp
+HF_HUB_OFFLINE: "1"
+TRANSFORMERS_OFFLINE: "1"
+LLMSIGHT_SINK: {{ include "llmsight.kafkaURL" . | quote }}
+LLMSIGHT_KAFKA_SECURITY_PROTOCOL: {{ .Values.kafka.securityProtocol | upper | quote }}
+{{- if include "llmsight.kafkaUsesSASL" . }}
+LLMSIGHT_KAFKA_SASL_MECHANISM: {{ .Values.kafka.sasl.mechanism | upper | quote }}
+LLMSIGHT_KAFKA_SASL_USERNAME: {{ .Values.kafka.sasl.username | quote }}
+{{- end }}
+{{- if and (include "llmsight.kafkaUsesTLS" .) .Values.kafka.tls.caSecret.name }}
+LLMSIGHT_KAFKA_SSL_CAFILE: {{ include "llmsight.kafkaCAPath" . | quote }}
+{{- end }}
+{{- if .Values.clickhouse.cluster }}
+LLMSIGHT_CLICKHOUSE_CLUSTER: {{ .Values.clickhouse.cluster | quote }}
+{{- end }}
+{{- range $name, $value := .Values.settings }}
+{{ $name }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Settings names the chart derives from structured values; `settings` must not set them.
+*/}}
+{{- define "llmsight.managedSettings" -}}
+{{- list "LLMSIGHT_CLICKHOUSE_URL" "LLMSIGHT_CLICKHOUSE_CLUSTER" "LLMSIGHT_SINK" "LLMSIGHT_RULES"
+    "LLMSIGHT_KAFKA_SECURITY_PROTOCOL" "LLMSIGHT_KAFKA_SASL_MECHANISM" "LLMSIGHT_KAFKA_SASL_USERNAME"
+    "LLMSIGHT_KAFKA_SASL_PASSWORD" "LLMSIGHT_KAFKA_SSL_CAFILE" "LLMSIGHT_DASHBOARD_PASSWORD"
+    "LLMSIGHT_SLACK_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_TOKEN"
+    "LLMSIGHT_COLLECTOR_HTTP_PORT" "LLMSIGHT_ANALYZERS_HTTP_PORT" | toJson }}
+{{- end }}
+
+{{/*
+The dashboard gets a generated password when none is given and OIDC is off.
+*/}}
+{{- define "llmsight.dashboardGeneratesPassword" -}}
+{{- $pw := .Values.dashboard.password -}}
+{{- if not (or $pw.value $pw.secretKeyRef.name .Values.dashboard.oidcSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "llmsight.dashboardSecretName" -}}
+{{- printf "%s-dashboard" (include "llmsight.fullname" .) }}
+{{- end }}
+
+{{/*
+Pod-level pieces every component shares. Call with (dict "root" $ "values" .Values.collector).
+With "hook" true (the migrations Job) a chart-created ServiceAccount is left out: hooks run
+before it exists, and the pods need no Kubernetes API access anyway.
+*/}}
+{{- define "llmsight.podCommon" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if not .hook }}
+serviceAccountName: {{ include "llmsight.serviceAccountName" .root }}
+{{- else if not .root.Values.serviceAccount.create }}
+serviceAccountName: {{ include "llmsight.serviceAccountName" .root }}
+{{- end }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod annotations: the component's own plus a checksum of the settings and rules, so that a
+changed setting rolls the pods.
+*/}}
+{{- define "llmsight.podAnnotations" -}}
+checksum/settings: {{ include "llmsight.settings" .root | sha256sum }}
+checksum/rules: {{ toYaml .root.Values.alerts.rules | sha256sum }}
+{{- with .values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.httpProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+{{ toYaml .probe }}
+{{- end }}
