@@ -34,7 +34,7 @@ class SyntheticApp:
     """Sends ``rate`` calls a second (and their feedback) until stopped; v1 before ``switch_at``, v2 after."""
 
     def __init__(self, sink_url: str, switch_at: datetime, *, rate: float = 8.0, seed: int = 7,
-                 latency_scale: float = 0.01) -> None:
+                 latency_scale: float = 0.05) -> None:
         self.sink_url = sink_url
         self.switch_at = switch_at
         self.rate = rate
