@@ -68,14 +68,14 @@ validations.yaml rejects both at once; the fail here guards direct use.
 {{- define "llmsight.secretEnv" -}}
 {{- $ref := .value.secretKeyRef | default dict -}}
 {{- if and $ref.name .value.value -}}
-{{- fail (printf "%s: give either value or secretKeyRef, not both" .key) -}}
+{{- fail (printf "%s is given both as value and as secretKeyRef: use one of them" .key) -}}
 {{- end -}}
 {{- if $ref.name }}
 - name: {{ .name }}
   valueFrom:
     secretKeyRef:
       name: {{ $ref.name | quote }}
-      key: {{ required (printf "%s.secretKeyRef.key is required with secretKeyRef.name" .key) $ref.key | quote }}
+      key: {{ required (printf "%s.secretKeyRef.name is set but %s.secretKeyRef.key is empty: name the key in the Secret" .key .key) $ref.key | quote }}
 {{- else if .value.value }}
 - name: {{ .name }}
   value: {{ .value.value | quote }}
