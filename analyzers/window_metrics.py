@@ -41,7 +41,7 @@ from llmsight.analyzers.windows import (
     feature_start,
     read_calls,
     read_feedback,
-    reference_mean,
+    reference_means,
     segments_in,
 )
 
@@ -171,15 +171,14 @@ class WindowAnalyzer:
         from llmsight.analyzers import operations
 
         figures = operations.window_figures(calls)
-        rows = []
-        for metric, (value, n) in figures.items():
-            baseline = reference_mean(self.client, metric, period, segment, keys)
-            rows.append(MetricRow(window, segment, metric, value, n, baseline=baseline))
-        return rows
+        baselines = reference_means(self.client, list(figures), period, segment, keys)
+        return [MetricRow(window, segment, metric, value, n, baseline=baselines.get(metric))
+                for metric, (value, n) in figures.items()]
 
     def _toxicity_rows(self, window: Window, segment: dict[str, str], calls: Calls, period: Period,
                        keys: tuple[str, ...]) -> list[MetricRow]:
         rows = []
+        baselines = reference_means(self.client, [names.TOXICITY_OUTPUT, names.TOXICITY_INPUT], period, segment, keys)
         for metric, texts in ((names.TOXICITY_OUTPUT, calls.sample_outputs), (names.TOXICITY_INPUT, calls.sample_inputs)):
             if not texts:
                 continue
@@ -189,8 +188,7 @@ class WindowAnalyzer:
             order = np.argsort(-probabilities, kind="stable")[:_EXAMPLES]
             examples = [{"trace_id": calls.sample_trace_ids[i], "text": texts[i][:500],
                          "score": round(float(probabilities[i]), 4)} for i in order if toxic[i]]
-            baseline = reference_mean(self.client, metric, period, segment, keys)
-            rows.append(MetricRow(window, segment, metric, float(toxic.mean()), len(texts), baseline=baseline,
+            rows.append(MetricRow(window, segment, metric, float(toxic.mean()), len(texts), baseline=baselines.get(metric),
                                   threshold=threshold, details={"examples": examples,
                                                                 "toxic": int(toxic.sum())}))
         return rows

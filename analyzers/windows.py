@@ -234,18 +234,22 @@ def read_metrics(client: Any, window: Window) -> list[dict[str, Any]]:
     return [dict(zip(METRIC_COLUMNS, r, strict=True)) for r in rows]
 
 
-def reference_mean(client: Any, metric: str, period: Period, segment: dict[str, str],
-                   keys: tuple[str, ...]) -> float | None:
-    """The mean of a metric over the base windows of a reference period (baseline of operations figures)."""
+def reference_means(client: Any, metrics: list[str], period: Period, segment: dict[str, str],
+                    keys: tuple[str, ...]) -> dict[str, float]:
+    """The mean of each metric over the base windows of a reference period: the baseline of figures
+    that need no raw data (latency percentiles, cost, toxicity rates). Metrics without rows are left out."""
+    if not metrics:
+        return {}
     where_s, params = _where_segment(segment, keys)
-    sql = ("SELECT avg(value), count() FROM metrics FINAL WHERE granularity = {g:String} AND metric = {m:String} "
+    sql = ("SELECT metric, avg(value) FROM metrics FINAL WHERE granularity = {g:String} "
+           "AND metric IN {m:Array(String)} "
            f"AND window_start >= {{a:DateTime('UTC')}} AND window_end <= {{b:DateTime('UTC')}} AND {where_s}")
-    params.update(g=BASE_GRANULARITY, m=metric, a=period.start, b=period.end)
+    params.update(g=BASE_GRANULARITY, m=list(metrics), a=period.start, b=period.end)
     if period.exclude is not None:
         sql += " AND window_start != {x:DateTime('UTC')}"
         params["x"] = period.exclude[0]
-    value, count = client.query(sql, parameters=params).result_rows[0]
-    return float(value) if count else None
+    rows = client.query(sql + " GROUP BY metric", parameters=params).result_rows
+    return {metric: float(value) for metric, value in rows}
 
 
 def last_window_start(client: Any, granularity: str = BASE_GRANULARITY) -> datetime | None:

@@ -109,6 +109,9 @@ def test_run_due_catches_up_every_closed_window_then_waits(store_client, now):
                                                                          now + timedelta(minutes=3)))}
     # The third window has the two before it as its trailing reference.
     assert json.loads(drift[names.DRIFT_INPUT]["details"])["reference"]["scope"] == "segment"
+    # Operations figures get the mean of the reference windows' rows as their baseline.
+    assert drift[names.LATENCY_P50]["baseline"] == pytest.approx(104.5)
+    assert drift[names.VOLUME]["baseline"] == 10
 
 
 def test_a_failing_job_is_counted_and_the_next_run_goes_on(store_client, now, monkeypatch):
