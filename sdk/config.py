@@ -352,3 +352,23 @@ ACCEPTANCE_MIN_EFFECT = _define("LLMSIGHT_ACCEPTANCE_MIN_EFFECT", 0.05, _parse_f
 ACCEPTANCE_MIN_N = _define("LLMSIGHT_ACCEPTANCE_MIN_N", 30, _parse_positive_int,
                            "Fewest yes/no verdicts on each side for an acceptance regression to be flagged.",
                            "analyzers")
+
+
+# -- Export (llmsight.analyzers.export; `llmsight export` and the weekly job) ------------------------
+def _parse_export_cron(raw: str) -> str:
+    import re
+
+    value = " ".join(raw.split())
+    short = re.fullmatch(r"(mon|tue|wed|thu|fri|sat|sun) ([01]?\d|2[0-3]):[0-5]\d", value.lower())
+    if not short and len(value.split(" ")) != 5:
+        raise ValueError("expected 'DAY HH:MM' (for example 'mon 06:00') or a 5-field crontab line")
+    return value
+
+
+EXPORT_DIR = _define("LLMSIGHT_EXPORT_DIR", "~/.llmsight/exports", _parse_str,
+                     "Folder the weekly quality-review export writes to (one subfolder per ISO week).", "analyzers")
+EXPORT_CRON = _define("LLMSIGHT_EXPORT_CRON", "mon 06:00", _parse_export_cron,
+                      "When the weekly export runs, in UTC: 'DAY HH:MM' or a 5-field crontab line.", "analyzers")
+EXPORT_SAMPLE_SIZE = _define("LLMSIGHT_EXPORT_SAMPLE_SIZE", 200, _parse_positive_int,
+                             "Calls drawn at random (stratified by segment) into the review sample, besides "
+                             "every flagged call.", "analyzers")
