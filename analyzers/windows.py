@@ -90,7 +90,8 @@ def due_windows(last_start: datetime | None, now: datetime, seconds: int, lag_s:
     step = timedelta(seconds=seconds)
     first = newest_start - step * (catchup - 1)
     if last_start is not None:
-        first = max(first, utc(last_start) + step)
+        # Floored, so a store analyzed with another window length resumes on this length's grid.
+        first = max(first, floor_time(last_start, seconds) + step)
     windows = []
     start = first
     while start <= newest_start:

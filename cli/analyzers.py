@@ -28,7 +28,7 @@ def _interrupt(*_: object) -> None:
 
 def analyzers(
     once: bool = typer.Option(False, "--once", help="Analyze the windows that are due, evaluate alerts, exit."),
-    backfill: tuple[str, str] = typer.Option((None, None), "--backfill", metavar="FROM TO",
+    backfill: tuple[str, str] | None = typer.Option(None, "--backfill", metavar="FROM TO",
                                              help="Recompute every window between two ISO 8601 UTC times "
                                                   "(minute windows, hours and days; no alerts), then exit."),
     url: str = typer.Option(None, "--url", help="Store URL; default LLMSIGHT_CLICKHOUSE_URL."),
@@ -41,9 +41,7 @@ def analyzers(
     from llmsight import config, store
     from llmsight.analyzers.scheduler import AnalyzerService
 
-    start_raw, end_raw = backfill
-    if (start_raw is None) != (end_raw is None):
-        raise typer.BadParameter("give both FROM and TO", param_hint="--backfill")
+    start_raw, end_raw = backfill or (None, None)
     client = store.connect(url)
     store.migrate(client, cluster=config.resolve(config.CLICKHOUSE_CLUSTER, strict=True) or None)
     service = AnalyzerService(client)  # reads and checks every setting and the rules: fails fast

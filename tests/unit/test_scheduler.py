@@ -32,6 +32,9 @@ def test_missed_windows_are_caught_up_oldest_first_and_capped():
     capped = due_windows(None, now, 60, 20, 3)
     assert [w.start for w in capped] == [T + timedelta(minutes=m) for m in (7, 8, 9)]
     assert due_windows(T + timedelta(minutes=9), now, 60, 20, 100) == []
+    # A store last analyzed with 10 s windows resumes on the 60 s grid.
+    resumed = due_windows(T + timedelta(minutes=7, seconds=40), now, 60, 20, 100)
+    assert [w.start for w in resumed] == [T + timedelta(minutes=m) for m in (8, 9)]
 
 
 def test_rollup_windows_carry_their_granularity():
