@@ -184,7 +184,7 @@ def test_analyzers_run_once_with_recreate_and_health_on_9465(default_docs: list[
 
 def test_dashboard_serves_streamlit_on_8501_behind_its_service(default_docs: list[dict[str, Any]]) -> None:
     spec = container(default_docs, "Deployment", "rel-llmsight-dashboard")
-    assert spec["args"] == ["dashboard", "--port", "8501"]
+    assert spec["args"] == ["dashboard", "--port", "8501", "--address", "0.0.0.0"]
     assert _probe(spec, "livenessProbe") == ("/_stcore/health", 8501)
     assert _probe(spec, "readinessProbe") == ("/_stcore/health", 8501)
     service = find(default_docs, "Service", "rel-llmsight-dashboard")["spec"]
@@ -216,6 +216,34 @@ def test_migrations_hook_runs_db_migrate_with_the_settings_the_pods_see(default_
     settings = find(default_docs, "ConfigMap", "rel-llmsight-settings")["data"]
     assert {k: job_env[k] for k in settings} == settings
     assert job_env["LLMSIGHT_CLICKHOUSE_URL"] == "http://default@clickhouse:8123/llmsight"
+
+
+def _parse_cli(args: list[str]) -> tuple[str, dict[str, Any]]:
+    """Resolve the subcommands and parse the options as the CLI would, without running anything."""
+    import typer
+
+    from llmsight.cli.app import _build
+
+    root = typer.main.get_command(_build())
+    ctx = root.make_context("llmsight", list(args))
+    command: Any = root
+    while hasattr(command, "resolve_command"):  # a group: descend into the subcommand
+        name, command, rest = command.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+        ctx = command.make_context(name, rest, parent=ctx)
+    return ctx.command_path, ctx.params
+
+
+def test_the_cli_accepts_the_arguments_the_chart_passes(default_docs: list[dict[str, Any]]) -> None:
+    parsed = {name: _parse_cli(container(default_docs, kind, f"rel-llmsight-{name}")["args"])
+              for kind, name in (("Deployment", "collector"), ("Deployment", "analyzers"),
+                                 ("Deployment", "dashboard"), ("Job", "migrations"))}
+    assert parsed["collector"][0] == "llmsight collector"
+    assert parsed["collector"][1]["source"] == "kafka://kafka:9092/llmsight.events"
+    assert parsed["analyzers"][0] == "llmsight analyzers"
+    assert parsed["analyzers"][1]["once"] is False
+    assert parsed["dashboard"][0] == "llmsight dashboard"
+    assert (parsed["dashboard"][1]["port"], parsed["dashboard"][1]["address"]) == (8501, "0.0.0.0")
+    assert parsed["migrations"][0] == "llmsight db migrate"
 
 
 def test_every_pod_runs_as_non_root_with_a_read_only_root_and_resources(default_docs: list[dict[str, Any]]) -> None:
