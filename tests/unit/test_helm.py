@@ -440,6 +440,10 @@ SASL = {"securityProtocol": "SASL_SSL", "sasl": {"mechanism": "PLAIN", "username
     ({"dashboard": {"ingress": {"enabled": True}}}, "dashboard.ingress.hosts is empty"),
     ({"settings": {"LLMSIGHT_CLICKHOUSE_URL": "http://x:8123"}}, "settings.LLMSIGHT_CLICKHOUSE_URL is set by the chart"),
     ({"alerts": {"rules": {"defaults": {"for": 2}}}}, "alerts.rules must be a rules document with a `rules:` list"),
+    # values.schema.json: misspelt keys and wrong types
+    ({"clickhose": {"url": "http://ch:8123"}}, "Additional property clickhose is not allowed"),
+    ({"kafka": {"sasl": {"passwrd": "x"}}}, "kafka.sasl: Additional property passwrd is not allowed"),
+    ({"collector": {"port": "9464"}}, "collector.port: Invalid type. Expected: integer, given: string"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_impossible_values_are_refused_with_a_message(values: dict[str, Any], message: str, tmp_path: Path) -> None:
     assert message in render_error(values, tmp_path)
