@@ -258,6 +258,8 @@ def configure(
         batch_size=_positive(config.resolve(config.BATCH_SIZE, batch_size), config.BATCH_SIZE),
         flush_interval=_positive(config.resolve(config.FLUSH_INTERVAL_S, flush_interval), config.FLUSH_INTERVAL_S),
     )
+    with guard("starting the worker"):
+        _state.client.worker.start()
     if not _state.atexit_registered:
         atexit.register(_at_exit)
         _state.atexit_registered = True

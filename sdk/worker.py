@@ -64,9 +64,10 @@ class Worker:
         if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
         if self._thread is None:
-            self._start()
+            self.start()
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the thread (``init`` does, so that the host's first call does not wait for it)."""
         with self._start_lock:
             if self._thread is not None or self._stopped:
                 return

@@ -1,0 +1,145 @@
+"""SDK overhead per call: a monitored no-op against the same no-op in an OpenTelemetry span.
+
+In one run it measures, call by call:
+
+* ``llmsight``: ``@llmsight.monitor`` on a no-op, writing to a ``file://`` spool in a temp dir;
+* ``otel``: the same no-op inside ``tracer.start_as_current_span`` with four attributes and a
+  ``BatchSpanProcessor`` (its exporter discards spans, so only the SDK's own cost is measured);
+* ``broker_down``: ``@llmsight.monitor`` with a ``kafka://`` sink on a closed port (events spill).
+
+The two overhead measurements alternate in rounds, so load from other processes on the machine
+hits both alike; each round ends with a flush outside the timed calls. Targets: llmsight p50 at
+most 0.5x OpenTelemetry's, p99 at most 50 µs, and the worst call with the broker down at most 1 ms.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import typer
+
+
+def _percentile(sorted_ns: Sequence[int], q: float) -> float:
+    index = min(len(sorted_ns) - 1, max(0, round(q * (len(sorted_ns) - 1))))
+    return sorted_ns[index] / 1000.0  # µs
+
+
+def _summary(samples: list[int]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50_us": round(_percentile(ordered, 0.50), 3),
+        "p99_us": round(_percentile(ordered, 0.99), 3),
+        "p999_us": round(_percentile(ordered, 0.999), 3),
+        "max_us": round(ordered[-1] / 1000.0, 3),
+        "mean_us": round(statistics.fmean(ordered) / 1000.0, 3),
+        "calls": len(ordered),
+    }
+
+
+def _time_calls(fn: Callable[[], Any], n: int, into: list[int], pause_every: int = 0) -> None:
+    clock = time.perf_counter_ns
+    for i in range(n):
+        start = clock()
+        fn()
+        into.append(clock() - start)
+        if pause_every and i % pause_every == pause_every - 1:
+            time.sleep(0.001)  # an app does other work between LLM calls; this lets the worker run
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def main(
+    calls: int = typer.Option(50_000, help="Timed calls per variant."),
+    rounds: int = typer.Option(10, help="Alternating rounds the calls are split into."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as one JSON line last."),
+) -> None:
+    """SDK overhead per call against an OpenTelemetry span; worst call with the Kafka broker down."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    import llmsight
+    from llmsight.bench.report import emit
+
+    class DiscardExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            return None
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(DiscardExporter()))
+    tracer = provider.get_tracer("bench")
+
+    def noop() -> None:
+        return None
+
+    monitored = llmsight.monitor(name="noop", model="gpt-4o-mini", prompt_version="v1")(noop)
+
+    def in_span() -> None:
+        with tracer.start_as_current_span("noop") as span:
+            span.set_attribute("llm.name", "noop")
+            span.set_attribute("llm.model", "gpt-4o-mini")
+            span.set_attribute("llm.prompt_version", "v1")
+            span.set_attribute("llm.service", "bench")
+            noop()
+
+    with tempfile.TemporaryDirectory(prefix="llmsight-bench-") as tmp:
+        llmsight.init(sink=f"file://{tmp}/spool", service="bench", queue_size=max(10_000, calls // rounds * 2))
+        bare: list[int] = []
+        ours: list[int] = []
+        theirs: list[int] = []
+        per_round = max(1, calls // rounds)
+        for variant in (monitored, in_span):  # warm-up: imports, caches, first thread start
+            _time_calls(variant, 2000, [])
+        llmsight.flush(10)
+        provider.force_flush()
+        gc.collect()
+        for _ in range(rounds):
+            _time_calls(noop, per_round, bare)
+            _time_calls(monitored, per_round, ours)
+            llmsight.flush(30)
+            _time_calls(in_span, per_round, theirs)
+            provider.force_flush()
+        spool_counts = llmsight.stats()
+        llmsight.shutdown(10)
+        provider.shutdown()
+
+        os.environ["LLMSIGHT_SPILL_DIR"] = f"{tmp}/spill"
+        llmsight.init(sink=f"kafka://127.0.0.1:{_closed_port()}/llmsight.bench", service="bench")
+        down: list[int] = []
+        control: list[int] = []  # bare calls in the same phase: the machine's own noise floor
+        for _ in range(rounds):
+            _time_calls(monitored, per_round // 2, down, pause_every=100)
+            _time_calls(noop, per_round // 2, control, pause_every=100)
+        llmsight.flush(30)
+        down_counts = llmsight.stats()
+        llmsight.shutdown(10)
+
+    mine, otel, broker_down = _summary(ours), _summary(theirs), _summary(down)
+    figures = {
+        "llmsight": mine,
+        "otel_span": otel,
+        "bare_call": _summary(bare),
+        "p50_ratio_vs_otel": round(mine["p50_us"] / otel["p50_us"], 3),
+        "broker_down": broker_down,
+        "broker_down_bare_call_max_us": _summary(control)["max_us"],
+        "targets": {
+            "p50_ratio_le_0.5": mine["p50_us"] <= 0.5 * otel["p50_us"],
+            "p99_le_50us": mine["p99_us"] <= 50.0,
+            "broker_down_worst_le_1ms": broker_down["max_us"] <= 1000.0,
+        },
+        "events": {"spool": spool_counts, "broker_down": down_counts},
+    }
+    emit("llmsight bench sdk: per-call cost", figures, json_out)
