@@ -1,0 +1,89 @@
+"""Alerts: firing, pending and resolved alerts with their evidence; acknowledge one with a note.
+
+An acknowledgement is a new row in the ``alerts`` table written by the alert engine's own
+:func:`llmsight.analyzers.alerts.acknowledge`; it silences re-notifications until the alert resolves.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from llmsight.dashboard import data
+from llmsight.dashboard.data import q
+from llmsight.dashboard.queries import Filters
+
+TABS = (("firing", "Firing"), ("pending", "Pending"), ("resolved", "Resolved"))
+COLUMNS = ["rule", "severity", "state", "service", "name", "model", "prompt_version", "value", "threshold",
+           "baseline", "p_value", "window_start", "acked_by", "ack_note", "changed_at"]
+
+
+def _label(row: pd.Series) -> str:
+    return (f"{row['state']} · {row['rule']} · {row['service']}/{row['name']}/{row['model']}/"
+            f"{row['prompt_version']} · {row['alert_id']}")
+
+
+def evidence(alert: pd.Series) -> None:
+    st.markdown(f"**{alert['rule']}** ({alert['severity']}, {alert['state']}) on "
+                f"`{alert['service']}/{alert['name']}/{alert['model']}/{alert['prompt_version']}`")
+    cols = st.columns(4)
+    for col, key in zip(cols, ("value", "threshold", "baseline", "p_value"), strict=False):
+        value = alert[key]
+        col.metric(key.replace("_", " "), "–" if pd.isna(value) else f"{value:.4g}")
+    try:
+        parsed = json.loads(alert["evidence"]) if alert["evidence"] else {}
+    except ValueError:
+        parsed = {"raw": alert["evidence"]}
+    examples = parsed.get("examples") if isinstance(parsed, dict) else None
+    if examples:
+        st.markdown("**Examples**")
+        st.dataframe(pd.DataFrame(examples if isinstance(examples[0], dict) else {"text": examples}),
+                     hide_index=True, width="stretch")
+    with st.expander("Evidence (JSON)"):
+        st.json(parsed)
+    st.markdown("**History**")
+    st.dataframe(q("alert_history", alert["alert_id"]), hide_index=True, width="stretch")
+
+
+def acknowledge_form(alert: pd.Series) -> None:
+    if alert["state"] not in ("firing", "pending"):
+        return
+    with st.form("acknowledge", clear_on_submit=True):
+        by = st.text_input("Acknowledged by", key="ack_by")
+        note = st.text_area("Note", key="ack_note", placeholder="What you are doing about it")
+        submitted = st.form_submit_button("Acknowledge (silence re-notifications until it resolves)")
+    if submitted:
+        from llmsight.analyzers.alerts import acknowledge
+        from llmsight.errors import LlmsightError
+
+        try:
+            acknowledge(data.client(), alert["alert_id"], by, note)
+        except LlmsightError as exc:
+            st.error(str(exc))
+            return
+        data.forget()
+        st.success(f"Acknowledged by {by.strip()}.")
+
+
+def render(f: Filters) -> None:
+    st.title("Alerts")
+    alerts = q("alert_states", f)
+    counts = {state: int((alerts["state"] == state).sum()) if not alerts.empty else 0 for state, _ in TABS}
+    tabs = st.tabs([f"{title} ({counts[state]})" for state, title in TABS])
+    for tab, (state, _title) in zip(tabs, TABS, strict=False):
+        with tab:
+            rows = alerts[alerts["state"] == state] if not alerts.empty else alerts
+            if rows.empty:
+                st.caption(f"No {state} alerts.")
+            else:
+                st.dataframe(rows[COLUMNS], hide_index=True, width="stretch", key=f"alerts_{state}")
+    if alerts.empty:
+        return
+    st.subheader("Evidence and acknowledgement")
+    labels = {_label(row): row["alert_id"] for _, row in alerts.iterrows()}
+    chosen = st.selectbox("Alert", list(labels), key="alert_choice")
+    alert = alerts[alerts["alert_id"] == labels[chosen]].iloc[0]
+    evidence(alert)
+    acknowledge_form(alert)

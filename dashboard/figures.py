@@ -1,0 +1,200 @@
+"""The figures the pages show, computed from query results: pure functions, no Streamlit, no I/O.
+
+Combining metric rows across segments: counts and sums add up; rates are weighted by each row's
+``n`` (so a busy segment weighs more than a quiet one); a p95 latency cannot be merged exactly
+from per-segment p95s, so the overview shows their volume-weighted mean and says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from llmsight.analyzers import names
+
+# How each overview metric combines across segments and buckets: "count" sums n, "sum" sums
+# values, "rate" is sum(value * n) / sum(n).
+COMBINE = {
+    names.VOLUME: "count",
+    names.ERROR_RATE: "rate",
+    names.LATENCY_P95: "rate",
+    names.COST: "sum",
+    names.ACCEPTANCE: "rate",
+    names.TOXICITY_OUTPUT: "rate",
+    names.TOXICITY_INPUT: "rate",
+}
+LABELS = {
+    names.VOLUME: "Volume",
+    names.ERROR_RATE: "Error rate",
+    names.LATENCY_P95: "p95 latency",
+    names.COST: "Cost",
+    names.ACCEPTANCE: "Acceptance",
+    names.TOXICITY_OUTPUT: "Toxicity rate",
+}
+# Whether a rise is good news: it decides the colour of the change arrow.
+RISE_IS_GOOD = {names.VOLUME: True, names.ACCEPTANCE: True}
+
+
+@dataclass
+class Kpi:
+    metric: str
+    label: str
+    value: float | None
+    baseline: float | None
+    series: list[float] = field(default_factory=list)
+
+    @property
+    def change(self) -> float | None:
+        """Relative change against the baseline (0.25 = +25 %); None without a usable baseline."""
+        if self.value is None or self.baseline is None or self.baseline == 0:
+            return None
+        return (self.value - self.baseline) / abs(self.baseline)
+
+
+def combine(rows: pd.DataFrame, metric: str) -> float | None:
+    """One figure from metric rows (``n``, ``weighted``, ``total`` columns) of one metric."""
+    if rows.empty:
+        return None
+    how = COMBINE.get(metric, "rate")
+    n = float(rows["n"].sum())
+    if how == "count":
+        return n
+    if how == "sum":
+        return float(rows["total"].sum())
+    return float(rows["weighted"].sum()) / n if n > 0 else None
+
+
+def kpis_from_metrics(series: pd.DataFrame, current_start: pd.Timestamp) -> list[Kpi]:
+    """Overview figures: each metric over the current period, its baseline period, and a sparkline.
+
+    ``series`` holds buckets of both periods (from :func:`queries.metric_series`, one granularity).
+    """
+    result = []
+    for metric in LABELS:
+        rows = series[series["metric"] == metric] if not series.empty else series
+        if rows.empty:
+            result.append(Kpi(metric, LABELS[metric], None, None))
+            continue
+        current = rows[rows["bucket"] >= current_start]
+        baseline = rows[rows["bucket"] < current_start]
+        spark = [combine(group, metric) or 0.0 for _, group in current.groupby("bucket", sort=True)]
+        result.append(Kpi(metric, LABELS[metric], combine(current, metric), combine(baseline, metric), spark))
+    return result
+
+
+def sparkline(series: pd.DataFrame, metrics: tuple[str, ...], current_start: pd.Timestamp) -> list[float]:
+    """The n-weighted mean of some metrics per bucket of the current period (the drift score line)."""
+    if series.empty:
+        return []
+    rows = series[series["metric"].isin(metrics) & (series["bucket"] >= current_start)]
+    return [float(g["weighted"].sum() / g["n"].sum()) if g["n"].sum() > 0 else float(g["total"].mean())
+            for _, g in rows.groupby("bucket", sort=True)]
+
+
+def kpis_from_events(current: pd.DataFrame, baseline: pd.DataFrame) -> list[Kpi]:
+    """Volume, error rate, p95 latency and cost from raw event buckets (before the analyzers ran)."""
+
+    def figures(frame: pd.DataFrame) -> dict[str, float | None]:
+        n = float(frame["n"].sum()) if not frame.empty else 0.0
+        if n == 0:
+            return {names.VOLUME: None, names.ERROR_RATE: None, names.LATENCY_P95: None, names.COST: None}
+        return {
+            names.VOLUME: n,
+            names.ERROR_RATE: float(frame["errors"].sum()) / n,
+            names.LATENCY_P95: float((frame["latency_p95"] * frame["n"]).sum()) / n,
+            names.COST: float(frame["cost"].sum()),
+        }
+
+    now, before = figures(current), figures(baseline)
+    sparks = {
+        names.VOLUME: current["n"].astype(float).tolist(),
+        names.ERROR_RATE: (current["errors"] / current["n"]).astype(float).tolist(),
+        names.LATENCY_P95: current["latency_p95"].astype(float).tolist(),
+        names.COST: current["cost"].astype(float).tolist(),
+    } if not current.empty else {}
+    return [Kpi(m, LABELS[m], now[m], before[m], sparks.get(m, [])) for m in now]
+
+
+def wilson(accepted: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % by default); (0, 1) when n is 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = accepted / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def acceptance_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Acceptance per (bucket, model, prompt version) with its Wilson interval."""
+    columns = ["bucket", "model", "prompt_version", "series", "n", "accepted", "rate", "low", "high"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = rows.groupby(["bucket", "model", "prompt_version"], as_index=False)[["accepted", "n"]].sum()
+    grouped["accepted"] = grouped["accepted"].round()
+    grouped["rate"] = grouped["accepted"] / grouped["n"].where(grouped["n"] > 0)
+    bounds = [wilson(a, n) for a, n in zip(grouped["accepted"], grouped["n"], strict=False)]
+    grouped["low"] = [b[0] for b in bounds]
+    grouped["high"] = [b[1] for b in bounds]
+    grouped["series"] = grouped["model"] + " · " + grouped["prompt_version"]
+    return grouped[columns]
+
+
+def acceptance_totals(rows: pd.DataFrame) -> pd.DataFrame:
+    """Acceptance per (model, prompt version) over the whole range, with its Wilson interval."""
+    columns = ["model", "prompt_version", "n", "accepted", "rate", "low", "high"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = rows.groupby(["model", "prompt_version"], as_index=False)[["accepted", "n"]].sum()
+    grouped["accepted"] = grouped["accepted"].round()
+    grouped["rate"] = grouped["accepted"] / grouped["n"].where(grouped["n"] > 0)
+    bounds = [wilson(a, n) for a, n in zip(grouped["accepted"], grouped["n"], strict=False)]
+    grouped["low"] = [b[0] for b in bounds]
+    grouped["high"] = [b[1] for b in bounds]
+    return grouped[columns].sort_values(["model", "prompt_version"], ignore_index=True)
+
+
+def drifted(value: float | None, threshold: float | None, p_value: float | None, alpha: float = 0.05) -> bool:
+    """A drift row counts as drifted when its score passes its threshold, else when p < alpha."""
+    if threshold is not None and not _isnan(threshold) and value is not None:
+        return bool(value > threshold)
+    if p_value is not None and not _isnan(p_value):
+        return bool(p_value < alpha)
+    return False
+
+
+def drift_summary(latest: pd.DataFrame) -> tuple[int, int]:
+    """(segments drifted, segments checked) from the latest drift row per segment and metric."""
+    if latest.empty:
+        return 0, 0
+    flags = [drifted(v, t, p) for v, t, p in zip(latest["value"], latest["threshold"], latest["p_value"], strict=False)]
+    return sum(flags), len(flags)
+
+
+def segment_label(row: pd.Series) -> str:
+    """service/name/model/prompt_version, the segment as people read it."""
+    return "/".join(str(row[c]) for c in ("service", "name", "model", "prompt_version"))
+
+
+def _isnan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def format_value(metric: str, value: float | None) -> str:
+    """A KPI value for display."""
+    if value is None:
+        return "–"
+    if metric == names.VOLUME:
+        return f"{value:,.0f}"
+    if metric == names.COST:
+        return f"${value:,.2f}"
+    if metric == names.LATENCY_P95:
+        return f"{value:,.0f} ms"
+    return f"{value * 100:.1f}%"
+
+
+def format_change(change: float | None) -> str | None:
+    return None if change is None else f"{change * 100:+.1f}% vs baseline"

@@ -1,0 +1,102 @@
+"""The sidebar filters, kept in the URL's query parameters so a view can be shared by its link.
+
+``?range=24h&service=checkout&model=gpt-4o&prompt_version=v2&environment=production`` (a filter
+may repeat for several values). The time range always ends now: a live refresh moves it forward.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import streamlit as st
+
+from llmsight.dashboard import data
+from llmsight.dashboard.queries import Filters
+
+RANGES = {
+    "1h": dt.timedelta(hours=1),
+    "6h": dt.timedelta(hours=6),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
+DEFAULT_RANGE = "24h"
+SEGMENT_PARAMS = (
+    ("service", "services", "Service"),
+    ("model", "models", "Model"),
+    ("prompt_version", "prompt_versions", "Prompt version"),
+    ("environment", "environments", "Environment"),
+)
+GRANULARITY_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
+POINTS = 48
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def granularity_for(span: dt.timedelta) -> str:
+    """The metrics granularity that gives a readable number of points for a time range."""
+    if span <= dt.timedelta(hours=6):
+        return "1m"
+    if span <= dt.timedelta(days=7):
+        return "1h"
+    return "1d"
+
+
+def bucket_seconds(span: dt.timedelta) -> int:
+    """About 48 chart buckets over ``span``, each a whole number of metric windows."""
+    step = GRANULARITY_SECONDS[granularity_for(span)]
+    return max(step, int(span.total_seconds()) // POINTS // step * step)
+
+
+def view_for(range_key: str, at: dt.datetime | None = None, **segments: tuple[str, ...]) -> Filters:
+    """The view of a named range ending at the next bucket boundary after ``at`` (default now).
+
+    Aligning the end to a bucket keeps the current and the baseline period on whole buckets.
+    """
+    span = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
+    step = bucket_seconds(span)
+    epoch = int((at or now()).replace(tzinfo=dt.timezone.utc).timestamp())
+    end_epoch = (epoch // step + 1) * step
+    end = dt.datetime.fromtimestamp(end_epoch, dt.timezone.utc).replace(tzinfo=None)
+    return Filters(start=end - span, end=end, **segments)
+
+
+def filters_from_params(at: dt.datetime | None = None) -> Filters:
+    """The current view, from the URL's query parameters."""
+    params = st.query_params
+    values = {field: tuple(params.get_all(param)) for param, field, _label in SEGMENT_PARAMS}
+    return view_for(params.get("range", DEFAULT_RANGE), at, **values)
+
+
+def sidebar() -> Filters:
+    """Draw the filter widgets, write their values back to the URL, and return the view."""
+    params = st.query_params
+    st.sidebar.header("Filters")
+    current_range = params.get("range", DEFAULT_RANGE)
+    if current_range not in RANGES:
+        current_range = DEFAULT_RANGE
+    chosen_range = st.sidebar.selectbox("Time range", list(RANGES), index=list(RANGES).index(current_range),
+                                        key="filter_range")
+    params["range"] = chosen_range
+    try:
+        # Rounded to the minute so the cached result is shared between reruns.
+        minute = now().replace(second=0, microsecond=0)
+        choices = data.q("segment_values", minute - RANGES["30d"], minute - RANGES["24h"])
+    except Exception as exc:  # an unreachable store must not hide the page's own error message
+        st.sidebar.warning(f"Filter values unavailable: {exc}")
+        choices = {field: [] for _param, field, _label in SEGMENT_PARAMS}
+    for param, field, label in SEGMENT_PARAMS:
+        selected = params.get_all(param)
+        # A shared link may name a value not seen lately: keep it selectable.
+        options = sorted(set(choices.get(field, [])) | set(selected))
+        picked = st.sidebar.multiselect(label, options, default=selected, key=f"filter_{param}")
+        params[param] = picked
+    f = filters_from_params()
+    st.sidebar.caption(f"{f.start:%Y-%m-%d %H:%M} to {f.end:%Y-%m-%d %H:%M} UTC; baseline: the "
+                       f"{chosen_range} before. Metric rows have no environment: that filter applies to raw calls.")
+    return f
+
+
+

@@ -1,0 +1,103 @@
+"""Overview: the headline figures against their baseline, the active alerts and the drift status."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from llmsight.analyzers import names
+from llmsight.dashboard import figures, filters
+from llmsight.dashboard.data import q
+from llmsight.dashboard.queries import (
+    ACTIVE_STATES,
+    DRIFT_METRICS,
+    OVERVIEW_METRICS,
+    Filters,
+    pick_granularity,
+)
+
+
+def alert_banner(f: Filters) -> None:
+    active = q("alert_states", f, ACTIVE_STATES)
+    if active.empty:
+        st.success("No active alerts.", icon=":material/check_circle:")
+        return
+    firing = active[active["state"] == "firing"]
+    pending = active[active["state"] == "pending"]
+    lines = [f"**{row.rule}** ({row.severity}) on {row.service}/{row.name}/{row.model}/{row.prompt_version}"
+             for row in active.head(5).itertuples()]
+    more = f" and {len(active) - 5} more" if len(active) > 5 else ""
+    text = f"{len(firing)} firing, {len(pending)} pending: " + "; ".join(lines) + more
+    (st.error if len(firing) else st.warning)(text, icon=":material/notifications_active:")
+
+
+def kpis(f: Filters) -> tuple[list[figures.Kpi], str, list[float]]:
+    """The headline figures, where they came from ("metrics" or "events"), and the drift score sparkline."""
+    span = Filters(f.baseline().start, f.end, f.services, f.models, f.prompt_versions, f.environments)
+    bucket = filters.bucket_seconds(f.span)
+    series = q("metric_series", span, OVERVIEW_METRICS + DRIFT_METRICS, bucket)
+    series = pick_granularity(series, filters.granularity_for(f.span))
+    result = figures.kpis_from_metrics(series, pd.Timestamp(f.start))
+    drift_spark = figures.sparkline(series, DRIFT_METRICS, pd.Timestamp(f.start))
+    if f.environments or result[0].value is None:
+        # Metric rows have no environment, and before the analyzers' first run there are none:
+        # the operational figures then come straight from the events.
+        events = q("event_series", span, bucket)
+        current = events[events["bucket"] >= pd.Timestamp(f.start)]
+        baseline = events[events["bucket"] < pd.Timestamp(f.start)]
+        raw = {k.metric: k for k in figures.kpis_from_events(current, baseline)}
+        return [raw.get(k.metric, k) for k in result], "events", drift_spark
+    return result, "metrics", drift_spark
+
+
+def drift_status(f: Filters, spark: list[float]) -> None:
+    latest = q("latest_by_segment", f, DRIFT_METRICS)
+    before = q("latest_by_segment", f.baseline(), DRIFT_METRICS)
+    drifted, checked = figures.drift_summary(latest)
+    drifted_before, checked_before = figures.drift_summary(before)
+    label = "Drift status"
+    if checked == 0:
+        st.metric(label, "no data", border=True, help="No drift test ran in this range.")
+        return
+    delta = f"{drifted - drifted_before:+d} vs baseline" if checked_before else None
+    st.metric(label, f"{drifted} of {checked} drifted", delta=delta, delta_color="inverse", border=True,
+              chart_data=spark or None,
+              help="Segments (service/name/model/prompt version × input or output) whose latest drift test "
+                   "passed its threshold; the sparkline is the mean drift score.")
+
+
+def render(f: Filters) -> None:
+    st.title("Overview")
+    alert_banner(f)
+    result, source, drift_spark = kpis(f)
+    columns = st.columns(4)
+    for index, kpi in enumerate(result):
+        with columns[index % 4]:
+            rise_good = figures.RISE_IS_GOOD.get(kpi.metric, False)
+            st.metric(kpi.label, figures.format_value(kpi.metric, kpi.value),
+                      delta=figures.format_change(kpi.change), delta_color="normal" if rise_good else "inverse",
+                      chart_data=kpi.series or None, border=True,
+                      help=_HELP.get(kpi.metric))
+    with columns[len(result) % 4]:
+        drift_status(f, drift_spark)
+    if source == "events":
+        st.caption("Volume, errors, latency and cost computed from the raw calls (the environment filter is set, "
+                   "or the analyzers have not written metrics for this range yet).")
+    latest = q("latest_by_segment", f, DRIFT_METRICS)
+    if not latest.empty:
+        latest = latest.assign(
+            segment=latest.apply(figures.segment_label, axis=1),
+            drifted=[figures.drifted(v, t, p) for v, t, p in
+                     zip(latest["value"], latest["threshold"], latest["p_value"], strict=False)])
+        shown = latest[latest["drifted"]]
+        if not shown.empty:
+            st.subheader("Drifted segments")
+            st.dataframe(shown[["segment", "metric", "value", "threshold", "p_value", "window_start"]],
+                         hide_index=True, width="stretch")
+
+
+_HELP = {
+    names.LATENCY_P95: "Volume-weighted mean of the segments' p95 latencies.",
+    names.TOXICITY_OUTPUT: "Share of outputs the toxicity scorer flagged.",
+    names.ACCEPTANCE: "Share of feedback that accepted the output.",
+}

@@ -1,0 +1,352 @@
+"""Every query the dashboard runs, parameterised.
+
+User input never becomes SQL text: each value travels as a ClickHouse server-side parameter
+(``{name:Type}``, bound by the engine for both chdb and an HTTP server). The only thing a filter
+changes in the SQL text is *whether* a fixed clause such as ``AND service IN {services:Array(String)}``
+is present, so the primary key still prunes when a filter is set.
+
+Speed on 10 million events (see ``llmsight bench query``): figures come from the pre-aggregated
+``metrics`` rows; the raw ``events`` table is read only within the chosen time range, which the
+partition key (month) and the sort key (``service, toDate(ts)``) prune, and with a LIMIT.
+The ``events`` and ``feedback`` tables are ReplacingMergeTree: rows not yet merged may be counted
+twice for a few minutes; ``FINAL`` over millions of rows would cost more than that error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from llmsight.analyzers import names
+
+DRIFT_METRICS = (names.DRIFT_INPUT, names.DRIFT_OUTPUT)
+TOXICITY_METRICS = (names.TOXICITY_OUTPUT, names.TOXICITY_INPUT)
+OVERVIEW_METRICS = (
+    names.VOLUME, names.ERROR_RATE, names.LATENCY_P95, names.COST, names.ACCEPTANCE, names.TOXICITY_OUTPUT,
+)
+ACTIVE_STATES = ("firing", "pending")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the person on call is looking at: a time range and segment filters (empty = all)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    services: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    prompt_versions: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    names: tuple[str, ...] = field(default=())
+
+    @property
+    def span(self) -> dt.timedelta:
+        return self.end - self.start
+
+    def baseline(self) -> Filters:
+        """The same filters over the period of equal length just before this one."""
+        return Filters(self.start - self.span, self.start, self.services, self.models,
+                       self.prompt_versions, self.environments, self.names)
+
+
+
+
+def _segment_clauses(f: Filters, *, environment: bool, table: str = "") -> tuple[str, dict[str, Any]]:
+    """Fixed clause texts for the non-empty filters, and their parameters."""
+    clauses, params = [], {}
+    for column, values in (("service", f.services), ("model", f.models),
+                           ("prompt_version", f.prompt_versions), ("name", f.names)):
+        if values:
+            clauses.append(f" AND {table}{column} IN {{{column}s:Array(String)}}")
+            params[f"{column}s"] = list(values)
+    if environment and f.environments:
+        clauses.append(" AND environment IN {environments:Array(String)}")
+        params["environments"] = list(f.environments)
+    return "".join(clauses), params
+
+
+def _events_where(f: Filters) -> tuple[str, dict[str, Any]]:
+    clause, params = _segment_clauses(f, environment=True)
+    params.update(start=f.start, end=f.end)
+    return ("ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}" + clause), params
+
+
+def _metrics_where(f: Filters) -> tuple[str, dict[str, Any]]:
+    # Metric segments have no environment: the analyzers aggregate across it.
+    # Qualified with the table alias ``m``: the queries alias aggregates with the column names.
+    clause, params = _segment_clauses(f, environment=False, table="m.")
+    params.update(start=f.start, end=f.end)
+    return ("m.window_start >= {start:DateTime('UTC')} AND m.window_start < {end:DateTime('UTC')}" + clause), params
+
+
+def _df(client: Any, sql: str, params: dict[str, Any]) -> pd.DataFrame:
+    return client.query_df(sql, parameters=params)
+
+
+# -- Filter choices --------------------------------------------------------------------------------
+
+def segment_values(client: Any, since: dt.datetime, recent: dt.datetime) -> dict[str, list[str]]:
+    """The services, models, prompt versions and environments to offer in the filter menus.
+
+    Segments come from the small ``volume`` metric rows since ``since``, plus the raw calls since
+    ``recent`` (before the analyzers' first run there are no metric rows); environments, which the
+    metric rows do not carry, from the raw calls since ``recent``. Scanning 30 days of raw calls
+    for four menus would cost seconds on 10M events.
+    """
+    sql = (
+        "SELECT groupUniqArray(100)(service), groupUniqArray(100)(model), groupUniqArray(100)(prompt_version), "
+        "[] FROM metrics WHERE metric = {volume:String} AND window_start >= {since:DateTime('UTC')} "
+        "UNION ALL SELECT groupUniqArray(100)(service), groupUniqArray(100)(model), "
+        "groupUniqArray(100)(prompt_version), groupUniqArray(100)(environment) FROM events "
+        "PREWHERE ts >= {recent:DateTime64(3, 'UTC')}"
+    )
+    rows = client.query(sql, parameters={"since": since, "recent": recent, "volume": names.VOLUME}).result_rows
+    keys = ("services", "models", "prompt_versions", "environments")
+    found: dict[str, set[str]] = {key: set() for key in keys}
+    for row in rows:
+        for key, values in zip(keys, row, strict=True):
+            found[key].update(v for v in values if v)
+    return {key: sorted(values) for key, values in found.items()}
+
+
+# -- Metrics (pre-aggregated by the analyzers) -----------------------------------------------------
+
+def metric_series(client: Any, f: Filters, metrics: tuple[str, ...], bucket_s: int) -> pd.DataFrame:
+    """Per bucket, metric and granularity: sum(n), the n-weighted sum of values and the plain sum.
+
+    Rows of every granularity come back; :func:`pick_granularity` keeps one so nothing is counted twice.
+    """
+    where, params = _metrics_where(f)
+    params.update(metrics=list(metrics), bucket=bucket_s)
+    sql = (
+        "SELECT granularity, metric, toStartOfInterval(m.window_start, INTERVAL {bucket:UInt32} SECOND) AS bucket, "
+        "sum(m.n) AS n, sum(m.value * m.n) AS weighted, sum(m.value) AS total "
+        "FROM metrics AS m FINAL WHERE metric IN {metrics:Array(String)} AND " + where +
+        " GROUP BY granularity, metric, bucket ORDER BY bucket"
+    )
+    return _df(client, sql, params)
+
+
+def pick_granularity(frame: pd.DataFrame, preferred: str) -> pd.DataFrame:
+    """Keep one granularity per metric: the preferred one when present, else the finest available."""
+    if frame.empty:
+        return frame
+    kept = []
+    for _metric, rows in frame.groupby("metric", sort=False):
+        available = set(rows["granularity"])
+        choice = preferred if preferred in available else min(available, key=names.GRANULARITIES.index)
+        kept.append(rows[rows["granularity"] == choice])
+    return pd.concat(kept, ignore_index=True)
+
+
+def segment_series(client: Any, f: Filters, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Metric rows per segment and window (drift and toxicity over time), newest last."""
+    where, params = _metrics_where(f)
+    params["metrics"] = list(metrics)
+    sql = (
+        "SELECT window_start, granularity, metric, service, name, model, prompt_version, value, n, baseline, "
+        "p_value, threshold FROM metrics AS m FINAL WHERE metric IN {metrics:Array(String)} AND " + where +
+        " ORDER BY window_start LIMIT 20000"
+    )
+    return _df(client, sql, params)
+
+
+def latest_by_segment(client: Any, f: Filters, metrics: tuple[str, ...], with_details: bool = False) -> pd.DataFrame:
+    """The most recent row of each metric per segment in the range (drift status, topic explanations)."""
+    where, params = _metrics_where(f)
+    params["metrics"] = list(metrics)
+    details = ", argMax(m.details, m.window_start) AS details" if with_details else ""
+    sql = (
+        "SELECT metric, service, name, model, prompt_version, max(m.window_start) AS window_start, "
+        "argMax(m.value, m.window_start) AS value, argMax(m.threshold, m.window_start) AS threshold, "
+        "argMax(m.p_value, m.window_start) AS p_value, argMax(m.n, m.window_start) AS n" + details +
+        " FROM metrics AS m FINAL WHERE metric IN {metrics:Array(String)} AND " + where +
+        " GROUP BY metric, service, name, model, prompt_version ORDER BY metric, service, name, model, prompt_version"
+    )
+    return _df(client, sql, params)
+
+
+def acceptance_by_version(client: Any, f: Filters, bucket_s: int) -> pd.DataFrame:
+    """Accepted and judged counts per model, prompt version and bucket, from the acceptance metric rows."""
+    where, params = _metrics_where(f)
+    params.update(metric=names.ACCEPTANCE, bucket=bucket_s)
+    sql = (
+        "SELECT granularity, model, prompt_version, "
+        "toStartOfInterval(m.window_start, INTERVAL {bucket:UInt32} SECOND) AS bucket, "
+        "sum(m.value * m.n) AS accepted, sum(m.n) AS n FROM metrics AS m FINAL WHERE metric = {metric:String} AND " + where +
+        " GROUP BY granularity, model, prompt_version, bucket ORDER BY bucket"
+    )
+    return _df(client, sql, params)
+
+
+# -- Raw events (within the time range, limited) ---------------------------------------------------
+
+def event_series(client: Any, f: Filters, bucket_s: int) -> pd.DataFrame:
+    """Volume, errors, p95 latency and cost per bucket straight from the events.
+
+    Used when the analyzers have not written metric rows for the range yet.
+    """
+    where, params = _events_where(f)
+    params["bucket"] = bucket_s
+    sql = (
+        "SELECT toStartOfInterval(ts, INTERVAL {bucket:UInt32} SECOND) AS bucket, count() AS n, "
+        "countIf(error != '' OR error_type != '') AS errors, quantile(0.95)(latency_ms) AS latency_p95, "
+        "sum(ifNull(cost_usd, 0)) AS cost FROM events PREWHERE " + where + " GROUP BY bucket ORDER BY bucket"
+    )
+    return _df(client, sql, params)
+
+
+def sample_texts(client: Any, f: Filters, column: str, limit: int) -> pd.DataFrame:
+    """About ``limit`` texts spread over the range, chosen by a hash of the event id (stable across reruns)."""
+    if column not in ("input", "output"):
+        raise ValueError(f"column must be input or output, not {column!r}")
+    where, params = _events_where(f)
+    params["limit"] = limit
+    # The count in the range sets the sampling modulus, so only the sampled rows' text is read.
+    count_sql = "SELECT count() FROM events PREWHERE " + where
+    total = int(client.query(count_sql, parameters=params).result_rows[0][0])
+    params["modulus"] = max(1, total // max(1, limit))
+    sql = (
+        f"SELECT event_id, trace_id, ts, service, model, prompt_version, {column} AS text "
+        "FROM events PREWHERE " + where +
+        " AND cityHash64(event_id) % {modulus:UInt64} = 0 WHERE " + column +
+        " != '' LIMIT {limit:UInt32}"
+    )
+    return _df(client, sql, params)
+
+
+def stored_embeddings(client: Any, model: str, text_hashes: list[str]) -> dict[str, list[float]]:
+    """The vectors already in the ``embeddings`` table for these text hashes."""
+    if not text_hashes:
+        return {}
+    sql = ("SELECT text_hash, any(vector) FROM embeddings WHERE model = {model:String} "
+           "AND text_hash IN {hashes:Array(String)} GROUP BY text_hash")
+    rows = client.query(sql, parameters={"model": model, "hashes": text_hashes}).result_rows
+    return {row[0]: row[1] for row in rows}
+
+
+def search_traces(client: Any, f: Filters, text: str = "", trace_id: str = "", only_errors: bool = False,
+                  limit: int = 100) -> pd.DataFrame:
+    """The newest calls that match: a text contained in the prompt or output, a trace id, errors only."""
+    where, params = _events_where(f)
+    if trace_id:
+        where += " AND trace_id = {trace_id:String}"
+        params["trace_id"] = trace_id
+    if only_errors:
+        where += " AND (error != '' OR error_type != '')"
+    post = ""
+    if text:
+        post = (" WHERE positionCaseInsensitiveUTF8(input, {text:String}) > 0 "
+                "OR positionCaseInsensitiveUTF8(output, {text:String}) > 0")
+        params["text"] = text
+    params["limit"] = limit
+    sql = (
+        "SELECT ts, trace_id, service, environment, name, model, prompt_version, latency_ms, cost_usd, "
+        "error_type, substring(input, 1, 160) AS input, substring(output, 1, 160) AS output "
+        "FROM events PREWHERE " + where + post + " ORDER BY ts DESC LIMIT {limit:UInt32}"
+    )
+    return _df(client, sql, params)
+
+
+def trace_calls(client: Any, trace_id: str, around: dt.datetime | None = None) -> pd.DataFrame:
+    """Every call of one trace; ``around`` (the call's time) lets the date prune the scan."""
+    params: dict[str, Any] = {"trace_id": trace_id}
+    when = ""
+    if around is not None:
+        when = " AND ts >= {lo:DateTime64(3, 'UTC')} AND ts < {hi:DateTime64(3, 'UTC')}"
+        params.update(lo=around - dt.timedelta(days=1), hi=around + dt.timedelta(days=1))
+    sql = (
+        "SELECT ts, event_id, trace_id, service, environment, name, model, prompt_version, input, output, error, "
+        "error_type, latency_ms, ttft_ms, tokens_in, tokens_out, cost_usd, user_id, session_id, tags, metadata "
+        "FROM events PREWHERE trace_id = {trace_id:String}" + when + " ORDER BY ts LIMIT 100"
+    )
+    return _df(client, sql, params)
+
+
+def trace_feedback(client: Any, trace_id: str) -> pd.DataFrame:
+    sql = ("SELECT ts, accepted, score, comment, edited_output, user_id FROM feedback "
+           "PREWHERE trace_id = {trace_id:String} ORDER BY ts LIMIT 100")
+    return _df(client, sql, {"trace_id": trace_id})
+
+
+def worst_rated(client: Any, f: Filters, limit: int = 20) -> pd.DataFrame:
+    """Rejected or lowest-scored calls in the range, with their prompt and output."""
+    where, params = _events_where(f)
+    params["limit"] = limit
+    sql = (
+        "SELECT fb.ts AS feedback_ts, fb.trace_id AS trace_id, fb.accepted AS accepted, fb.score AS score, "
+        "fb.comment AS comment, e.model AS model, e.prompt_version AS prompt_version, e.input AS input, "
+        "e.output AS output FROM (SELECT ts, trace_id, accepted, score, comment FROM feedback "
+        "PREWHERE ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')} "
+        "WHERE accepted = 0 OR score IS NOT NULL) AS fb "
+        "INNER JOIN (SELECT trace_id, any(model) AS model, any(prompt_version) AS prompt_version, "
+        "any(input) AS input, any(output) AS output FROM events PREWHERE " + where +
+        " AND trace_id IN (SELECT trace_id FROM feedback PREWHERE ts >= {start:DateTime64(3, 'UTC')} "
+        "AND ts < {end:DateTime64(3, 'UTC')} WHERE accepted = 0 OR score IS NOT NULL "
+        "ORDER BY ifNull(score, 0), ifNull(accepted, 1) LIMIT 2000) GROUP BY trace_id) AS e "
+        "ON fb.trace_id = e.trace_id "
+        "ORDER BY ifNull(fb.score, 0), ifNull(fb.accepted, 1), fb.ts DESC LIMIT {limit:UInt32}"
+    )
+    return _df(client, sql, params)
+
+
+# -- Alerts ----------------------------------------------------------------------------------------
+
+def alert_states(client: Any, f: Filters, states: tuple[str, ...] = ("firing", "pending", "resolved"),
+                 limit: int = 500) -> pd.DataFrame:
+    """The current state of each alert (its newest row), with the evidence and the latest acknowledgement.
+
+    Alerts are filtered by segment but not by time: a firing alert stays on screen until it resolves.
+    """
+    clause, params = _segment_clauses(f, environment=False)
+    params.update(states=list(states), limit=limit)
+    # The newest row of an alert carries its state and, until it resolves, its acknowledgement.
+    sql = (
+        "SELECT alert_id, rule, metric, severity, state, service, name, model, prompt_version, value, threshold, "
+        "baseline, p_value, window_start, evidence, acked_by, ack_note, fired_at, changed_at FROM ("
+        "SELECT * FROM alerts WHERE 1 = 1" + clause + " ORDER BY alert_id, changed_at DESC LIMIT 1 BY alert_id) "
+        "WHERE state IN {states:Array(String)} ORDER BY changed_at DESC LIMIT {limit:UInt32}"
+    )
+    return _df(client, sql, params)
+
+
+def alert_history(client: Any, alert_id: str) -> pd.DataFrame:
+    sql = ("SELECT changed_at, state, severity, value, threshold, baseline, p_value, acked_by, ack_note "
+           "FROM alerts WHERE alert_id = {alert_id:String} ORDER BY changed_at DESC LIMIT 200")
+    return _df(client, sql, {"alert_id": alert_id})
+
+
+# -- Evidence the analyzers attached to metric rows ------------------------------------------------
+
+def metric_examples(client: Any, f: Filters, metrics: tuple[str, ...], limit: int = 200) -> pd.DataFrame:
+    """Metric rows in the range whose ``details`` JSON lists examples (flagged texts with their scores)."""
+    where, params = _metrics_where(f)
+    params.update(metrics=list(metrics), limit=limit)
+    sql = (
+        "SELECT m.window_start AS window_start, metric, service, name, model, prompt_version, threshold, details "
+        "FROM metrics AS m FINAL WHERE metric IN {metrics:Array(String)} AND " + where +
+        " AND granularity = '1m' AND JSONLength(details, 'examples') > 0 ORDER BY window_start DESC LIMIT {limit:UInt32}"
+    )
+    return _df(client, sql, params)
+
+
+def trace_evidence(client: Any, trace_id: str, around: dt.datetime, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """Metric rows near a call whose ``details`` name its trace (toxicity scores, drift or rejection examples)."""
+    sql = (
+        "SELECT m.window_start AS window_start, metric, value, threshold, details FROM metrics AS m FINAL "
+        "WHERE metric IN {metrics:Array(String)} AND granularity = '1m' "
+        "AND m.window_start >= {lo:DateTime('UTC')} AND m.window_start < {hi:DateTime('UTC')} "
+        "AND position(details, {needle:String}) > 0 ORDER BY window_start DESC LIMIT 50"
+    )
+    params = {"metrics": list(metrics), "lo": around - dt.timedelta(hours=2), "hi": around + dt.timedelta(hours=2),
+              "needle": json_string(trace_id)}
+    return _df(client, sql, params)
+
+
+def json_string(value: str) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)

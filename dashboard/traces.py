@@ -1,0 +1,100 @@
+"""Traces: search and filter calls, then open one to read its prompt, output, feedback and scores.
+
+The open trace is kept in the URL (``?trace=...``) so it can be shared.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from llmsight.analyzers import names
+from llmsight.dashboard.data import q
+from llmsight.dashboard.queries import Filters
+
+EVIDENCE_METRICS = (names.TOXICITY_OUTPUT, names.TOXICITY_INPUT, names.DRIFT_INPUT, names.DRIFT_OUTPUT,
+                    names.ACCEPTANCE)
+
+
+def scores(trace_id: str, around: dt.datetime) -> pd.DataFrame:
+    """What the analyzers said about this trace: every metric row near it that lists it as an example."""
+    rows = q("trace_evidence", trace_id, around, EVIDENCE_METRICS)
+    found = []
+    for row in rows.itertuples():
+        try:
+            details = json.loads(row.details) if row.details else {}
+        except ValueError:
+            continue
+        for example in details.get("examples") or [] if isinstance(details, dict) else []:
+            if isinstance(example, dict) and example.get("trace_id") == trace_id:
+                found.append({"metric": row.metric, "window": row.window_start, "score": example.get("score"),
+                              "window value": row.value, "threshold": row.threshold,
+                              "text": str(example.get("text", ""))[:200]})
+    return pd.DataFrame(found, columns=["metric", "window", "score", "window value", "threshold", "text"])
+
+
+def trace_detail(trace_id: str, around: dt.datetime | None) -> None:
+    calls = q("trace_calls", trace_id, around)
+    if calls.empty:
+        calls = q("trace_calls", trace_id, None)
+    if calls.empty:
+        st.warning(f"No call with trace id {trace_id!r}.")
+        return
+    st.subheader(f"Trace {trace_id}")
+    feedback = q("trace_feedback", trace_id)
+    for index, call in calls.iterrows():
+        with st.container(border=True):
+            st.markdown(f"**{call['name']}** · {call['service']} · {call['model']} · prompt {call['prompt_version']}"
+                        f" · {call['environment']} · {call['ts']:%Y-%m-%d %H:%M:%S} UTC")
+            cols = st.columns(4)
+            cols[0].metric("latency", f"{call['latency_ms']:,.0f} ms")
+            cols[1].metric("time to first token", "–" if pd.isna(call["ttft_ms"]) else f"{call['ttft_ms']:,.0f} ms")
+            cols[2].metric("tokens in/out", f"{_int(call['tokens_in'])} / {_int(call['tokens_out'])}")
+            cols[3].metric("cost", "–" if pd.isna(call["cost_usd"]) else f"${call['cost_usd']:.5f}")
+            st.text_area("Prompt", call["input"], disabled=True, key=f"trace_input_{index}")
+            st.text_area("Output", call["output"], disabled=True, key=f"trace_output_{index}")
+            if call["error"] or call["error_type"]:
+                st.error(f"{call['error_type']}: {call['error']}")
+    st.markdown("**Scores**")
+    evidence = scores(trace_id, calls["ts"].iloc[0].to_pydatetime())
+    if evidence.empty:
+        st.caption("No analyzer row lists this trace (toxicity and drift score a sample of each window).")
+    else:
+        st.dataframe(evidence, hide_index=True, width="stretch", key="trace_scores")
+    st.markdown("**Feedback**")
+    if feedback.empty:
+        st.caption("No feedback on this trace.")
+    else:
+        st.dataframe(feedback, hide_index=True, width="stretch", key="trace_feedback")
+
+
+def _int(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{int(value):,}"
+
+
+def render(f: Filters) -> None:
+    st.title("Traces")
+    params = st.query_params
+    cols = st.columns([3, 2, 1])
+    text = cols[0].text_input("Search prompts and outputs", key="trace_search")
+    trace_id = cols[1].text_input("Trace id", value=params.get("trace", ""), key="trace_id_input")
+    only_errors = cols[2].checkbox("Errors only", key="trace_errors")
+    results = q("search_traces", f, text.strip(), "", only_errors, 100)
+    st.caption(f"{len(results)} newest matching calls (at most 100).")
+    selection = st.dataframe(results, hide_index=True, width="stretch", key="trace_results",
+                             on_select="rerun", selection_mode="single-row")
+    rows = selection.selection.rows if selection is not None and hasattr(selection, "selection") else []
+    around = None
+    if rows:
+        picked = results.iloc[rows[0]]
+        trace_id, around = picked["trace_id"], picked["ts"].to_pydatetime()
+    trace_id = trace_id.strip()
+    if trace_id:
+        params["trace"] = trace_id
+        trace_detail(trace_id, around)
+    elif "trace" in params:
+        del params["trace"]
