@@ -49,6 +49,8 @@ def _build() -> typer.Typer:
     app.add_typer(analyzers.alerts_app, name="alerts")
     app.command(name="up")(up.up)
     app.command(name="demo")(demo.demo)
+    from llmsight.cli.dashboard import dashboard  # the Streamlit dashboard
+    app.command(name="dashboard")(dashboard)
     return app
 
 
