@@ -178,6 +178,7 @@ class _State:
 
     def __init__(self) -> None:
         self.client: Client | None = None
+        self.retired: Client | None = None  # the client shut down last, so stats() still reports it
         self.disabled = False  # LLMSIGHT_DISABLED / init(disabled=True), or after shutdown()
         self.configured = False
         self.lock = threading.Lock()
@@ -218,6 +219,7 @@ def configure(
         with guard("shutting down the previous client"):
             previous.worker.shutdown(2.0)
     _state.client = None
+    _state.retired = None
     _state.configured = True
     _state.disabled = bool(config.resolve(config.DISABLED, disabled))
     if _state.disabled:
@@ -317,12 +319,13 @@ def flush(timeout: float) -> bool:
 def shutdown(timeout: float) -> bool:
     client = _state.client
     _state.client = None
+    _state.retired = client or _state.retired
     _state.configured = True  # later monitored calls run untouched until init() is called again
     return True if client is None else client.worker.shutdown(timeout)
 
 
 def stats() -> dict[str, int]:
-    client = _state.client
+    client = _state.client or _state.retired
     if client is None:
         return {"sent": 0, "dropped": 0, "spilled": 0, "failed": 0}
     counts: dict[str, int] = client.worker.counters()
@@ -332,6 +335,7 @@ def stats() -> dict[str, int]:
 def _at_exit() -> None:
     with guard("flushing at exit"):
         client = _state.client
+        _state.client, _state.retired = None, client
         if client is not None:
             timeout = config.resolve(config.EXIT_TIMEOUT_S)
             if not client.worker.shutdown(timeout):

@@ -484,3 +484,15 @@ def test_after_shutdown_calls_run_unmonitored(sink):
     llmsight.shutdown(2)
     assert ask("q") == "a"
     assert sink.events == []
+
+
+def test_stats_still_report_after_shutdown(sink):
+    @llmsight.monitor
+    def ask(q):
+        return "a"
+
+    ask("q")
+    assert llmsight.shutdown(2) is True
+    assert llmsight.stats() == {"sent": 1, "dropped": 0, "spilled": 0, "failed": 0}
+    llmsight.init(sink=MemorySink())
+    assert llmsight.stats() == {"sent": 0, "dropped": 0, "spilled": 0, "failed": 0}
