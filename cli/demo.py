@@ -31,7 +31,7 @@ import typer
 log = logging.getLogger("llmsight.demo")
 
 WINDOW_S = 10
-LAG_S = 3.0
+LAG_S = 4.0
 DEFAULT_SWITCH_S = 60.0
 
 
