@@ -4,7 +4,7 @@ Modelled on OpenTelemetry's ``BatchProcessor`` and Sentry's ``worker.py``:
 
 * The host thread only appends a small record to a ``deque(maxlen=...)``; when the queue is
   full the oldest record falls out and is counted as dropped. The host never waits.
-* An ``Event`` wakes the thread when a batch is full; otherwise it wakes every flush interval.
+* A released lock wakes the thread when a batch is full; otherwise it wakes every flush interval.
 * Building events (rendering, redaction, JSON) happens here, off the host's call path.
 * The thread gives the GIL back every ``sinks.YIELD_AFTER_S`` of work so a host thread never waits
   behind a long batch (CPython would otherwise let us hold it for the 5 ms switch interval).
@@ -41,7 +41,12 @@ class Worker:
 
     def _fresh_state(self) -> None:
         self._queue: deque[Any] = deque(maxlen=self._maxlen)
-        self._wake = threading.Event()
+        # A lock used as a binary semaphore: the worker blocks acquiring it, the host wakes it with
+        # release(). Unlike Event.set(), release() never waits for a lock the worker may hold, so
+        # the host thread never gives up the GIL (and then waits to get it back) to wake us.
+        self._wake_lock = threading.Lock()
+        self._wake_lock.acquire()
+        self._wake_pending = False
         self._cond = threading.Condition(threading.Lock())
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -61,8 +66,8 @@ class Worker:
         if len(queue) >= self._maxlen:
             self._queue_dropped += 1
         queue.append(record)
-        if len(queue) >= self._batch_size and not self._wake.is_set():
-            self._wake.set()
+        if len(queue) >= self._batch_size and not self._wake_pending:
+            self._wake()
         if self._thread is None:
             self.start()
 
@@ -90,7 +95,7 @@ class Worker:
             self._flush_requested += 1
             ticket = self._flush_requested
             self._flush_deadline = deadline
-        self._wake.set()
+        self._wake()
         with self._cond:
             while self._flush_done < ticket:
                 remaining = deadline - time.monotonic()
@@ -114,9 +119,16 @@ class Worker:
         with self._cond:
             self._flush_deadline = deadline
             self._stopping = True
-        self._wake.set()
+        self._wake()
         thread.join(max(0.0, deadline - time.monotonic()))
         return not thread.is_alive() and not self._queue
+
+    def _wake(self) -> None:
+        self._wake_pending = True
+        try:
+            self._wake_lock.release()
+        except RuntimeError:  # already released: the worker is awake or about to be
+            pass
 
     def reset_after_fork(self) -> None:
         """In a forked child: forget the parent's queue, locks, thread and sink state."""
@@ -130,8 +142,8 @@ class Worker:
         log.debug("llmsight: worker started")
         while True:
             try:
-                self._wake.wait(0.02 if self.sink.busy else self._interval)
-                self._wake.clear()
+                self._wake_lock.acquire(timeout=0.02 if self.sink.busy else self._interval)
+                self._wake_pending = False
                 self._drain()
                 with guard("sink housekeeping"):
                     self.sink.tick(self.stats)
