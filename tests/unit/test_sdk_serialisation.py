@@ -149,3 +149,37 @@ def test_uuid_text_is_a_version_4_uuid():
     parsed = uuid.UUID(uuid_text((1 << 128) - 1))
     assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
     assert uuid_text(0) == "00000000-0000-4000-8000-000000000000"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(url=st.one_of(
+    st.text(max_size=40),
+    st.text(max_size=20).map(lambda rest: "kafka://" + rest),
+    st.just("kafka://127.0.0.1:{port}/llm.events"),
+    st.sampled_from(["file://", "kafka://:9092/t", "kafka://host/t", "kafka://127.0.0.1:{port}"]),
+))
+def test_wrong_or_unreachable_sink_url_never_raises_and_accounts_for_the_event(tmp_path, monkeypatch, url):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the fallback spool lives under ~/.llmsight
+    monkeypatch.setenv("LLMSIGHT_SPILL_DIR", str(tmp_path / "spill"))
+    llmsight.init(sink=url.replace("{port}", str(_closed_port())), flush_interval=0.05)
+
+    @llmsight.monitor
+    def call(q):
+        return "fine"
+
+    try:
+        assert call("q") == "fine"
+        llmsight.flush(5)
+    finally:
+        llmsight.shutdown(3)
+    counts = llmsight.stats()
+    assert counts["sent"] + counts["spilled"] + counts["failed"] == 1
+    assert counts["dropped"] == 0
