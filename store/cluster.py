@@ -30,8 +30,9 @@ LOCAL_SUFFIX = "_local"
 # {replica}, {database} and {table} are ClickHouse macros filled in on each server.
 ZK_PATH = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 # schema_migrations is replicated to every node of every shard (no {shard} in its path), so
-# `llmsight db migrate` sees the same record whichever node the load balancer picks.
-ZK_PATH_ALL_NODES = "'/clickhouse/tables/all/{database}/{table}', '{replica}'"
+# `llmsight db migrate` sees the same record whichever node the load balancer picks. The replica
+# name gets the shard too: many clusters reuse replica names (r1, r2) in every shard.
+ZK_PATH_ALL_NODES = "'/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}'"
 
 # Sharding keys of the tables that 0001_init.sql creates; see the module docstring for why.
 SHARDING_KEYS = {

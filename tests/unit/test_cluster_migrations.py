@@ -167,7 +167,7 @@ def test_migrate_on_a_cluster_creates_the_database_everywhere_and_a_replicated_m
     assert client.commands[1] == (
         "CREATE TABLE IF NOT EXISTS `llmsight`.schema_migrations ON CLUSTER `c1` "
         "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{replica}') "
+        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}') "
         "ORDER BY version"
     )
     assert client.commands[2:2 + 12] == _render_init()
