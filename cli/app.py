@@ -51,6 +51,8 @@ def _build() -> typer.Typer:
     app.command(name="demo")(demo.demo)
     from llmsight.cli.dashboard import dashboard  # the Streamlit dashboard
     app.command(name="dashboard")(dashboard)
+    from llmsight.cli.export import export  # the weekly quality-review export
+    app.command(name="export")(export)
     return app
 
 

@@ -1,0 +1,415 @@
+"""The weekly quality-review export: one ISO week of the store as Parquet, CSV and a self-contained HTML report.
+
+``export_week(client, "2026-W47", out_dir)`` writes ``out_dir/2026-W47/``:
+
+* ``events.parquet``, ``feedback.parquet``, ``metrics.parquet``, ``alerts.parquet``: the week's raw rows;
+* ``review_sample.csv``: the calls people should label (every call flagged toxic or rejected by
+  its user, plus a stratified random sample of the rest) with empty ``reviewer_verdict`` and
+  ``reviewer_notes`` columns; the summary tables as CSV beside it;
+* ``report.html``: the report (see :mod:`llmsight.analyzers.export_html`).
+
+Rerunning a week gives byte-identical files: every read has a total order, the random sample's
+seed is derived from the week, and nothing records the time of the export. The figures
+(segments, acceptance, alerts, drift topics) are computed in :mod:`llmsight.analyzers.export_summary`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from llmsight import config
+from llmsight.errors import ConfigError
+
+log = logging.getLogger("llmsight.analyzers.export")
+
+FORMATS = ("parquet", "csv", "html")
+SEGMENT_KEYS = ("service", "name", "model", "prompt_version")
+RAW_TABLES = ("events", "feedback", "metrics", "alerts")
+# Feedback often comes a little after the call; a call's verdict is looked for this long after the week.
+FEEDBACK_GRACE = timedelta(days=1)
+REVIEW_COLUMNS = [
+    "week", "flag", "trace_id", "event_id", "ts", "service", "name", "model", "prompt_version",
+    "input", "output", "error", "latency_ms", "toxicity_score", "accepted", "score", "comment",
+    "reviewer_verdict", "reviewer_notes",
+]
+
+Progress = Callable[[str, int, int], None]  # (step description, done, total)
+
+
+# -- weeks -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IsoWeek:
+    """An ISO 8601 week, Monday 00:00 UTC to the next Monday."""
+
+    year: int
+    week: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.year}-W{self.week:02d}"
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(date.fromisocalendar(self.year, self.week, 1), datetime.min.time(), timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=7)
+
+    def previous(self) -> IsoWeek:
+        return IsoWeek.containing(self.start - timedelta(days=1))
+
+    @staticmethod
+    def containing(moment: datetime) -> IsoWeek:
+        year, week, _ = moment.astimezone(timezone.utc).isocalendar()
+        return IsoWeek(year, week)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.I)
+
+
+def parse_week(text: str | None, now: datetime | None = None) -> IsoWeek:
+    """``2026-W47`` (or ``2026W47``); None or empty means the last complete ISO week before ``now``."""
+    if not text:
+        return last_complete_week(now)
+    match = _WEEK.match(text.strip())
+    if not match:
+        raise ConfigError(f"week {text!r} is not an ISO week: expected YYYY-Www, for example 2026-W47")
+    year, week = int(match.group(1)), int(match.group(2))
+    try:
+        date.fromisocalendar(year, week, 1)
+    except ValueError:
+        raise ConfigError(f"week {text!r} does not exist: {year} has no week {week}") from None
+    return IsoWeek(year, week)
+
+
+def last_complete_week(now: datetime | None = None) -> IsoWeek:
+    """The ISO week before the one ``now`` is in."""
+    return IsoWeek.containing(now or datetime.now(timezone.utc)).previous()
+
+
+def week_seed(week: IsoWeek) -> int:
+    """The review sample's seed: a function of the week alone, so a rerun samples the same calls."""
+    return int(hashlib.sha256(f"llmsight-export-{week.label}".encode()).hexdigest()[:15], 16)
+
+
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    items = [f.strip().lower() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
+    unknown = [f for f in items if f not in FORMATS]
+    if unknown or not items:
+        raise ConfigError(f"unknown export format(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in items)
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _between(column: str, start_param: str = "start", end_param: str = "end") -> str:
+    return (f"{column} >= toDateTime64({{{start_param}:String}}, 3, 'UTC') "
+            f"AND {column} < toDateTime64({{{end_param}:String}}, 3, 'UTC')")
+
+
+# LowCardinality columns come back as plain strings whatever the server's Arrow defaults are.
+_ARROW_SETTINGS = {"output_format_arrow_low_cardinality_as_dictionary": 0}
+
+# Each raw table: the columns to write (UUIDs as text: not every Parquet reader knows Arrow's UUID
+# type), the time column the week is cut on, and the total order that makes reruns byte-identical.
+_RAW_SQL = {
+    "events": ("toString(event_id) AS event_id, * EXCEPT (event_id)", "events FINAL", "ts",
+               "ts, event_id"),
+    "feedback": ("toString(event_id) AS event_id, * EXCEPT (event_id)", "feedback FINAL", "ts",
+                 "ts, trace_id, event_id"),
+    "metrics": ("*", "metrics FINAL", "window_start",
+                "metric, granularity, service, name, model, prompt_version, window_start"),
+    "alerts": ("*", "alerts", "changed_at", "changed_at, alert_id, transition"),
+}
+
+
+def read_raw(client: Any, table: str, start: datetime, end: datetime) -> Any:
+    """One table's rows in ``[start, end)`` as an Arrow table, in a total order."""
+    columns, source, time_column, order = _RAW_SQL[table]
+    sql = f"SELECT {columns} FROM {source} WHERE {_between(time_column)} ORDER BY {order}"
+    return client.query_arrow(sql, parameters={"start": _ts(start), "end": _ts(end)}, settings=_ARROW_SETTINGS)
+
+
+def _days(week: IsoWeek) -> list[tuple[datetime, datetime]]:
+    return [(week.start + timedelta(days=d), week.start + timedelta(days=d + 1)) for d in range(7)]
+
+
+def write_parquet(client: Any, table: str, week: IsoWeek, path: Path, progress: Progress | None = None) -> int:
+    """Write the week's rows of ``table`` to ``path`` one day at a time (memory stays bounded); returns rows."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    rows = 0
+    try:
+        for index, (start, end) in enumerate(_days(week)):
+            chunk = read_raw(client, table, start, end)
+            if writer is None:
+                schema = chunk.schema
+                # No pandas metadata and no wall-clock values: the file is a function of the rows.
+                writer = pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True)
+            if chunk.num_rows:
+                writer.write_table(chunk.cast(schema))
+                rows += chunk.num_rows
+            if progress:
+                progress(f"{table}.parquet", index + 1, 7)
+    finally:
+        if writer is not None:
+            writer.close()
+    log.info("export: %s.parquet: %d rows", table, rows)
+    return rows
+
+
+# -- the review sample -------------------------------------------------------------------------------
+
+_REVIEW_FIELDS = """e.trace_id, toString(e.event_id) AS event_id, e.ts, e.service, e.name, e.model, e.prompt_version,
+       e.input, e.output, e.error, e.latency_ms, f.verdict, f.last_score, f.last_comment"""
+# The week's calls with their user's latest verdict (looked for until FEEDBACK_GRACE after the week).
+_REVIEW_FROM = """
+FROM (SELECT * FROM events FINAL WHERE {week}) AS e
+LEFT JOIN (
+    SELECT trace_id, argMax(accepted, ts) AS verdict, argMax(score, ts) AS last_score,
+           argMax(comment, ts) AS last_comment
+    FROM feedback FINAL WHERE {grace} GROUP BY trace_id
+) AS f ON f.trace_id = e.trace_id
+"""
+_FLAGGED = "(has({toxic:Array(String)}, e.trace_id) OR f.verdict = 0)"
+# A call without feedback must read as NULL, not as ClickHouse's default 0 ("rejected").
+_JOIN_SETTINGS = {"join_use_nulls": 1}
+_SEGMENT = "e.service, e.name, e.model, e.prompt_version"
+
+
+def _review_sql(fields: str, where: str, tail: str) -> str:
+    source = _REVIEW_FROM.format(week=_between("ts"), grace=_between("ts", "start", "grace_end"))
+    return f"SELECT {fields} {source} WHERE {where} {tail}"
+
+
+def allocate(counts: dict[tuple[str, ...], int], size: int) -> dict[tuple[str, ...], int]:
+    """Split ``size`` over the strata in proportion to their counts (largest remainder), at least one each
+    while ``size`` allows, never more than a stratum holds."""
+    total = sum(counts.values())
+    if total == 0 or size <= 0:
+        return {key: 0 for key in counts}
+    size = min(size, total)
+    keys = sorted(counts)
+    quotas = {k: size * counts[k] / total for k in keys}
+    alloc = {k: min(counts[k], int(quotas[k])) for k in keys}
+    if size >= len(keys):
+        for k in keys:
+            if counts[k] and alloc[k] == 0:
+                alloc[k] = 1
+    by_remainder = sorted(keys, key=lambda k: (-(quotas[k] - int(quotas[k])), k))
+    while sum(alloc.values()) < size:
+        grew = False
+        for k in by_remainder:
+            if sum(alloc.values()) >= size:
+                break
+            if alloc[k] < counts[k]:
+                alloc[k] += 1
+                grew = True
+        if not grew:
+            break
+    while sum(alloc.values()) > size:  # the at-least-one rule overshot: take back from the largest
+        k = max(keys, key=lambda key: (alloc[key], key))
+        alloc[k] -= 1
+    return alloc
+
+
+def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], size: int) -> list[dict[str, Any]]:
+    """Every flagged call of the week (toxic output or input, or rejected by its user), then a stratified
+    random sample of ``size`` other calls, one stratum per segment; seeded by the week."""
+    from llmsight.redact import redact
+
+    params: dict[str, Any] = {"start": _ts(week.start), "end": _ts(week.end),
+                              "grace_end": _ts(week.end + FEEDBACK_GRACE), "toxic": sorted(toxic_scores),
+                              "seed": week_seed(week)}
+    flagged = client.query(_review_sql(_REVIEW_FIELDS, _FLAGGED, "ORDER BY e.ts, e.event_id"),
+                           parameters=params, settings=_JOIN_SETTINGS).result_rows
+    strata = client.query(
+        _review_sql(f"{_SEGMENT}, count() AS n", f"NOT {_FLAGGED}", f"GROUP BY {_SEGMENT} ORDER BY {_SEGMENT}"),
+        parameters=params, settings=_JOIN_SETTINGS,
+    ).result_rows
+    allocation = allocate({tuple(row[:4]): int(row[4]) for row in strata}, size)
+    sampled: list[tuple[Any, ...]] = []
+    in_stratum = " AND ".join(f"e.{col} = {{s_{col}:String}}" for col in SEGMENT_KEYS)
+    for key, k in sorted(allocation.items()):
+        if k == 0:
+            continue
+        # A hash of the event id salted with the week's seed: a uniform, repeatable draw.
+        rows = client.query(
+            _review_sql(_REVIEW_FIELDS, f"NOT {_FLAGGED} AND {in_stratum}",
+                        f"ORDER BY cityHash64(toString(e.event_id), {{seed:UInt64}}), e.event_id LIMIT {int(k)}"),
+            parameters={**params, **{f"s_{col}": value for col, value in zip(SEGMENT_KEYS, key, strict=True)}},
+            settings=_JOIN_SETTINGS,
+        ).result_rows
+        sampled.extend(sorted(rows, key=lambda r: (r[2], r[1])))
+
+    out = []
+    for flag_kind, rows in (("flagged", flagged), ("random", sampled)):
+        for (trace, event, ts, service, name, model, version, text_in, text_out, error, latency,
+             accepted, score, comment) in rows:
+            flags = []
+            if trace in toxic_scores:
+                flags.append("toxic")
+            if accepted == 0:
+                flags.append("rejected")
+            out.append({
+                "week": week.label, "flag": "+".join(flags) if flag_kind == "flagged" else "random",
+                "trace_id": trace, "event_id": event, "ts": _iso_ms(ts), "service": service, "name": name,
+                "model": model, "prompt_version": version, "input": redact(text_in), "output": redact(text_out),
+                "error": error, "latency_ms": round(float(latency), 3),
+                "toxicity_score": "" if trace not in toxic_scores else round(toxic_scores[trace], 4),
+                "accepted": "" if accepted is None else int(accepted),
+                "score": "" if score is None else score, "comment": comment or "",
+                "reviewer_verdict": "", "reviewer_notes": "",
+            })
+    log.info("export: review sample of %d flagged + %d random calls", len(flagged), len(sampled))
+    return out
+
+
+def _iso_ms(value: datetime) -> str:
+    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """CSV with a fixed column order and ``\\n`` line ends, so the bytes depend on the rows only."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+# -- the whole export --------------------------------------------------------------------------------
+
+@dataclass
+class ExportResult:
+    week: IsoWeek
+    directory: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
+                formats: str | Iterable[str] = FORMATS, sample_size: int | None = None,
+                progress: Progress | None = None, evidently: bool = False) -> ExportResult:
+    """Export one ISO week (default: the last complete one) to ``out_dir/<week>/``."""
+    from llmsight.analyzers import export_summary
+
+    started = time.monotonic()
+    week = week if isinstance(week, IsoWeek) else parse_week(week)
+    chosen = parse_formats(formats)
+    size = config.resolve(config.EXPORT_SAMPLE_SIZE, sample_size, strict=True)
+    directory = Path(out_dir).expanduser() / week.label
+    directory.mkdir(parents=True, exist_ok=True)
+    result = ExportResult(week, directory)
+    log.info("export: %s (%s..%s) to %s as %s", week.label, _ts(week.start), _ts(week.end), directory,
+             ",".join(chosen))
+
+    if "parquet" in chosen:
+        for table in RAW_TABLES:
+            path = directory / f"{table}.parquet"
+            result.rows[table] = write_parquet(client, table, week, path, progress)
+            result.files[f"{table}.parquet"] = path
+
+    steps = ["summary", "review sample", "report"]
+    if progress:
+        progress("summary", 0, len(steps))
+    summary = export_summary.summarize(client, week)
+    if progress:
+        progress("summary", 1, len(steps))
+    sample = review_sample(client, week, summary.toxic_scores, size)
+    result.rows["review_sample"] = len(sample)
+    if progress:
+        progress("review sample", 2, len(steps))
+
+    if "csv" in chosen:
+        path = directory / "review_sample.csv"
+        write_csv(path, sample, REVIEW_COLUMNS)
+        result.files["review_sample.csv"] = path
+        for name, (rows, columns) in summary.tables().items():
+            table_path = directory / f"{name}.csv"
+            write_csv(table_path, rows, columns)
+            result.files[f"{name}.csv"] = table_path
+    if "html" in chosen:
+        from llmsight.analyzers import export_html
+
+        evidently_html = export_summary.evidently_drift_html(client, week) if evidently else None
+        path = directory / "report.html"
+        path.write_text(export_html.render(summary, sample, evidently_html=evidently_html), encoding="utf-8")
+        result.files["report.html"] = path
+    if progress:
+        progress("report", 3, len(steps))
+    result.seconds = time.monotonic() - started
+    log.info("export: %s written in %.1f s: %s", week.label, result.seconds,
+             ", ".join(f"{k}={v}" for k, v in result.rows.items()))
+    return result
+
+
+# -- the weekly job ----------------------------------------------------------------------------------
+
+_DAYS = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
+_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_trigger(cron: str) -> Any:
+    """An APScheduler trigger (UTC) from ``"mon 06:00"`` or a 5-field crontab expression."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    text = cron.strip()
+    short = re.fullmatch(r"([a-z]{3})\s+(\d{1,2}):(\d{2})", text.lower())
+    if short and short.group(1) in _DAYS:
+        return CronTrigger(day_of_week=short.group(1), hour=int(short.group(2)), minute=int(short.group(3)),
+                           timezone=timezone.utc)
+    fields = text.split()
+    if len(fields) == 5:
+        # APScheduler 3 reads a numeric day of week as 0=Monday, crontab as 0=Sunday
+        # (agronholm/apscheduler#455): name the days so "0 6 * * 1" means Monday as in cron.
+        fields[4] = "*" if fields[4] in ("0-6", "0-7") else re.sub(r"(?<![/\d])([0-7])(?!\d)", lambda m: _CRON_DAYS[int(m.group(1))], fields[4])
+    try:
+        minute, hour, day, month, day_of_week = fields
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week,
+                           timezone=timezone.utc)
+    except ValueError as exc:
+        raise ConfigError(f"export schedule {cron!r} is not valid: {exc}; use 'mon 06:00' or a crontab line") from None
+
+
+def run_scheduled_export(out_dir: str | Path, client: Any = None) -> ExportResult:
+    """The job body: export the last complete week (a rerun rewrites the same files)."""
+    if client is None:
+        from llmsight import store
+
+        client = store.connect()
+    return export_week(client, None, out_dir)
+
+
+def schedule_weekly_export(scheduler: Any, out_dir: str | Path | None = None, cron: str | None = None,
+                           client: Any = None) -> Any:
+    """Add the weekly export to an APScheduler ``scheduler`` (Monday 06:00 UTC unless ``cron``/
+    ``LLMSIGHT_EXPORT_CRON`` says otherwise), writing to ``out_dir``/``LLMSIGHT_EXPORT_DIR``."""
+    directory = config.resolve(config.EXPORT_DIR, out_dir, strict=True)
+    trigger = cron_trigger(config.resolve(config.EXPORT_CRON, cron, strict=True))
+    job = scheduler.add_job(run_scheduled_export, trigger, args=[directory, client], id="llmsight-weekly-export",
+                            name="weekly quality-review export", replace_existing=True, coalesce=True,
+                            max_instances=1, misfire_grace_time=6 * 3600)
+    log.info("export: weekly export scheduled (%s) to %s", trigger, directory)
+    return job
