@@ -1,35 +1,37 @@
-"""Export: run the weekly quality-review export for a week and download its files."""
+"""Export: run the weekly quality-review export for a week and download its files.
+
+The export is :func:`llmsight.analyzers.export.export_week`, the same code as ``llmsight export``
+and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-import tempfile
 import zipfile
 from pathlib import Path
 
 import streamlit as st
 
+from llmsight import config
 from llmsight.dashboard import data
 from llmsight.dashboard.queries import Filters
 
 FORMATS = ("parquet", "csv", "html")
 
 
-def last_complete_week(today: dt.date | None = None) -> str:
-    """The ISO week before the current one, as ``2026-W47``."""
-    day = (today or dt.datetime.now(dt.timezone.utc).date()) - dt.timedelta(days=7)
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
+def run_export(week: str, formats: list[str]) -> tuple[str, list[Path], dict[str, int]]:
+    """Export ``week`` with a progress bar; return its label, the files written and the row counts."""
+    from llmsight.analyzers.export import export_week, parse_week
 
+    bar = st.progress(0.0, text=f"Exporting {week}…")
 
-def run_export(week: str, formats: list[str]) -> list[Path]:
-    """Call the analyzers' export into a fresh folder; return the files it wrote."""
-    from llmsight.analyzers import export
+    def progress(step: str, done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=f"{step}: {done} of {total}")
 
-    out = Path(tempfile.mkdtemp(prefix=f"llmsight-export-{week}-"))
-    export.export_week(data.client(), week=week, formats=tuple(formats), out=out)
-    return sorted(p for p in out.rglob("*") if p.is_file())
+    out = config.resolve(config.EXPORT_DIR, strict=True)
+    result = export_week(data.client(), parse_week(week), out, formats=formats, progress=progress)
+    bar.empty()
+    return result.week.label, sorted(result.files.values()), dict(result.rows)
 
 
 def zipped(files: list[Path]) -> bytes:
@@ -42,35 +44,31 @@ def zipped(files: list[Path]) -> bytes:
 
 def render(f: Filters) -> None:
     del f  # the export covers a whole ISO week and every segment
+    from llmsight.analyzers.export import last_complete_week
+
     st.title("Export")
     st.caption("The weekly quality review: per-segment figures against the week before, drift topics, flagged "
-               "outputs, acceptance by prompt version, alerts and a review sample.")
+               "outputs, acceptance by prompt version, alerts and a review sample to label.")
     with st.form("export"):
-        week = st.text_input("ISO week", value=last_complete_week(), key="export_week")
+        week = st.text_input("ISO week", value=last_complete_week().label, key="export_week")
         formats = st.multiselect("Formats", list(FORMATS), default=list(FORMATS), key="export_formats")
         submitted = st.form_submit_button("Run export", type="primary")
     if submitted:
         try:
-            with st.spinner(f"Exporting {week}…"):
-                files = run_export(week.strip(), formats)
-        except ImportError:
-            st.error("The export is not installed in this build (llmsight.analyzers.export).")
-            return
-        except Exception as exc:  # the reason goes to the person who asked, not into a traceback
+            label, files, rows = run_export(week.strip(), formats)
+        except Exception as exc:  # a bad week or a store error goes to the person who asked, not a traceback
             st.error(f"The export failed: {exc}")
             return
-        st.session_state["export_files"] = [str(p) for p in files]
-        st.session_state["export_week_done"] = week.strip()
-    files = [Path(p) for p in st.session_state.get("export_files", []) if Path(p).exists()]
-    if files:
-        done = st.session_state.get("export_week_done", "")
-        st.success(f"Export of {done}: {len(files)} files.")
-        st.dataframe([{"file": p.name, "bytes": p.stat().st_size} for p in files], hide_index=True,
-                     width="stretch", key="export_listing")
-        st.download_button("Download all (zip)", zipped(files), file_name=f"llmsight-{done}.zip",
-                           mime="application/zip", key="export_zip")
-        for path in files:
-            st.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name,
-                               key=f"export_file_{path.name}")
-
-
+        st.session_state["export_done"] = {"week": label, "files": [str(p) for p in files], "rows": rows}
+    done = st.session_state.get("export_done")
+    if not done:
+        return
+    files = [Path(p) for p in done["files"] if Path(p).exists()]
+    st.success(f"Export of {done['week']}: {len(files)} files in {files[0].parent if files else '-'}.")
+    st.dataframe([{"file": p.name, "bytes": p.stat().st_size} for p in files], hide_index=True, width="stretch")
+    st.caption("Rows: " + ", ".join(f"{k} {v:,}" for k, v in done["rows"].items()))
+    st.download_button("Download all (zip)", zipped(files), file_name=f"llmsight-{done['week']}.zip",
+                       mime="application/zip", key="export_zip")
+    for path in files:
+        st.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name,
+                           key=f"export_file_{path.name}")

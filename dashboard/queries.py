@@ -83,7 +83,13 @@ def _metrics_where(f: Filters) -> tuple[str, dict[str, Any]]:
 
 
 def _df(client: Any, sql: str, params: dict[str, Any]) -> pd.DataFrame:
-    return client.query_df(sql, parameters=params)
+    result = client.query(sql, parameters=params)
+    columns = list(result.column_names)
+    if not columns:
+        # chdb sends no header with an empty result; the pages still need the columns.
+        described = client.query(f"DESCRIBE TABLE ({sql})", parameters=params).result_rows
+        columns = [row[0] for row in described]
+    return pd.DataFrame(result.result_rows, columns=columns)
 
 
 # -- Filter choices --------------------------------------------------------------------------------
@@ -278,12 +284,13 @@ def worst_rated(client: Any, f: Filters, limit: int = 20) -> pd.DataFrame:
     params["limit"] = limit
     sql = (
         "SELECT fb.ts AS feedback_ts, fb.trace_id AS trace_id, fb.accepted AS accepted, fb.score AS score, "
-        "fb.comment AS comment, e.model AS model, e.prompt_version AS prompt_version, e.input AS input, "
-        "e.output AS output FROM (SELECT ts, trace_id, accepted, score, comment FROM feedback "
+        "fb.comment AS comment, e.call_model AS model, e.call_version AS prompt_version, e.call_input AS input, "
+        "e.call_output AS output FROM (SELECT ts, trace_id, accepted, score, comment FROM feedback "
         "PREWHERE ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')} "
         "WHERE accepted = 0 OR score IS NOT NULL) AS fb "
-        "INNER JOIN (SELECT trace_id, any(model) AS model, any(prompt_version) AS prompt_version, "
-        "any(input) AS input, any(output) AS output FROM events PREWHERE " + where +
+        # The aliases differ from the column names: the segment filters inside refer to the columns.
+        "INNER JOIN (SELECT trace_id, any(model) AS call_model, any(prompt_version) AS call_version, "
+        "any(input) AS call_input, any(output) AS call_output FROM events PREWHERE " + where +
         " AND trace_id IN (SELECT trace_id FROM feedback PREWHERE ts >= {start:DateTime64(3, 'UTC')} "
         "AND ts < {end:DateTime64(3, 'UTC')} WHERE accepted = 0 OR score IS NOT NULL "
         "ORDER BY ifNull(score, 0), ifNull(accepted, 1) LIMIT 2000) GROUP BY trace_id) AS e "

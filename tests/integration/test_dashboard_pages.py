@@ -257,3 +257,55 @@ def test_safety_page_shows_toxicity_rates(seeded):
     assert shown["Toxicity rate of outputs"][0] == "2.5%"
     assert shown["Toxicity rate of inputs"][0] == "2.0%"
     assert len(charts(app)) == 1
+
+
+def test_export_page_runs_the_weekly_export_and_offers_the_files(seeded, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMSIGHT_EXPORT_DIR", str(tmp_path))
+    week = "{}-W{:02d}".format(*(filters.now() - dt.timedelta(hours=1)).isocalendar()[:2])
+    in_week = seeded.query(
+        "SELECT count() FROM events WHERE toYearWeek(ts, 3) = toYearWeek(now64(3) - INTERVAL 1 HOUR, 3)"
+    ).result_rows[0][0]
+    app = page("export")
+    app.text_input(key="export_week").input(week)
+    app.multiselect(key="export_formats").set_value(["parquet", "html"])
+    app.button[0].click().run(timeout=120)
+    assert not app.exception, [e.value for e in app.exception]
+    written = sorted(p.name for p in (tmp_path / week).iterdir())
+    assert "events.parquet" in written and "report.html" in written
+    assert app.success[0].value.startswith(f"Export of {week}: {len(written)} files")
+    listing = frame(app, "file", "bytes")
+    assert sorted(listing["file"]) == written
+    rows = next(c.value for c in app.caption if c.value.startswith("Rows: "))
+    assert f"events {in_week:,}" in rows
+    assert len(app.get("download_button")) == len(written) + 1  # one per file and the zip
+
+
+@pytest.fixture
+def listening_everywhere():
+    from streamlit import config
+
+    config.set_option("server.address", "0.0.0.0")
+    yield
+    config.set_option("server.address", "127.0.0.1")
+
+
+def test_beyond_localhost_the_pages_need_the_password(seeded, listening_everywhere, monkeypatch):
+    monkeypatch.setenv("LLMSIGHT_DASHBOARD_PASSWORD", "s3cret-'\"")
+    app = AppTest.from_string("from llmsight.dashboard.app import run_page\nrun_page('overview')", default_timeout=60)
+    app.run()
+    assert not app.metric  # nothing shown before the login
+    app.text_input[0].input("wrong")
+    app.button[0].click().run()
+    assert [e.value for e in app.error] == ["Wrong password."]
+    assert not app.metric
+    app.text_input[0].input("s3cret-'\"")
+    app.button[0].click().run()
+    assert not app.exception
+    assert metrics_shown(app)["Volume"][0] == "400"
+
+
+def test_beyond_localhost_without_a_login_nothing_is_shown(seeded, listening_everywhere, monkeypatch):
+    monkeypatch.delenv("LLMSIGHT_DASHBOARD_PASSWORD", raising=False)
+    app = page("overview")
+    assert not app.metric
+    assert "no login configured" in app.error[0].value
