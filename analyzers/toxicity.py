@@ -1,0 +1,349 @@
+"""Toxicity: the probability that a text is hateful, abusive or offensive.
+
+``ToxicityScorer().score(texts)`` returns one probability in [0, 1] per text. The default runs on
+the CPU with nothing to download: a small head shipped in ``analyzers/data/toxicity_head.npz``
+on top of two things the server install already has,
+
+* the all-MiniLM-L6-v2 sentence embedding of the text (384 numbers; the scheduler passes the
+  embeddings it has cached already, through :meth:`ToxicityScorer.score_embeddings`), and
+* the probability given by alt-profanity-check, a linear model over word n-grams that knows slurs
+  and profanity well.
+
+The head is trained by ``scripts/train-toxicity`` (deterministic) on two public data sets held in
+``shared/data/toxicity`` and credited here as their licences ask:
+
+* **Davidson et al. 2017**, "Automated Hate Speech Detection and the Problem of Offensive
+  Language" (ICWSM), 24,783 tweets, MIT licence, t-davidson/hate-speech-and-offensive-language;
+* **de Gibert et al. 2018**, "Hate Speech Dataset from a White Supremacy Forum" (ALW2),
+  10,703 Stormfront sentences, CC BY-SA 3.0 ES, Vicomtech/hate-speech-dataset.
+
+How well it generalises to hate it did not see (held out by source), and how its threshold was
+chosen, is written in ``analyzers/data/TOXICITY.md`` and in the head's own metadata.
+
+Any other model can be plugged in with ``ToxicityScorer(model=PATH)`` or ``LLMSIGHT_TOXICITY_MODEL``:
+
+* a local Hugging Face text-classification folder (``config.json``, weights, tokenizer). The
+  probability is that of the label named toxic/toxicity/hate/offensive/abusive, or one minus that
+  of the label named non-toxic/neutral/normal/clean/none when the model only names the benign
+  class; a multi-label model (``problem_type`` multi_label_classification) is read with a sigmoid;
+* a Detoxify checkpoint (a ``.ckpt`` file holding ``config`` and ``state_dict``); its folder must
+  also hold the base model's ``config.json`` and tokenizer files, since nothing is downloaded. The
+  probability is Detoxify's ``toxicity`` output;
+* another head file (``.npz``) written by ``scripts/train-toxicity``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmsight import config
+from llmsight.errors import ConfigError
+
+log = logging.getLogger("llmsight.analyzers.toxicity")
+
+HEAD_PATH = Path(__file__).parent / "data" / "toxicity_head.npz"
+HEAD_FORMAT = "llmsight-toxicity-head/1"
+
+# -- text normalisation -------------------------------------------------------------------------
+# The training texts are tweets (mentions, "RT", HTML entities, URLs) and tokenised forum
+# sentences ("could n't", "word ,"). Scoring LLM outputs, neither artefact exists; stripping them
+# from both sides keeps the head from learning "looks like a tweet" instead of "is abusive".
+_ENTITY_NUM = re.compile(r"&#\d+;?")
+_RETWEET = re.compile(r"^\s*(?:RT\s+)?(?:@\w+:?\s*)+", re.IGNORECASE)
+_MENTION = re.compile(r"@\w+:?")
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_RT = re.compile(r"\bRT\b")
+_HASHTAG = re.compile(r"#(\w+)")
+_SPACED_CLITIC = re.compile(r"\s+(n't|'s|'re|'ve|'ll|'m|'d)\b", re.IGNORECASE)
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:])")
+_REPEATED_PUNCT = re.compile(r"([!?.,])\1{2,}")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """The text as the head sees it: no mentions, URLs, retweet marks or tokeniser spacing."""
+    value = _ENTITY_NUM.sub(" ", str(text))
+    value = html.unescape(value)
+    value = _URL.sub(" ", value)
+    value = _RETWEET.sub(" ", value)
+    value = _MENTION.sub(" ", value)
+    value = _RT.sub(" ", value)
+    value = _HASHTAG.sub(r"\1", value)
+    value = _SPACED_CLITIC.sub(r"\1", value)
+    value = _SPACE_BEFORE_PUNCT.sub(r"\1", value)
+    value = _REPEATED_PUNCT.sub(r"\1\1", value)
+    return _SPACES.sub(" ", value).strip(" :\"'")
+
+
+def in_holdout(text: str, percent: int = 15) -> bool:
+    """Whether a (normalised) training text belongs to the held-out split, decided by its hash.
+
+    ``scripts/train-toxicity`` never trains on these; the integration test scores them. A hash
+    rather than a random split keeps duplicates on one side and needs no stored index.
+    """
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 100 < percent
+
+
+def profanity_logits(texts: Sequence[str]) -> np.ndarray:
+    """alt-profanity-check's probability of each (normalised) text, as a clipped logit."""
+    from profanity_check import predict_prob  # loads its two joblib files once, on first import
+
+    if len(texts) == 0:
+        return np.zeros(0, dtype=np.float64)
+    p = np.clip(np.asarray(predict_prob(list(texts)), dtype=np.float64), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
+
+
+# -- the shipped head ---------------------------------------------------------------------------
+class Head:
+    """A small numpy network over [embedding, profanity logit]: standardise, dense layers, calibrate.
+
+    Stored as ``.npz`` (no pickle): ``mean``, ``scale``, ``W0``/``b0`` ... ``W{k}``/``b{k}``
+    (ReLU between layers), ``calibration`` = (a, b) of the Platt step ``sigmoid(a * z + b)`` and
+    ``metadata``, a JSON string with the features, the threshold, the data and the figures.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+        self.mean = arrays["mean"].astype(np.float32)
+        self.scale = arrays["scale"].astype(np.float32)
+        self.layers = [(arrays[f"W{i}"].astype(np.float32), arrays[f"b{i}"].astype(np.float32))
+                       for i in range(int(metadata["layers"]))]
+        self.calibration = tuple(float(v) for v in arrays["calibration"])
+        self.metadata = metadata
+        self.embedding_dim = int(metadata["embedding_dim"])
+        self.uses_profanity = "profanity_logit" in metadata["features"]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Head:
+        with np.load(Path(path), allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        if str(arrays.get("format")) != HEAD_FORMAT:
+            raise ConfigError(f"{path} is not a toxicity head (format {HEAD_FORMAT} expected)")
+        return cls(arrays, json.loads(str(arrays["metadata"])))
+
+    @staticmethod
+    def save(path: str | Path, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+        payload = {key: np.asarray(value) for key, value in arrays.items()}
+        payload["format"] = np.array(HEAD_FORMAT)
+        payload["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
+        np.savez_compressed(Path(path), **payload)
+
+    def features(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[1] != self.embedding_dim:
+            raise ValueError(f"expected embeddings of shape (n, {self.embedding_dim}), got {emb.shape}")
+        if not self.uses_profanity:
+            return emb
+        cleaned = [normalize(t) for t in texts]
+        return np.hstack([emb, profanity_logits(cleaned).astype(np.float32)[:, None]])
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        x = (features - self.mean) / self.scale
+        for i, (weights, bias) in enumerate(self.layers):
+            x = x @ weights + bias
+            if i < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return x[:, 0].astype(np.float64)
+
+    def predict(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        a, b = self.calibration
+        return _sigmoid(a * self.logits(self.features(embeddings, texts)) + b)
+
+
+# -- plugged-in models --------------------------------------------------------------------------
+_TOXIC_LABEL = re.compile(r"^(toxic|toxicity|hate|hateful|hate[_ ]speech|offensive|abusive|abuse|insult|"
+                          r"label_1)$", re.IGNORECASE)
+_BENIGN_LABEL = re.compile(r"^(non[-_ ]?toxic|not[-_ ]?toxic|neutral|normal|clean|none|neither|"
+                           r"non[-_ ]?hate|not[-_ ]?hate|nothate|non[-_ ]?offensive|not[-_ ]?offensive|"
+                           r"ok|safe|label_0)$", re.IGNORECASE)
+
+
+def _offline() -> None:
+    # Weights are local; a hub lookup would hang or fail without a network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class _TransformerClassifier:
+    """A local text-classification model (Hugging Face folder or Detoxify checkpoint) run by torch."""
+
+    def __init__(self, model: Any, tokenizer: Any, read: Any, batch_size: int = 32, max_length: int = 256) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.read = read  # logits tensor -> probabilities of "toxic", numpy
+        self.batch_size = batch_size
+        self.max_length = max_length
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(list(texts[i:i + self.batch_size]), return_tensors="pt", truncation=True,
+                                       padding=True, max_length=self.max_length)
+                out.append(self.read(self.model(**batch).logits))
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def _toxic_reader(id2label: dict[int, str], multi_label: bool) -> Any:
+    """How to turn a model's logits into P(toxic), from its label names."""
+    import torch
+
+    labels = {int(k): str(v) for k, v in id2label.items()}
+    toxic = [i for i, name in labels.items() if _TOXIC_LABEL.match(name.strip())]
+    benign = [i for i, name in labels.items() if _BENIGN_LABEL.match(name.strip())]
+    named_toxic = [i for i in toxic if labels[i].lower() != "label_1"]
+    if named_toxic:
+        toxic = named_toxic[:1]
+    if multi_label:
+        if toxic:
+            return lambda logits: torch.sigmoid(logits[:, toxic[0]]).numpy()
+        return lambda logits: torch.sigmoid(logits).max(dim=1).values.numpy()
+    if toxic and (len(labels) == 2 or not benign):
+        return lambda logits: torch.softmax(logits, dim=1)[:, toxic].sum(dim=1).numpy()
+    if benign:
+        return lambda logits: 1.0 - torch.softmax(logits, dim=1)[:, benign[0]].numpy()
+    raise ConfigError(f"cannot tell which label means toxic among {sorted(labels.values())}: name one "
+                      "toxic/hate/offensive or non-toxic/neutral in the model's config.json id2label")
+
+
+def _load_hf_folder(path: Path) -> _TransformerClassifier:
+    _offline()
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    multi = getattr(model.config, "problem_type", None) == "multi_label_classification"
+    return _TransformerClassifier(model, tokenizer, _toxic_reader(model.config.id2label, multi))
+
+
+def _load_detoxify(path: Path) -> _TransformerClassifier:
+    """A Detoxify checkpoint, loaded with transformers alone (the detoxify package would download)."""
+    _offline()
+    import torch
+    import transformers
+
+    loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    if "config" not in loaded or "state_dict" not in loaded:
+        raise ConfigError(f"{path} is not a Detoxify checkpoint: it needs 'config' and 'state_dict'")
+    args = loaded["config"]["arch"]["args"]
+    # Detoxify's own renaming, so that "toxic" of the original model reads as "toxicity".
+    classes = [{"toxic": "toxicity"}.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
+    if "toxicity" not in classes:
+        raise ConfigError(f"{path} has no toxicity output (classes: {classes})")
+    folder = path.parent
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"put the base model's config.json and tokenizer files next to {path}: "
+                          "nothing is downloaded")
+    hf_config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    hf_config.num_labels = int(args["num_classes"])
+    model = getattr(transformers, args["model_name"])(hf_config)
+    model.load_state_dict(loaded["state_dict"], strict=False)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    column = classes.index("toxicity")
+    return _TransformerClassifier(model, tokenizer, lambda logits: torch.sigmoid(logits[:, column]).numpy())
+
+
+# -- the scorer ---------------------------------------------------------------------------------
+_loaded: dict[str, Any] = {}
+_loaded_lock = threading.Lock()
+
+
+def _load(path: Path) -> Any:
+    key = str(path)
+    with _loaded_lock:
+        if key not in _loaded:
+            started = time.perf_counter()
+            if path.suffix == ".npz":
+                _loaded[key] = Head.load(path)
+            elif path.is_dir():
+                _loaded[key] = _load_hf_folder(path)
+            elif path.suffix in (".ckpt", ".pt", ".pth", ".bin"):
+                _loaded[key] = _load_detoxify(path)
+            else:
+                raise ConfigError(f"toxicity model {path}: expected a Hugging Face folder, a Detoxify .ckpt "
+                                  "or a .npz head")
+            log.info("toxicity: loaded %s in %.0f ms", path.name, (time.perf_counter() - started) * 1000)
+        return _loaded[key]
+
+
+class ToxicityScorer:
+    """Texts in, probabilities of toxicity out.
+
+    ``model``: None for the setting ``LLMSIGHT_TOXICITY_MODEL``, which by default is the shipped
+    head; or a path (see the module docstring). ``threshold``: None for
+    ``LLMSIGHT_TOXICITY_THRESHOLD``. ``embedder``: what embeds texts for the shipped head in
+    :meth:`score` (by default :class:`llmsight.analyzers.embeddings.Embedder`).
+    """
+
+    def __init__(self, model: str | os.PathLike[str] | None = None, *, threshold: float | None = None,
+                 embedder: Any = None) -> None:
+        chosen = model if model is not None else config.resolve(config.TOXICITY_MODEL, strict=True)
+        path = Path(chosen).expanduser().resolve() if chosen else HEAD_PATH
+        if not path.exists():
+            raise ConfigError(f"toxicity model {path} does not exist: set LLMSIGHT_TOXICITY_MODEL to a local "
+                              "Hugging Face folder, a Detoxify .ckpt or a .npz head, or leave it empty")
+        self.path = path
+        self.model = _load(path)
+        self.threshold = float(threshold if threshold is not None
+                               else config.resolve(config.TOXICITY_THRESHOLD, strict=True))
+        self._embedder = embedder
+
+    @property
+    def uses_embeddings(self) -> bool:
+        """True when the model reads MiniLM embeddings (so cached ones can be passed in)."""
+        return isinstance(self.model, Head)
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from llmsight.analyzers.embeddings import Embedder
+
+            self._embedder = Embedder()
+        return self._embedder
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """P(toxic) of each text, float64 in [0, 1]."""
+        texts = [str(t) for t in texts]
+        if not texts:
+            return np.zeros(0)
+        if not isinstance(self.model, Head):
+            return self.model.score(texts)
+        embeddings = self.embedder.encode([normalize(t) for t in texts])
+        return self.model.predict(embeddings, texts)
+
+    def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """Like :meth:`score`, reusing the texts' MiniLM embeddings (rows in the order of ``texts``).
+
+        A plugged-in model that does not read embeddings scores the texts themselves.
+        """
+        texts = [str(t) for t in texts]
+        if not isinstance(self.model, Head):
+            return self.score(texts)
+        if len(texts) != len(embeddings):
+            raise ValueError(f"{len(embeddings)} embeddings for {len(texts)} texts")
+        if not texts:
+            return np.zeros(0)
+        return self.model.predict(np.asarray(embeddings), texts)
+
+    def is_toxic(self, probabilities: np.ndarray) -> np.ndarray:
+        """Which probabilities count as toxic (at or above the threshold)."""
+        return np.asarray(probabilities) >= self.threshold
