@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmsight.collector.columns import event_columns, feedback_columns
 from llmsight.errors import SchemaError
 from llmsight.schema import LLM_CALL, validate
-from llmsight.store.rows import event_row, feedback_row
 
 # Dead-letter kinds, the label of the collector's dead-letter counter.
 BAD_JSON = "bad_json"
@@ -51,12 +51,14 @@ class DeadLetter:
 
 
 class Batch:
-    """Messages accumulated since the last insert, already validated and turned into rows."""
+    """Messages accumulated since the last insert, validated and split by table."""
 
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
-        self.events: list[list[Any]] = []
-        self.feedback: list[list[Any]] = []
+        self.calls: list[dict[str, Any]] = []  # validated llm_call events
+        self.call_sources: list[str] = []
+        self.feedback: list[dict[str, Any]] = []  # validated feedback events
+        self.feedback_sources: list[str] = []
         self.dead_letters: list[DeadLetter] = []
         self.messages = 0
         self.nbytes = 0
@@ -69,6 +71,12 @@ class Batch:
         if self.opened_at is None:
             return 0.0
         return (time.monotonic() if now is None else now) - self.opened_at
+
+    def event_columns(self) -> list[list[Any]]:
+        return event_columns(self.calls, self.call_sources)
+
+    def feedback_columns(self) -> list[list[Any]]:
+        return feedback_columns(self.feedback, self.feedback_sources)
 
     def add(self, chunk: Chunk) -> None:
         """Validate each message of ``chunk`` and file it under its table or as a dead letter."""
@@ -83,8 +91,9 @@ class Batch:
             self.messages += len(chunk.values)
             return
         # Local names: this loop runs once per message and dominates the collector's CPU.
-        loads, check, prefix, limit = json.loads, validate, chunk.prefix, self.max_message_bytes
-        events_append, feedback_append = self.events.append, self.feedback.append
+        decode, check, prefix, limit = _decode, validate, chunk.prefix, self.max_message_bytes
+        calls, call_sources = self.calls.append, self.call_sources.append
+        feedback, feedback_sources = self.feedback.append, self.feedback_sources.append
         nbytes = 0
         for position, raw in zip(chunk.positions, chunk.values, strict=True):
             if raw is None:
@@ -99,7 +108,8 @@ class Batch:
                            bytes(raw[:limit]))
                 continue
             try:
-                decoded = loads(raw)
+                # The SDK writes UTF-8; decoding first skips json.loads' encoding detection.
+                decoded = decode(raw.decode("utf-8"))
             except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
                 self._dead(prefix, position, BAD_JSON, f"bad JSON: {exc}", raw)
                 continue
@@ -108,14 +118,18 @@ class Batch:
             except SchemaError as exc:
                 self._dead(prefix, position, BAD_SCHEMA, str(exc), raw)
                 continue
-            where = prefix + str(position)
-            try:
-                if event["type"] == LLM_CALL:
-                    events_append(event_row(event, where))
-                else:
-                    feedback_append(feedback_row(event, where))
-            except Exception as exc:  # a value the schema let through but a column cannot hold
-                self._dead(prefix, position, UNCONVERTIBLE, f"cannot convert to a row: {exc!r}", raw)
+            if b"\\u" in raw and _has_lone_surrogate(decoded):
+                # JSON may escape half a UTF-16 pair; such text cannot be written as UTF-8 and
+                # would fail the whole insert forever.
+                self._dead(prefix, position, UNCONVERTIBLE, "text holds a lone UTF-16 surrogate "
+                           "(an escaped half of a character pair), which UTF-8 cannot encode", raw)
+                continue
+            if event["type"] == LLM_CALL:
+                calls(event)
+                call_sources(prefix + str(position))
+            else:
+                feedback(event)
+                feedback_sources(prefix + str(position))
         self.messages += len(chunk.values)
         self.nbytes += nbytes
 
@@ -123,6 +137,12 @@ class Batch:
         self.dead_letters.append(DeadLetter(prefix + str(position), kind, reason, bytes(raw)))
 
 
-def columns(rows: list[list[Any]]) -> list[Sequence[Any]]:
-    """Rows to columns: clickhouse-connect's column-oriented insert skips its own (slower) transpose."""
-    return list(zip(*rows, strict=True))
+_decode = json.JSONDecoder().decode
+
+
+def _has_lone_surrogate(decoded: Any) -> bool:
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from llmsight import config
-from llmsight.collector.batch import Batch, columns
+from llmsight.collector.batch import Batch
 from llmsight.collector.observability import CollectorMetrics, HealthServer
 from llmsight.collector.source import Checkpoint, Source
 from llmsight.store.rows import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS
@@ -250,13 +250,15 @@ class Collector:
         started = time.perf_counter()
         # The token names the source range; ClickHouse drops a block whose token it has seen, and
         # tokens are per table, so one token serves all three inserts.
-        settings = {"insert_deduplication_token": checkpoint.token}
+        # Events far apart in time span many monthly partitions; the default cap of 100 per insert
+        # would fail such a batch on every retry.
+        settings = {"insert_deduplication_token": checkpoint.token, "max_partitions_per_insert_block": 0}
         insert = self.client.insert
-        if batch.events:
-            insert("events", columns(batch.events), column_names=EVENT_COLUMNS, column_oriented=True,
+        if batch.calls:
+            insert("events", batch.event_columns(), column_names=EVENT_COLUMNS, column_oriented=True,
                    settings=settings)
         if batch.feedback:
-            insert("feedback", columns(batch.feedback), column_names=FEEDBACK_COLUMNS, column_oriented=True,
+            insert("feedback", batch.feedback_columns(), column_names=FEEDBACK_COLUMNS, column_oriented=True,
                    settings=settings)
         dead = batch.dead_letters
         if dead:
@@ -265,14 +267,14 @@ class Collector:
         elapsed = time.perf_counter() - started
         self._record(batch, elapsed)
         log.info("collector: batch of %d inserted in %.0f ms (%d events, %d feedback, %d dead letters)",
-                 len(batch), elapsed * 1000, len(batch.events), len(batch.feedback), len(dead))
+                 len(batch), elapsed * 1000, len(batch.calls), len(batch.feedback), len(dead))
 
     def _record(self, batch: Batch, elapsed: float) -> None:
         m = self.metrics
         m.batch_seconds.observe(elapsed)
         m.batches.inc()
         m.store_up.set(1)
-        m.rows.labels("events").inc(len(batch.events))
+        m.rows.labels("events").inc(len(batch.calls))
         m.rows.labels("feedback").inc(len(batch.feedback))
         m.rows.labels("dead_letters").inc(len(batch.dead_letters))
         for dead in batch.dead_letters:
@@ -284,7 +286,7 @@ class Collector:
         self._last_flush_at = now
         with self._stats_lock:
             s = self._stats
-            s.events += len(batch.events)
+            s.events += len(batch.calls)
             s.feedback += len(batch.feedback)
             s.dead_letters += len(batch.dead_letters)
             s.batches += 1

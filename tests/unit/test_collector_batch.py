@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from llmsight.collector.batch import BAD_JSON, BAD_SCHEMA, TOO_LARGE, TORN, Batch, Chunk, columns
+from llmsight.collector.batch import BAD_JSON, BAD_SCHEMA, TOO_LARGE, TORN, UNCONVERTIBLE, Batch, Chunk
 from llmsight.collector.source import make_token, source_from_url
 from llmsight.errors import ConfigError
 from llmsight.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
@@ -34,12 +34,12 @@ def test_good_messages_become_rows_of_their_table() -> None:
     batch = Batch(max_message_bytes=10_000)
     batch.add(Chunk("kafka://llm/2/", [40, 41], [call(), feedback()]))
     assert len(batch) == 2 and batch.dead_letters == []
-    assert len(batch.events) == 1 and len(batch.feedback) == 1
-    event = dict(zip(EVENT_COLUMNS, batch.events[0], strict=True))
-    assert event["event_id"] == uuid.UUID(CALL_ID)
+    assert len(batch.calls) == 1 and len(batch.feedback) == 1
+    event = {name: column[0] for name, column in zip(EVENT_COLUMNS, batch.event_columns(), strict=True)}
+    assert uuid.UUID(event["event_id"]) == uuid.UUID(CALL_ID)
     assert event["source"] == "kafka://llm/2/40"
     assert event["tags"] == {"tier": "gold"}
-    fb = dict(zip(FEEDBACK_COLUMNS, batch.feedback[0], strict=True))
+    fb = {name: column[0] for name, column in zip(FEEDBACK_COLUMNS, batch.feedback_columns(), strict=True)}
     assert fb["accepted"] == 0 and fb["source"] == "kafka://llm/2/41"
 
 
@@ -51,11 +51,12 @@ def test_good_messages_become_rows_of_their_table() -> None:
     (call(service=None), BAD_SCHEMA, "llm_call: missing required field 'service'"),
     (call(latency_ms="fast"), BAD_SCHEMA, "llm_call: field 'latency_ms' must be int or float, got str"),
     (call(event_id="not-a-uuid"), BAD_SCHEMA, "llm_call: event_id must be a UUID"),
+    (call(input="half a pair: \ud83d"), UNCONVERTIBLE, "text holds a lone UTF-16 surrogate"),
 ])
 def test_each_bad_kind_is_a_dead_letter_with_its_reason(raw: bytes, kind: str, reason: str) -> None:
     batch = Batch(max_message_bytes=10_000)
     batch.add(Chunk("file:///spool/a.jsonl:", [6, 7, 8], [call(), raw, feedback()]))
-    assert len(batch.events) == 1 and len(batch.feedback) == 1  # the good neighbours are kept
+    assert len(batch.calls) == 1 and len(batch.feedback) == 1  # the good neighbours are kept
     [dead] = batch.dead_letters
     assert dead.kind == kind
     assert dead.reason.startswith(reason), dead.reason
@@ -82,10 +83,6 @@ def test_an_empty_kafka_value_and_a_torn_line_are_dead_letters() -> None:
         (BAD_JSON, "kafka://llm/0/3", b""), (TORN, "file:///s/x.jsonl:12", b'{"type": "ll')]
     assert batch.dead_letters[1].reason == "torn line"
     assert len(batch) == 2
-
-
-def test_columns_transposes_rows() -> None:
-    assert columns([[1, "a"], [2, "b"]]) == [(1, 2), ("a", "b")]
 
 
 def test_tokens_name_the_ranges_in_a_stable_order_and_stay_short() -> None:
