@@ -7,7 +7,8 @@ collapses into one) and with a misfire grace time:
   closed for ``LLMSIGHT_WINDOW_LAG_SECONDS``, is analyzed (:mod:`window_metrics`), its metric rows
   are upserted, and the alert rules are evaluated on them right away. Missed windows (a pause, a
   restart) are caught up, at most ``LLMSIGHT_CATCHUP_WINDOWS`` of them, oldest first.
-* ``rollup-1h`` and ``rollup-1d``: the same analysis over each closed hour and day.
+* ``rollup-1h`` and ``rollup-1d``: the same analysis over each closed hour and day;
+* the weekly quality-review export (:mod:`llmsight.analyzers.export`).
 
 A job that fails is logged and retried on its next run; the other jobs go on. ``/healthz``,
 ``/readyz`` and ``/metrics`` (Prometheus) are served on ``LLMSIGHT_ANALYZERS_HTTP_PORT``.
@@ -134,8 +135,11 @@ class AnalyzerService:
             self._metrics.failures.labels(granularity).inc()
             log.exception("scheduler: %s job failed; it runs again at its next tick", granularity)
 
-    def start(self, *, blocking: bool = False) -> None:
-        """Start the jobs (and the HTTP endpoints); with ``blocking`` this call runs the scheduler."""
+    def start(self, *, blocking: bool = False, weekly_export: bool = True) -> None:
+        """Start the jobs (and the HTTP endpoints); with ``blocking`` this call runs the scheduler.
+
+        ``weekly_export`` adds the quality-review export job (``LLMSIGHT_EXPORT_CRON``).
+        """
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -153,6 +157,10 @@ class AnalyzerService:
         for granularity in ROLLUPS:
             self._scheduler.add_job(self._job, "interval", minutes=5, args=[granularity], id=f"rollup-{granularity}",
                                     next_run_time=datetime.now(timezone.utc) + timedelta(seconds=30))
+        if weekly_export:
+            from llmsight.analyzers.export import schedule_weekly_export
+
+            schedule_weekly_export(self._scheduler, client=self.client)
         if self.schedule.http_port:
             self.serve_http(self.schedule.http_port)
         log.info("scheduler: started (window %d s, lag %.0f s, %d rules)", window, self.schedule.lag_s,

@@ -88,7 +88,7 @@ def demo(
         # The baseline is the v1 stretch: every window is compared with it (the window itself cut out).
         stack.service.analyzer.settings = AnalysisSettings(reference="baseline", baseline=(begin, switch_at),
                                                            sample=300, drift_min_n=20)
-        stack.start(warm_up=False)
+        stack.start(warm_up=False, weekly_export=False)  # a demo lasts minutes, not weeks
         app = SyntheticApp(sink_url, switch_at, rate=rate)
         app.start()
         if not as_json:

@@ -38,7 +38,7 @@ class EmbeddedStack:
         self._collector_thread: threading.Thread | None = None
         self.collector: Any = None
 
-    def start(self, *, warm_up: bool = True) -> None:
+    def start(self, *, warm_up: bool = True, weekly_export: bool = True) -> None:
         from llmsight.collector import Collector, source_from_url
 
         if warm_up:
@@ -48,7 +48,7 @@ class EmbeddedStack:
         self.collector = Collector(source_from_url(self.sink_url), self.client)
         self._collector_thread = threading.Thread(target=self._collect, name="llmsight-collector", daemon=True)
         self._collector_thread.start()
-        self.service.start(blocking=False)
+        self.service.start(blocking=False, weekly_export=weekly_export)
         log.info("up: collector reading %s, analyzers scheduled", _display(self.sink_url))
 
     def _collect(self) -> None:

@@ -139,12 +139,14 @@ def test_backfill_recomputes_windows_without_alerts(store_client, now):
     assert load_states(store_client) == {}
 
 
-def test_jobs_never_overlap_and_health_endpoints_answer(store_client):
+def test_jobs_never_overlap_and_health_endpoints_answer(store_client, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMSIGHT_EXPORT_DIR", str(tmp_path))
     service = _service(store_client, window_s=10)
     service.start(blocking=False)
     try:
         jobs = {job.id: job for job in service._scheduler.get_jobs()}
-        assert set(jobs) == {"windows", "rollup-1h", "rollup-1d"}
+        assert set(jobs) == {"windows", "rollup-1h", "rollup-1d", "llmsight-weekly-export"}
+        del jobs["llmsight-weekly-export"]  # its own misfire grace (hours), set by the export module
         for job in jobs.values():
             assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, 30)
         port = service.serve_http(0, "127.0.0.1")
