@@ -33,11 +33,15 @@ class Pacer:
 
     __slots__ = ("_since",)
 
+    # Set by the worker while the host waits in flush() or shutdown(): then nobody needs the GIL
+    # back quickly, and yielding would only slow the flush down.
+    hurry = False
+
     def __init__(self) -> None:
         self._since = time.perf_counter()
 
     def tick(self) -> None:
-        if time.perf_counter() - self._since > YIELD_AFTER_S:
+        if not Pacer.hurry and time.perf_counter() - self._since > YIELD_AFTER_S:
             time.sleep(YIELD_SLEEP_S)  # a real sleep: releasing the GIL for 0 s hands nothing over
             self._since = time.perf_counter()
 

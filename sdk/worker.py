@@ -150,9 +150,11 @@ class Worker:
                 if self._flush_requested > self._flush_done:
                     self._answer_flush()
                 if self._stopping:
+                    Pacer.hurry = True
                     self._drain()
                     with guard("closing the sink"):
                         self.sink.close(max(0.0, self._flush_deadline - time.monotonic()), self.stats)
+                    Pacer.hurry = False
                     log.debug("llmsight: worker stopped, %s", self.counters())
                     return
             except Exception as exc:  # the loop itself must survive anything
@@ -163,10 +165,14 @@ class Worker:
         with self._cond:
             ticket = self._flush_requested
             deadline = self._flush_deadline
-        self._drain()
-        ok = False
-        with guard("flushing the sink"):
-            ok = self.sink.flush(max(0.0, deadline - time.monotonic()), self.stats)
+        Pacer.hurry = True
+        try:
+            self._drain()
+            ok = False
+            with guard("flushing the sink"):
+                ok = self.sink.flush(max(0.0, deadline - time.monotonic()), self.stats)
+        finally:
+            Pacer.hurry = False
         with self._cond:
             self._flush_done = ticket
             self._flush_ok = ok and not self._queue
