@@ -212,8 +212,8 @@ def test_a_wrong_password_or_ca_is_refused(secure_broker: SecureBroker, wrong: s
         monkeypatch.setenv(name, value)
     options = config.kafka_security_options(strict=True)
     with pytest.raises(KafkaError):
-        consumer = KafkaConsumer(bootstrap_servers=secure_broker.bootstrap, bootstrap_timeout_ms=8000,
-                                 request_timeout_ms=9000, **options)
+        consumer = KafkaConsumer(bootstrap_servers=secure_broker.bootstrap, bootstrap_timeout_ms=4000,
+                                 request_timeout_ms=5000, **options)
         try:
             consumer.topics()
         finally:
