@@ -312,6 +312,12 @@ def test_secrets_given_as_values_are_plain_env_values_and_the_url_parses(tmp_pat
     assert (target.kind, target.database, target.display()) == ("http", "obs_prod", "http://writer@ch.db:8123/obs_prod")
 
 
+def test_without_a_user_the_store_url_has_no_credentials(tmp_path: Path) -> None:
+    docs = render({"clickhouse": {"user": ""}}, tmp_path=tmp_path)
+    env = effective_env(docs, container(docs, "Deployment", "rel-llmsight-collector"))
+    assert env["LLMSIGHT_CLICKHOUSE_URL"] == "http://clickhouse:8123/llmsight"
+
+
 def test_kafka_settings_of_the_collector_give_the_kafka_client_options(
         production_docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
     spec = container(production_docs, "Deployment", "rel-llmsight-collector")
@@ -417,6 +423,7 @@ SASL = {"securityProtocol": "SASL_SSL", "sasl": {"mechanism": "PLAIN", "username
     ({"clickhouse": {"url": "http://u:p@ch:8123"}}, "clickhouse.url must not carry credentials"),
     ({"clickhouse": {"url": "http://ch:8123/prod"}}, "give the database in clickhouse.database"),
     ({"clickhouse": {"database": "bad-name"}}, "clickhouse.database is \"bad-name\""),
+    ({"clickhouse": {"user": "", "password": {"value": "p"}}}, "clickhouse.user is empty but a clickhouse.password"),
     ({"clickhouse": {"cluster": "c1`; DROP"}}, "clickhouse.cluster is"),
     ({"clickhouse": {"password": {"value": "x", "secretKeyRef": {"name": "s", "key": "k"}}}},
      "clickhouse.password is given both as value and as secretKeyRef"),

@@ -146,7 +146,7 @@ so the password stays in its Secret and never appears in the manifest.
 {{- $auth = printf "%s:$(CLICKHOUSE_PASSWORD)" .Values.clickhouse.user -}}
 {{- end }}
 - name: LLMSIGHT_CLICKHOUSE_URL
-  value: {{ printf "%s://%s@%s/%s" $url.scheme $auth $url.host .Values.clickhouse.database | quote }}
+  value: {{ printf "%s://%s%s/%s" $url.scheme (ternary (printf "%s@" $auth) "" (ne $auth "")) $url.host .Values.clickhouse.database | quote }}
 {{- end }}
 
 {{/*
