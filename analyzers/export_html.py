@@ -17,6 +17,7 @@ from llmsight.analyzers.export import SEGMENT_KEYS
 
 PALETTE = ("#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477", "#66aa00")
 REVIEW_ROWS_SHOWN = 50
+TOXIC_ROWS_SHOWN = 100
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222}
@@ -84,14 +85,15 @@ def _empty(text: str) -> str:
 
 # -- charts ------------------------------------------------------------------------------------------
 
-def line_chart(days: list[str], series: dict[str, list[float]], title: str, width: int = 1000,
-               height: int = 260) -> str:
-    """Lines over the days of the week, one per series, with a y axis from zero."""
+def line_chart(days: list[str], series: dict[str, list[float | None]], title: str, width: int = 1000,
+               height: int = 260, y_max: float | None = None) -> str:
+    """Lines over the days of the week, one per series, with a y axis from zero. A None is a gap
+    (a prompt version that did not exist yet has no acceptance, not an acceptance of zero)."""
     if not series or not days:
         return _empty("No data.")
-    left, right, top, bottom = 60, 260, 24, 30
+    left, right, top, bottom = 60, 340, 24, 30
     plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max((v for values in series.values() for v in values), default=0) or 1
+    peak = y_max or max((v for values in series.values() for v in values if v is not None), default=0) or 1
     step = plot_w / max(len(days) - 1, 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
              f'aria-label="{escape(title)}"><text x="{left}" y="14" font-weight="600">{escape(title)}</text>']
@@ -103,10 +105,19 @@ def line_chart(days: list[str], series: dict[str, list[float]], title: str, widt
         parts.append(f'<text x="{left + i * step:.1f}" y="{height - 10}" text-anchor="middle">{escape(day[5:])}</text>')
     for n, (name, values) in enumerate(sorted(series.items())):
         colour = PALETTE[n % len(PALETTE)]
-        points = " ".join(f"{left + i * step:.1f},{top + plot_h - plot_h * v / peak:.1f}" for i, v in enumerate(values))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        runs: list[list[str]] = [[]]
+        for i, v in enumerate(values):
+            if v is None:
+                runs.append([])
+                continue
+            x, y = left + i * step, top + plot_h - plot_h * v / peak
+            runs[-1].append(f"{x:.1f},{y:.1f}")
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{colour}"/>')
+        for run in runs:
+            if len(run) > 1:
+                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(run)}"/>')
         parts.append(f'<rect x="{left + plot_w + 12}" y="{top + 16 * n}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{left + plot_w + 26}" y="{top + 16 * n + 9}">{escape(name[:38])}</text>')
+                     f'<text x="{left + plot_w + 26}" y="{top + 16 * n + 9}">{escape(name[:52])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -185,15 +196,15 @@ def _segments(summary: Any) -> str:
 
 def _volume(summary: Any) -> str:
     days = sorted({d["day"] for d in summary.daily})
-    volume: dict[str, list[float]] = {}
-    acceptance: dict[str, list[float]] = {}
+    volume: dict[str, list[float | None]] = {}
+    acceptance: dict[str, list[float | None]] = {}
     for d in summary.daily:
         name = _segment_name(d)
         volume.setdefault(name, [0.0] * len(days))[days.index(d["day"])] = d["volume"]
         if d["judged"]:
-            acceptance.setdefault(name, [0.0] * len(days))[days.index(d["day"])] = 100.0 * d["accepted"] / d["judged"]
+            acceptance.setdefault(name, [None] * len(days))[days.index(d["day"])] = 100.0 * d["accepted"] / d["judged"]
     return ('<section id="volume"><h2>Daily volume and acceptance</h2>'
-            f'{line_chart(days, volume, "Calls per day")}{line_chart(days, acceptance, "Acceptance per day (%)")}'
+            f'{line_chart(days, volume, "Calls per day")}{line_chart(days, acceptance, "Acceptance per day (%)", y_max=100)}'
             "</section>")
 
 
@@ -229,11 +240,14 @@ def _drift(summary: Any) -> str:
 
 
 def _toxicity(summary: Any) -> str:
+    shown = sorted(summary.toxic, key=lambda t: (-t["toxicity_score"], t["ts"], t["trace_id"]))[:TOXIC_ROWS_SHOWN]
     rows = [[escape(t["ts"]), escape(_segment_name(t)), f"{t['toxicity_score']:.2f}", escape(t["input"][:300]),
-             escape(t["output"][:500])] for t in summary.toxic]
+             escape(t["output"][:500])] for t in shown]
     body = _table(["time", "segment", "score", "input (redacted)", "output (redacted)"], rows, {2}) if rows \
         else _empty("No output was flagged toxic this week.")
-    return f'<section id="toxicity"><h2>Flagged toxic outputs</h2>{body}</section>'
+    note = (f'<p class="sub">{len(summary.toxic)} outputs flagged; the {len(shown)} with the highest scores are '
+            'shown, all of them are in <code>toxic_outputs.csv</code>.</p>') if len(shown) < len(summary.toxic) else ""
+    return f'<section id="toxicity"><h2>Flagged toxic outputs</h2>{note}{body}</section>'
 
 
 def _alerts(summary: Any) -> str:

@@ -346,7 +346,7 @@ def summarize(client: Any, week: IsoWeek) -> WeeklySummary:
     return summary
 
 
-def evidently_drift_html(client: Any, week: IsoWeek, sample: int = 300) -> str | None:
+def evidently_drift_html(client: Any, week: IsoWeek, sample: int = 200) -> str | None:
     """Evidently's text drift report, this week's inputs against last week's (None when it cannot run)."""
     try:
         import pandas as pd

@@ -301,3 +301,15 @@ def test_weekly_job_is_scheduled_for_monday_morning_and_exports_the_last_week(st
     result = run_scheduled_export(tmp_path, store_client)
     assert result.week == last_complete_week()
     assert (tmp_path / result.week.label / "report.html").exists()
+
+
+def test_evidently_text_drift_report_is_embedded_when_asked(seeded, tmp_path):
+    client, _ = seeded
+    export_week(client, WEEK, tmp_path, formats="html", sample_size=5, evidently=True)
+    html = (tmp_path / WEEK.label / "report.html").read_text(encoding="utf-8")
+    assert '<section id="evidently">' in html
+    start = html.index('<iframe title="Evidently drift report" srcdoc="')
+    embedded = html[start:html.index("</iframe>", start)]
+    assert len(embedded) > 100_000  # Evidently's whole report, scripts inlined
+    assert "&lt;script src=" not in embedded  # nothing fetched from outside
+    assert "input" in embedded
