@@ -56,6 +56,7 @@ def _launch(name: str, spec: dict[str, Any], env: dict[str, Any], kafka_url: str
         "LLMSIGHT_CLICKHOUSE_URL": f"chdb://{home / 'db'}",
         "LLMSIGHT_SINK": kafka_url,
         "LLMSIGHT_DASHBOARD_PASSWORD": "probe-test",
+        "LLMSIGHT_EXPORT_DIR": str(home / "exports"),
     })
     if name in PORT_VARIABLES:
         plain[PORT_VARIABLES[name]] = str(port)

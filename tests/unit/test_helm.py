@@ -398,6 +398,26 @@ def test_changing_the_rules_rolls_the_analyzers(tmp_path: Path, default_docs: li
     assert checksum(docs) != checksum(default_docs)
 
 
+def test_weekly_exports_go_to_an_empty_dir_or_a_kept_claim(tmp_path: Path, default_docs: list[dict[str, Any]]) -> None:
+    def exports(docs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+        pod = find(docs, "Deployment", "rel-llmsight-analyzers")["spec"]["template"]["spec"]
+        (spec,) = pod["containers"]
+        mount = next(m for m in spec["volumeMounts"] if m["name"] == "exports")
+        assert effective_env(docs, spec)["LLMSIGHT_EXPORT_DIR"] == mount["mountPath"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "exports")
+        return mount["mountPath"], {k: v for k, v in volume.items() if k != "name"}
+
+    assert exports(default_docs) == ("/var/lib/llmsight/exports", {"emptyDir": {}})
+    docs = render({"exports": {"persistence": {"enabled": True, "size": "20Gi"}}}, tmp_path=tmp_path)
+    assert exports(docs)[1] == {"persistentVolumeClaim": {"claimName": "rel-llmsight-exports"}}
+    claim = find(docs, "PersistentVolumeClaim", "rel-llmsight-exports")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    docs = render({"exports": {"persistence": {"enabled": True, "existingClaim": "reports"}}}, tmp_path=tmp_path)
+    assert exports(docs)[1] == {"persistentVolumeClaim": {"claimName": "reports"}}
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+
+
 def test_production_ingress_routes_the_host_to_the_dashboard_service(production_docs: list[dict[str, Any]]) -> None:
     ingress = find(production_docs, "Ingress", "rel-llmsight-dashboard")["spec"]
     assert ingress["ingressClassName"] == "nginx"

@@ -101,6 +101,10 @@ The collector's source and the SDKs' sink: kafka://host:9092[,host2:9092]/topic.
 /etc/llmsight/kafka-ca/{{ .Values.kafka.tls.caSecret.key }}
 {{- end }}
 
+{{- define "llmsight.exportsPath" -}}
+/var/lib/llmsight/exports
+{{- end }}
+
 {{- define "llmsight.rulesPath" -}}
 /etc/llmsight/rules/rules.yaml
 {{- end }}
