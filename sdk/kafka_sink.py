@@ -160,8 +160,13 @@ class KafkaSink(Sink):  # type: ignore[misc]
             self.flush(timeout * 0.6, stats)
         producer, self._producer = self._producer, None
         if producer is not None:
-            with guard("closing the kafka producer"):
+            try:
                 producer.close(timeout=max(0.0, min(deadline - time.monotonic(), timeout * 0.3)))
+            except Exception:
+                # kafka-python's close() flushes first and, when that times out, raises without
+                # closing; stop its sender, which fails the batches still pending.
+                with guard("force-closing the kafka producer"):
+                    producer._sender.force_close()
             # A forced close fails what was still in flight; wait briefly for those callbacks,
             # then keep those events on disk for the next process to replay.
             while self._in_flight > 0 and time.monotonic() < deadline:
