@@ -117,7 +117,8 @@ def main(
         provider.shutdown()
 
         os.environ["LLMSIGHT_SPILL_DIR"] = f"{tmp}/spill"
-        llmsight.init(sink=f"kafka://127.0.0.1:{_closed_port()}/llmsight.bench", service="bench")
+        llmsight.init(sink=f"kafka://127.0.0.1:{_closed_port()}/llmsight.bench", service="bench",
+                      queue_size=max(10_000, calls))  # room for every event: all of them are spilled
         down: list[int] = []
         control: list[int] = []  # bare calls in the same phase: the machine's own noise floor
         for _ in range(rounds):
