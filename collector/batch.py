@@ -63,6 +63,7 @@ class Batch:
         self.messages = 0
         self.nbytes = 0
         self.opened_at: float | None = None  # monotonic time of the first message
+        self.generation = 0  # the source's generation when the batch began (see Source.generation)
 
     def __len__(self) -> int:
         return self.messages

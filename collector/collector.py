@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,7 +82,10 @@ class Collector:
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
         self._batch = Batch(self.max_message_bytes)
-        self._batch_generation = source.generation
+        self._inflight: _InFlight | None = None
+        # One writer thread: chdb and the server do their part of an insert without the GIL,
+        # so writing batch N overlaps reading and validating batch N+1.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmsight-collector-insert")
         self._flushing = False
         self._stop: threading.Event = threading.Event()
         self._beat = time.monotonic()
@@ -98,6 +102,7 @@ class Collector:
             while not stop_event.is_set():
                 self._step()
             self._flush()
+            self._settle()
         return self.stats()
 
     def run_until_idle(self, stop_event: threading.Event | None = None,
@@ -112,10 +117,12 @@ class Collector:
                     break
                 self._step(idle_poll_s=0.1)
                 if self.source.idle():
-                    if not self._batch:
+                    if not self._batch and self._inflight is None:
                         break
                     self._flush()
+                    self._settle()
             self._flush()
+            self._settle()
         return self.stats()
 
     def stats(self) -> CollectorStats:
@@ -141,6 +148,7 @@ class Collector:
             yield
         finally:
             self._set(running=False)
+            self._writer.shutdown(wait=True)
             self.source.close()
             if self._http is not None:
                 self._http.close()
@@ -161,7 +169,7 @@ class Collector:
         # messages belong to that one (adding them to the old object would commit them unstored).
         batch = self._batch
         if chunks and not batch:
-            self._batch_generation = self.source.generation
+            batch.generation = self.source.generation
         received = 0
         for chunk in chunks:
             batch.add(chunk)
@@ -170,6 +178,9 @@ class Collector:
             self.metrics.messages.inc(received)
             with self._stats_lock:
                 self._stats.messages += received
+        if self._inflight is not None and self._inflight.future.done():
+            self._settle()  # commit as soon as the insert is done; retry here if it failed
+            batch = self._batch
         if batch and (len(batch) >= self.batch_events or batch.nbytes >= self.batch_bytes
                       or batch.age() >= self.batch_seconds):
             self._flush()
@@ -177,7 +188,11 @@ class Collector:
             self._update_lag()
 
     def _flush(self) -> None:
-        """Insert the batch in hand and commit it; on failure retry, or give the batch up."""
+        """Seal the batch in hand and start inserting it in the background.
+
+        The previous batch is settled (inserted and committed) first, so commits stay in source
+        order; meanwhile the next batch is read and validated while this one is being written.
+        """
         batch = self._batch
         if not batch:
             return
@@ -186,38 +201,61 @@ class Collector:
         if checkpoint is None:  # cannot happen with a well-behaved source; never insert unnamed data
             log.error("collector: a batch of %d messages had no source range; dropped", len(batch))
             return
+        if not self._settle():
+            # The batch before this one was given up: committing this one would skip it.
+            self.source.rewind()
+            return
+        self._inflight = _InFlight(batch, checkpoint, self._writer.submit(self._insert, batch, checkpoint))
+
+    def _settle(self) -> bool:
+        """Wait for the batch being inserted; retry it here if that failed; then commit it.
+
+        False when the batch had to be given up (then nothing read after it may be committed).
+        """
+        inflight, self._inflight = self._inflight, None
+        if inflight is None:
+            return True
+        batch, checkpoint = inflight.batch, inflight.checkpoint
         self._flushing = True
         try:
-            stored = self._insert_with_retry(batch, checkpoint)
+            try:
+                inflight.future.result()
+                stored = True
+            except Exception as exc:
+                self._insert_failed(batch, checkpoint, exc, _FIRST_RETRY_S)
+                stored = self._wait(_FIRST_RETRY_S, batch) and self._insert_with_retry(batch, checkpoint)
+            if stored and self.source.generation != batch.generation:
+                stored = False  # inserted, but its partitions moved meanwhile: their owner replays
         finally:
             self._flushing = False
         if not stored:
-            self.source.rewind()
-            self.metrics.dropped_batches.inc()
-            self._set(dropped_batches=self._stats.dropped_batches + 1)
-            return
+            self._give_up(batch)
+            return False
         try:
             self.source.commit(checkpoint)
         except Exception:
             self.metrics.commit_errors.inc()
             self._set(commit_errors=self._stats.commit_errors + 1)
         self._update_lag()
+        return True
+
+    def _give_up(self, batch: Batch) -> None:
+        """Forget an uncommitted batch and everything read after it: it all gets read again."""
+        self._batch = Batch(self.max_message_bytes)
+        self.source.rewind()
+        self.metrics.dropped_batches.inc()
+        self._set(dropped_batches=self._stats.dropped_batches + 1)
 
     def _insert_with_retry(self, batch: Batch, checkpoint: Checkpoint) -> bool:
-        delay = _FIRST_RETRY_S
+        """Retry a failed insert with exponential backoff until it succeeds or must be given up."""
+        delay = min(_FIRST_RETRY_S * 2, self.retry_max_s)
         stop_deadline: float | None = None
         while True:
             try:
                 self._insert(batch, checkpoint)
                 return True
             except Exception as exc:  # any store failure: retry; the batch stays in memory
-                self.metrics.insert_errors.inc()
-                self.metrics.store_up.set(0)
-                with self._stats_lock:
-                    self._stats.insert_errors += 1
-                    self._stats.store_up = False
-                log.warning("collector: insert of %d messages (%s) failed: %s; retrying in %.1f s, "
-                            "nothing committed", len(batch), checkpoint.token, _short(exc), delay)
+                self._insert_failed(batch, checkpoint, exc, delay)
             if self._stop.is_set():
                 stop_deadline = stop_deadline or time.monotonic() + self._stop_grace_s
                 if time.monotonic() >= stop_deadline:
@@ -228,13 +266,22 @@ class Collector:
                 return False
             delay = min(delay * 2, self.retry_max_s)
 
+    def _insert_failed(self, batch: Batch, checkpoint: Checkpoint, exc: Exception, delay: float) -> None:
+        self.metrics.insert_errors.inc()
+        self.metrics.store_up.set(0)
+        with self._stats_lock:
+            self._stats.insert_errors += 1
+            self._stats.store_up = False
+        log.warning("collector: insert of %d messages (%s) failed: %s; retrying in %.1f s, "
+                    "nothing committed", len(batch), checkpoint.token, _short(exc), delay)
+
     def _wait(self, seconds: float, batch: Batch) -> bool:
         """Sleep before a retry, keeping the source alive; False when the batch became stale."""
         end = time.monotonic() + seconds
         while True:
             self._beat = time.monotonic()
             self.source.keepalive()
-            if self.source.generation != self._batch_generation:
+            if self.source.generation != batch.generation:
                 log.warning("collector: partitions moved while the store was down; dropping %d "
                             "uncommitted messages, their new owner reads them again", len(batch))
                 return False
@@ -305,29 +352,53 @@ class Collector:
 
     # -- rebalances (called from inside source.poll) ----------------------------------------------
     def _on_revoke(self, lost: bool) -> Checkpoint | None:
-        """Partitions are leaving: insert the batch and hand back its checkpoint to commit."""
+        """Partitions are leaving: insert what is held and hand back the checkpoint to commit.
+
+        Runs inside ``source.poll()`` (kafka-python's IO thread, while the collector's thread
+        waits in poll), so nothing else touches the batches meanwhile.
+        """
         if self._flushing:  # inside a retry: the retry loop sees the new generation and gives up
             return None
+        inflight, self._inflight = self._inflight, None
         batch = self._batch
-        if not batch:
-            return None
-        checkpoint = self.source.checkpoint()
         self._batch = Batch(self.max_message_bytes)
-        if lost or checkpoint is None:
-            log.warning("collector: dropping %d uncommitted messages of lost partitions", len(batch))
-            self.metrics.dropped_batches.inc()
-            self._set(dropped_batches=self._stats.dropped_batches + 1)
+        checkpoint = self.source.checkpoint() if batch else None
+        done: Checkpoint | None = None
+        if inflight is not None:
+            try:
+                inflight.future.result()
+                done = inflight.checkpoint
+            except Exception as exc:
+                self._revoke_insert_failed(exc, len(inflight.batch) + len(batch))
+                return None  # nothing after a failed batch may be committed
+        if lost:
+            dropped = len(batch) + (len(inflight.batch) if inflight else 0)
+            if dropped:
+                log.warning("collector: dropping %d uncommitted messages of lost partitions", dropped)
+                self.metrics.dropped_batches.inc()
+                self._set(dropped_batches=self._stats.dropped_batches + 1)
             return None
-        try:
-            self._insert(batch, checkpoint)
-        except Exception as exc:
-            self.metrics.insert_errors.inc()
-            log.warning("collector: insert before a rebalance failed (%s); %d messages will be replayed "
-                        "by the partitions' next owner", _short(exc), len(batch))
-            self._set(insert_errors=self._stats.insert_errors + 1, store_up=False)
-            return None
-        self._set(revoke_flushes=self._stats.revoke_flushes + 1)
-        return checkpoint
+        if batch and checkpoint is not None:
+            try:
+                self._insert(batch, checkpoint)
+                done = checkpoint if done is None else done.merged(checkpoint)
+                self._set(revoke_flushes=self._stats.revoke_flushes + 1)
+            except Exception as exc:
+                self._revoke_insert_failed(exc, len(batch))
+        return done
+
+    def _revoke_insert_failed(self, exc: Exception, messages: int) -> None:
+        self.metrics.insert_errors.inc()
+        log.warning("collector: insert before a rebalance failed (%s); %d messages will be replayed "
+                    "by the partitions' next owner", _short(exc), messages)
+        self._set(insert_errors=self._stats.insert_errors + 1, store_up=False)
+
+
+@dataclass
+class _InFlight:
+    batch: Batch
+    checkpoint: Checkpoint
+    future: Future[None]
 
 
 def _short(exc: BaseException) -> str:

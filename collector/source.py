@@ -30,6 +30,12 @@ class Checkpoint:
     state: Any = None
     ranges: list[str] = field(default_factory=list)
 
+    def merged(self, later: Checkpoint) -> Checkpoint:
+        """This checkpoint followed by ``later``: committing it commits both."""
+        state = {**self.state, **later.state}  # later positions win
+        ranges = self.ranges + later.ranges
+        return Checkpoint(make_token(ranges), state, ranges)
+
 
 def make_token(ranges: list[str]) -> str:
     """One dedup token from the ranges a batch covers, e.g. ``topic-3-100-4099``."""

@@ -1,0 +1,203 @@
+"""Ingest: collector events/s from Kafka into chdb vs a raw kafka-python consume+decode loop, and spool into chdb.
+
+One run measures, on the same topic and the same machine:
+
+* ``raw_loop_eps``: a bare kafka-python consumer that only polls and ``json.loads`` each value
+  (the same fetch settings as the collector), the ceiling for any Python consumer;
+* ``collector_kafka_eps``: ``Collector`` + ``KafkaSource`` from the first message to the last
+  batch inserted and committed in chdb (validation, rows, dedup tokens, commits included);
+* ``collector_spool_eps``: the same events from a spool directory written by the SDK's writer.
+
+Targets: collector >= 20,000 events/s and >= 0.6x the raw loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import typer
+
+_WORDS = ("card account transfer pin limit fee balance refund statement loan mortgage savings "
+          "abroad blocked declined pending exchange rate interest overdraft cash atm contactless "
+          "verify identity address phone app password dispute charge subscription").split()
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + "."
+
+
+def make_events(n: int, seed: int = 7) -> list[bytes]:
+    """``n`` realistic events (~700 bytes of JSON each); one in ten is feedback."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        if i % 10 == 9:
+            event: dict[str, Any] = {"type": "feedback", "schema_version": 1, "event_id": event_id,
+                                     "trace_id": f"{i - 1:032x}", "ts": "2026-11-20T10:00:01.000000Z",
+                                     "accepted": rng.random() < 0.8, "user_id": f"u{rng.randrange(5000)}"}
+        else:
+            event = {"type": "llm_call", "schema_version": 1, "event_id": event_id, "trace_id": f"{i:032x}",
+                     "ts": "2026-11-20T10:00:00.123456Z", "service": "banking-assistant",
+                     "environment": "production", "name": "answer", "model": "gpt-4o-mini",
+                     "prompt_version": f"v{rng.randrange(1, 4)}", "input": _text(rng, 18),
+                     "output": _text(rng, 60), "latency_ms": round(rng.uniform(200, 3000), 1),
+                     "ttft_ms": round(rng.uniform(50, 400), 1), "tokens_in": rng.randrange(20, 200),
+                     "tokens_out": rng.randrange(50, 400), "cost_usd": round(rng.uniform(0, 0.01), 6),
+                     "user_id": f"u{rng.randrange(5000)}", "session_id": f"s{rng.randrange(20000)}",
+                     "tags": {"channel": rng.choice(["web", "ios", "android"])}, "metadata": None}
+        out.append(json.dumps(event, separators=(",", ":")).encode())
+    return out
+
+
+def _start_broker(state: Path) -> str:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "kafka-dev"
+    if not script.exists():
+        raise typer.BadParameter("no scripts/kafka-dev here: pass --bootstrap host:port")
+    out = subprocess.run([sys.executable, str(script), "start", "--dir", str(state)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def _stop_broker(state: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "kafka-dev"
+    subprocess.run([sys.executable, str(script), "stop", "--dir", str(state)], capture_output=True, timeout=120)
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes], partitions: int) -> None:
+    from kafka import KafkaProducer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="llmsight-bench")
+    try:
+        admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20, acks=1,
+                             compression_type="lz4")
+    try:
+        for value in values:
+            producer.send(topic, value)
+        producer.flush(timeout=120)
+    finally:
+        producer.close()
+
+
+def _raw_loop(bootstrap: str, topic: str, n: int, batch: int) -> float:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+                             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch,
+                             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    loads = json.loads
+    seen = 0
+    first = None
+    try:
+        while seen < n:
+            polled = consumer.poll(timeout_ms=1000)
+            if polled and first is None:
+                first = time.perf_counter()
+            for records in polled.values():
+                for record in records:
+                    loads(record.value)
+                seen += len(records)
+        assert first is not None
+        return n / (time.perf_counter() - first)
+    finally:
+        consumer.close(autocommit=False)
+
+
+def _timed_collector(source: Any, client: Any, n: int, batch: int) -> tuple[float, Any]:
+    from llmsight.collector import Collector
+
+    first: list[float] = []
+    poll = source.poll
+
+    def timed_poll(*args: Any, **kwargs: Any) -> Any:
+        chunks = poll(*args, **kwargs)
+        if chunks and not first:
+            first.append(time.perf_counter())
+        return chunks
+
+    source.poll = timed_poll
+    stats = Collector(source, client, http_port=0, batch_events=batch).run_until_idle(timeout_s=600)
+    if stats.messages != n:
+        raise RuntimeError(f"bench: the collector read {stats.messages} messages, expected {n}")
+    return n / (time.perf_counter() - first[0]), stats
+
+
+def main(
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as one JSON line last."),
+    events: int = typer.Option(100_000, "--events", help="Events per measurement."),
+    bootstrap: str = typer.Option(None, "--bootstrap", help="Kafka host:port; default: start scripts/kafka-dev."),
+    partitions: int = typer.Option(4, "--partitions", help="Partitions of the benchmark topic."),
+    batch: int = typer.Option(5000, "--batch", help="Collector batch size (messages)."),
+) -> None:
+    import logging
+
+    from llmsight import store
+    from llmsight.bench.report import emit
+    from llmsight.collector.kafka_source import KafkaSource
+    from llmsight.collector.spool_source import SpoolSource
+    from llmsight.spool import SpoolWriter
+
+    logging.getLogger("llmsight.collector").setLevel(logging.WARNING)  # one line per batch is noise here
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    work = Path(tempfile.mkdtemp(prefix="llmsight-bench-ingest-"))
+    started_broker = bootstrap is None
+    try:
+        if bootstrap is None:
+            bootstrap = _start_broker(work / "kafka")
+        values = make_events(events)
+        topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+        _produce(bootstrap, topic, values, partitions)
+
+        raw_eps = _raw_loop(bootstrap, topic, events, batch)
+        client = store.connect(f"chdb://{work / 'chdb'}", "bench_kafka")
+        store.migrate(client)
+        source = KafkaSource([bootstrap], topic, group_id=f"bench-collector-{uuid.uuid4().hex[:8]}")
+        kafka_eps, kafka_stats = _timed_collector(source, client, events, batch)
+        stored = int(client.query("SELECT count() FROM events FINAL").result_rows[0][0]) + int(
+            client.query("SELECT count() FROM feedback FINAL").result_rows[0][0])
+
+        spool = work / "spool"
+        writer = SpoolWriter(spool, segment_bytes=64 * 1024 * 1024, fsync="never")
+        for start in range(0, events, 5000):
+            writer.write([v + b"\n" for v in values[start:start + 5000]])
+        writer.close()
+        spool_client = store.connect(f"chdb://{work / 'chdb'}", "bench_spool")
+        store.migrate(spool_client)
+        spool_eps, _ = _timed_collector(SpoolSource(spool), spool_client, events, batch)
+
+        figures = {
+            "events": events,
+            "avg_event_bytes": round(sum(map(len, values)) / len(values)),
+            "partitions": partitions,
+            "batch": batch,
+            "raw_loop_eps": round(raw_eps),
+            "collector_kafka_eps": round(kafka_eps),
+            "collector_vs_raw": round(kafka_eps / raw_eps, 3),
+            "collector_spool_eps": round(spool_eps),
+            "stored_final": stored,
+            "batches": kafka_stats.batches,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "cpus": os.cpu_count(),
+            "target_eps_met": kafka_eps >= 20_000,
+            "target_ratio_met": kafka_eps / raw_eps >= 0.6,
+        }
+        emit("llmsight bench ingest", figures, json_out)
+    finally:
+        store.close_all()
+        if started_broker:
+            _stop_broker(work / "kafka")
+        shutil.rmtree(work, ignore_errors=True)
