@@ -24,7 +24,7 @@ from llmsight.pricing import PriceTable, load_prices
 from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
 from llmsight.serialize import clean_text, encode_line, iso_utc, json_value, safe_repr, uuid_text
-from llmsight.sinks import FileSink, Sink, make_sink
+from llmsight.sinks import FileSink, Pacer, Sink, make_sink
 from llmsight.tracing import CallContext, reseed
 from llmsight.worker import Worker
 
@@ -345,6 +345,7 @@ def _at_exit() -> None:
 def _after_fork_in_child() -> None:
     with guard("resetting after fork"):
         reseed()
+        Pacer.hurry = False  # the parent may have forked in the middle of a flush
         _state.lock = threading.Lock()
         client = _state.client
         if client is not None:
