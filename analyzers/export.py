@@ -331,6 +331,10 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
             result.rows[table] = write_parquet(client, table, week, path, progress)
             result.files[f"{table}.parquet"] = path
 
+    if not {"csv", "html"} & set(chosen):
+        result.seconds = time.monotonic() - started
+        log.info("export: %s written in %.1f s (raw tables only)", week.label, result.seconds)
+        return result
     steps = ["summary", "review sample", "report"]
     if progress:
         progress("summary", 0, len(steps))

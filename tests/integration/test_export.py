@@ -270,11 +270,13 @@ def test_cli_exports_a_week_and_reports_json(seeded, tmp_path, store_url, store_
     from llmsight.cli.app import _build
 
     result = CliRunner().invoke(_build(), [
-        "export", "--week", WEEK.label, "--format", "parquet,csv", "--out", str(tmp_path), "--sample-size", "5",
+        "export", "--week", WEEK.label, "--format", "parquet", "--out", str(tmp_path), "--sample-size", "5",
         "--url", store_url, "--database", store_database, "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
-    assert report["week"] == WEEK.label and "report.html" not in report["files"]
+    assert report["week"] == WEEK.label
+    assert report["files"] == ["alerts.parquet", "events.parquet", "feedback.parquet", "metrics.parquet"]
+    assert sorted(p.name for p in (tmp_path / WEEK.label).iterdir()) == report["files"]
     assert report["rows"]["events"] == seeded[1]["in_week"]
     bad = CliRunner().invoke(_build(), ["export", "--week", "2026-W99", "--out", str(tmp_path)])
     assert bad.exit_code != 0
