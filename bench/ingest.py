@@ -117,7 +117,7 @@ def _raw_loop(bootstrap: str, topic: str, n: int, batch: int) -> float:
         consumer.close(autocommit=False)
 
 
-def _timed_collector(source: Any, client: Any, n: int, batch: int) -> tuple[float, Any]:
+def _timed_collector(source: Any, client: Any, n: int, batch: int, workers: int) -> tuple[float, Any]:
     from llmsight.collector import Collector
 
     first: list[float] = []
@@ -130,7 +130,8 @@ def _timed_collector(source: Any, client: Any, n: int, batch: int) -> tuple[floa
         return chunks
 
     source.poll = timed_poll
-    stats = Collector(source, client, http_port=0, batch_events=batch).run_until_idle(timeout_s=600)
+    collector = Collector(source, client, http_port=0, batch_events=batch, decode_workers=workers)
+    stats = collector.run_until_idle(timeout_s=600)
     if stats.messages != n:
         raise RuntimeError(f"bench: the collector read {stats.messages} messages, expected {n}")
     return n / (time.perf_counter() - first[0]), stats
@@ -142,6 +143,8 @@ def main(
     bootstrap: str = typer.Option(None, "--bootstrap", help="Kafka host:port; default: start scripts/kafka-dev."),
     partitions: int = typer.Option(4, "--partitions", help="Partitions of the benchmark topic."),
     batch: int = typer.Option(5000, "--batch", help="Collector batch size (messages)."),
+    decode_workers: int = typer.Option(None, "--decode-workers",
+                                       help="Decoder processes; default LLMSIGHT_COLLECTOR_DECODE_WORKERS."),
 ) -> None:
     import logging
 
@@ -166,7 +169,10 @@ def main(
         client = store.connect(f"chdb://{work / 'chdb'}", "bench_kafka")
         store.migrate(client)
         source = KafkaSource([bootstrap], topic, group_id=f"bench-collector-{uuid.uuid4().hex[:8]}")
-        kafka_eps, kafka_stats = _timed_collector(source, client, events, batch)
+        from llmsight import config
+
+        workers = config.resolve(config.COLLECTOR_DECODE_WORKERS, decode_workers, strict=True)
+        kafka_eps, kafka_stats = _timed_collector(source, client, events, batch, workers)
         stored = int(client.query("SELECT count() FROM events FINAL").result_rows[0][0]) + int(
             client.query("SELECT count() FROM feedback FINAL").result_rows[0][0])
 
@@ -177,17 +183,25 @@ def main(
         writer.close()
         spool_client = store.connect(f"chdb://{work / 'chdb'}", "bench_spool")
         store.migrate(spool_client)
-        spool_eps, _ = _timed_collector(SpoolSource(spool), spool_client, events, batch)
+        spool_eps, _ = _timed_collector(SpoolSource(spool), spool_client, events, batch, workers)
 
+        from llmsight.collector.batch import Chunk, decode_chunk
+
+        sample = values[:5000]
+        started = time.perf_counter()
+        decode_chunk(Chunk("kafka://bench/0/", range(len(sample)), sample), 1 << 20)
+        validate_us = (time.perf_counter() - started) / len(sample) * 1e6
         figures = {
             "events": events,
             "avg_event_bytes": round(sum(map(len, values)) / len(values)),
             "partitions": partitions,
             "batch": batch,
+            "decode_workers": workers,
             "raw_loop_eps": round(raw_eps),
             "collector_kafka_eps": round(kafka_eps),
             "collector_vs_raw": round(kafka_eps / raw_eps, 3),
             "collector_spool_eps": round(spool_eps),
+            "decode_validate_columns_us_per_event": round(validate_us, 1),
             "stored_final": stored,
             "batches": kafka_stats.batches,
             "load_avg_1m": round(os.getloadavg()[0], 2),

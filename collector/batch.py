@@ -11,14 +11,18 @@ the memory it holds is bounded by ``LLMSIGHT_COLLECTOR_BATCH_BYTES`` plus the de
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
 from llmsight.collector.columns import event_columns, feedback_columns
 from llmsight.errors import SchemaError
 from llmsight.schema import LLM_CALL, validate
+
+log = logging.getLogger("llmsight.collector")
 
 # Dead-letter kinds, the label of the collector's dead-letter counter.
 BAD_JSON = "bad_json"
@@ -50,16 +54,87 @@ class DeadLetter:
     raw: bytes
 
 
-class Batch:
-    """Messages accumulated since the last insert, validated and split by table."""
+@dataclass
+class Decoded:
+    """One chunk, validated: the rows of each table as columns, and the dead letters."""
 
-    def __init__(self, max_message_bytes: int) -> None:
+    events: list[list[Any]]
+    feedback: list[list[Any]]
+    dead_letters: list[DeadLetter]
+    n_events: int
+    n_feedback: int
+
+
+def decode_chunk(chunk: Chunk, max_message_bytes: int) -> Decoded:
+    """Validate each message of ``chunk`` and file it under its table or as a dead letter.
+
+    A pure function of its arguments, so it can run in a worker process (see ``Batch``).
+    """
+    dead: list[DeadLetter] = []
+    prefix = chunk.prefix
+    if chunk.broken is not None:
+        for position, raw in zip(chunk.positions, chunk.values, strict=True):
+            dead.append(DeadLetter(prefix + str(position), TORN, chunk.broken, bytes(raw or b"")))
+        return Decoded([], [], dead, 0, 0)
+    # Local names: this loop runs once per message and dominates the collector's CPU.
+    decode, check, limit = _decode, validate, max_message_bytes
+    calls: list[dict[str, Any]] = []
+    call_sources: list[str] = []
+    feedback: list[dict[str, Any]] = []
+    feedback_sources: list[str] = []
+    for position, raw in zip(chunk.positions, chunk.values, strict=True):
+        if raw is None:
+            dead.append(DeadLetter(prefix + str(position), BAD_JSON, "empty message (no value)", b""))
+            continue
+        size = len(raw)
+        if size > limit:
+            dead.append(DeadLetter(prefix + str(position), TOO_LARGE,
+                                   f"message of {size} bytes exceeds the limit of {limit} bytes "
+                                   f"(LLMSIGHT_COLLECTOR_MAX_MESSAGE_BYTES); raw keeps the first {limit} bytes",
+                                   bytes(raw[:limit])))
+            continue
+        try:
+            # The SDK writes UTF-8; decoding first skips json.loads' encoding detection.
+            decoded = decode(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            dead.append(DeadLetter(prefix + str(position), BAD_JSON, f"bad JSON: {exc}", bytes(raw)))
+            continue
+        try:
+            event = check(decoded)
+        except SchemaError as exc:
+            dead.append(DeadLetter(prefix + str(position), BAD_SCHEMA, str(exc), bytes(raw)))
+            continue
+        if b"\\u" in raw and _has_lone_surrogate(decoded):
+            # JSON may escape half a UTF-16 pair; such text cannot be written as UTF-8 and
+            # would fail the whole insert forever.
+            dead.append(DeadLetter(prefix + str(position), UNCONVERTIBLE,
+                                   "text holds a lone UTF-16 surrogate (an escaped half of a character "
+                                   "pair), which UTF-8 cannot encode", bytes(raw)))
+            continue
+        if event["type"] == LLM_CALL:
+            calls.append(event)
+            call_sources.append(prefix + str(position))
+        else:
+            feedback.append(event)
+            feedback_sources.append(prefix + str(position))
+    return Decoded(event_columns(calls, call_sources) if calls else [],
+                   feedback_columns(feedback, feedback_sources) if feedback else [],
+                   dead, len(calls), len(feedback))
+
+
+class Batch:
+    """Messages accumulated since the last insert, validated and split by table.
+
+    With a ``decoder`` (a one-process pool), chunks are validated in that process while this
+    one keeps reading: JSON decoding and validation cost about as much as kafka-python's own
+    record parsing, and the GIL would otherwise put them on one core.
+    """
+
+    def __init__(self, max_message_bytes: int, decoder: Executor | None = None) -> None:
         self.max_message_bytes = max_message_bytes
-        self.calls: list[dict[str, Any]] = []  # validated llm_call events
-        self.call_sources: list[str] = []
-        self.feedback: list[dict[str, Any]] = []  # validated feedback events
-        self.feedback_sources: list[str] = []
-        self.dead_letters: list[DeadLetter] = []
+        self.decoder = decoder
+        self._parts: list[tuple[Chunk, Decoded | Future[Decoded]]] = []
+        self._resolved: list[Decoded] | None = None
         self.messages = 0
         self.nbytes = 0
         self.opened_at: float | None = None  # monotonic time of the first message
@@ -73,69 +148,68 @@ class Batch:
             return 0.0
         return (time.monotonic() if now is None else now) - self.opened_at
 
-    def event_columns(self) -> list[list[Any]]:
-        return event_columns(self.calls, self.call_sources)
-
-    def feedback_columns(self) -> list[list[Any]]:
-        return feedback_columns(self.feedback, self.feedback_sources)
-
     def add(self, chunk: Chunk) -> None:
-        """Validate each message of ``chunk`` and file it under its table or as a dead letter."""
+        """Take ``chunk`` into the batch; it is validated here or, with a decoder, in its process."""
         if not chunk.values:
             return
         if self.opened_at is None:
             self.opened_at = time.monotonic()
-        if chunk.broken is not None:
-            for position, raw in zip(chunk.positions, chunk.values, strict=True):
-                self._dead(chunk.prefix, position, TORN, chunk.broken, raw or b"")
-                self.nbytes += len(raw or b"")
-            self.messages += len(chunk.values)
-            return
-        # Local names: this loop runs once per message and dominates the collector's CPU.
-        decode, check, prefix, limit = _decode, validate, chunk.prefix, self.max_message_bytes
-        calls, call_sources = self.calls.append, self.call_sources.append
-        feedback, feedback_sources = self.feedback.append, self.feedback_sources.append
-        nbytes = 0
-        for position, raw in zip(chunk.positions, chunk.values, strict=True):
-            if raw is None:
-                self._dead(prefix, position, BAD_JSON, "empty message (no value)", b"")
-                continue
-            size = len(raw)
-            nbytes += size
-            if size > limit:
-                self._dead(prefix, position, TOO_LARGE,
-                           f"message of {size} bytes exceeds the limit of {limit} bytes "
-                           f"(LLMSIGHT_COLLECTOR_MAX_MESSAGE_BYTES); raw keeps the first {limit} bytes",
-                           bytes(raw[:limit]))
-                continue
-            try:
-                # The SDK writes UTF-8; decoding first skips json.loads' encoding detection.
-                decoded = decode(raw.decode("utf-8"))
-            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-                self._dead(prefix, position, BAD_JSON, f"bad JSON: {exc}", raw)
-                continue
-            try:
-                event = check(decoded)
-            except SchemaError as exc:
-                self._dead(prefix, position, BAD_SCHEMA, str(exc), raw)
-                continue
-            if b"\\u" in raw and _has_lone_surrogate(decoded):
-                # JSON may escape half a UTF-16 pair; such text cannot be written as UTF-8 and
-                # would fail the whole insert forever.
-                self._dead(prefix, position, UNCONVERTIBLE, "text holds a lone UTF-16 surrogate "
-                           "(an escaped half of a character pair), which UTF-8 cannot encode", raw)
-                continue
-            if event["type"] == LLM_CALL:
-                calls(event)
-                call_sources(prefix + str(position))
-            else:
-                feedback(event)
-                feedback_sources(prefix + str(position))
         self.messages += len(chunk.values)
-        self.nbytes += nbytes
+        self.nbytes += sum(len(v) for v in chunk.values if v is not None)
+        part: Decoded | Future[Decoded]
+        if self.decoder is not None and chunk.broken is None:
+            try:
+                part = self.decoder.submit(decode_chunk, chunk, self.max_message_bytes)
+            except RuntimeError:  # the pool is shut down or broken: decode here
+                part = decode_chunk(chunk, self.max_message_bytes)
+        else:
+            part = decode_chunk(chunk, self.max_message_bytes)
+        self._parts.append((chunk, part))
 
-    def _dead(self, prefix: str, position: int, kind: str, reason: str, raw: bytes) -> None:
-        self.dead_letters.append(DeadLetter(prefix + str(position), kind, reason, bytes(raw)))
+    def resolve(self) -> list[Decoded]:
+        """The decoded parts, waiting for the decoder where needed (idempotent)."""
+        if self._resolved is None:
+            resolved = []
+            for chunk, part in self._parts:
+                if isinstance(part, Decoded):
+                    resolved.append(part)
+                    continue
+                try:
+                    resolved.append(part.result())
+                except Exception:  # the worker died (BrokenProcessPool): do its share here
+                    log.warning("collector: decoder process failed; validating in-process", exc_info=True)
+                    resolved.append(decode_chunk(chunk, self.max_message_bytes))
+            self._resolved = resolved
+            self._parts = []
+        return self._resolved
+
+    @property
+    def n_events(self) -> int:
+        return sum(p.n_events for p in self.resolve())
+
+    @property
+    def n_feedback(self) -> int:
+        return sum(p.n_feedback for p in self.resolve())
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return [d for p in self.resolve() for d in p.dead_letters]
+
+    def event_columns(self) -> list[list[Any]]:
+        return _concat([p.events for p in self.resolve() if p.n_events])
+
+    def feedback_columns(self) -> list[list[Any]]:
+        return _concat([p.feedback for p in self.resolve() if p.n_feedback])
+
+
+def _concat(parts: list[list[list[Any]]]) -> list[list[Any]]:
+    if len(parts) == 1:
+        return parts[0]
+    columns: list[list[Any]] = [[] for _ in parts[0]] if parts else []
+    for part in parts:
+        for column, values in zip(columns, part, strict=True):
+            column.extend(values)
+    return columns
 
 
 _decode = json.JSONDecoder().decode

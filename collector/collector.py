@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,7 +69,8 @@ class Collector:
     def __init__(self, source: Source, client: Any, *, batch_events: int | None = None,
                  batch_seconds: float | None = None, batch_bytes: int | None = None,
                  max_message_bytes: int | None = None, retry_max_s: float | None = None,
-                 http_port: int | None = None, metrics: CollectorMetrics | None = None) -> None:
+                 http_port: int | None = None, decode_workers: int | None = None,
+                 metrics: CollectorMetrics | None = None) -> None:
         self.source = source
         self.client = client
         self.batch_events = config.resolve(config.COLLECTOR_BATCH_EVENTS, batch_events, strict=True)
@@ -78,10 +80,12 @@ class Collector:
                                                 strict=True)
         self.retry_max_s = config.resolve(config.COLLECTOR_RETRY_MAX_S, retry_max_s, strict=True)
         self.http_port = config.resolve(config.COLLECTOR_HTTP_PORT, http_port, strict=True)
+        self.decode_workers = config.resolve(config.COLLECTOR_DECODE_WORKERS, decode_workers, strict=True)
+        self._decoder: ProcessPoolExecutor | None = None
         self.metrics = metrics or CollectorMetrics()
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
-        self._batch = Batch(self.max_message_bytes)
+        self._batch = self._new_batch()
         self._inflight: _InFlight | None = None
         # One writer thread: chdb and the server do their part of an insert without the GIL,
         # so writing batch N overlaps reading and validating batch N+1.
@@ -137,8 +141,15 @@ class Collector:
         return self.healthy() and self._stats.store_up
 
     # -- the loop ---------------------------------------------------------------------------------
+    def _new_batch(self) -> Batch:
+        return Batch(self.max_message_bytes, self._decoder)
+
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:
+        if self.decode_workers and self._decoder is None:
+            # spawn, not fork: this process runs kafka-python's IO thread and maybe chdb.
+            self._decoder = ProcessPoolExecutor(self.decode_workers, mp_context=multiprocessing.get_context("spawn"))
+            self._batch = self._new_batch()
         if self.http_port and self._http is None:
             self._http = HealthServer(self.http_port, self.metrics, self.healthy, self.ready)
         self._set(running=True)
@@ -149,6 +160,9 @@ class Collector:
         finally:
             self._set(running=False)
             self._writer.shutdown(wait=True)
+            if self._decoder is not None:
+                self._decoder.shutdown(wait=True, cancel_futures=True)
+                self._decoder = None
             self.source.close()
             if self._http is not None:
                 self._http.close()
@@ -197,7 +211,7 @@ class Collector:
         if not batch:
             return
         checkpoint = self.source.checkpoint()
-        self._batch = Batch(self.max_message_bytes)
+        self._batch = self._new_batch()
         if checkpoint is None:  # cannot happen with a well-behaved source; never insert unnamed data
             log.error("collector: a batch of %d messages had no source range; dropped", len(batch))
             return
@@ -241,7 +255,7 @@ class Collector:
 
     def _give_up(self, batch: Batch) -> None:
         """Forget an uncommitted batch and everything read after it: it all gets read again."""
-        self._batch = Batch(self.max_message_bytes)
+        self._batch = self._new_batch()
         self.source.rewind()
         self.metrics.dropped_batches.inc()
         self._set(dropped_batches=self._stats.dropped_batches + 1)
@@ -301,30 +315,31 @@ class Collector:
         # would fail such a batch on every retry.
         settings = {"insert_deduplication_token": checkpoint.token, "max_partitions_per_insert_block": 0}
         insert = self.client.insert
-        if batch.calls:
+        n_events, n_feedback, dead = batch.n_events, batch.n_feedback, batch.dead_letters
+        if n_events:
             insert("events", batch.event_columns(), column_names=EVENT_COLUMNS, column_oriented=True,
                    settings=settings)
-        if batch.feedback:
+        if n_feedback:
             insert("feedback", batch.feedback_columns(), column_names=FEEDBACK_COLUMNS, column_oriented=True,
                    settings=settings)
-        dead = batch.dead_letters
         if dead:
             insert("dead_letters", [[d.where for d in dead], [d.reason for d in dead], [d.raw for d in dead]],
                    column_names=DEAD_LETTER_COLUMNS, column_oriented=True, settings=settings)
         elapsed = time.perf_counter() - started
         self._record(batch, elapsed)
         log.info("collector: batch of %d inserted in %.0f ms (%d events, %d feedback, %d dead letters)",
-                 len(batch), elapsed * 1000, len(batch.calls), len(batch.feedback), len(dead))
+                 len(batch), elapsed * 1000, n_events, n_feedback, len(dead))
 
     def _record(self, batch: Batch, elapsed: float) -> None:
         m = self.metrics
         m.batch_seconds.observe(elapsed)
         m.batches.inc()
         m.store_up.set(1)
-        m.rows.labels("events").inc(len(batch.calls))
-        m.rows.labels("feedback").inc(len(batch.feedback))
-        m.rows.labels("dead_letters").inc(len(batch.dead_letters))
-        for dead in batch.dead_letters:
+        n_events, n_feedback, dead_letters = batch.n_events, batch.n_feedback, batch.dead_letters
+        m.rows.labels("events").inc(n_events)
+        m.rows.labels("feedback").inc(n_feedback)
+        m.rows.labels("dead_letters").inc(len(dead_letters))
+        for dead in dead_letters:
             m.dead_letters.labels(dead.kind).inc()
             log.debug("collector: dead letter from %s: %s", dead.where, dead.reason)
         now = time.monotonic()
@@ -333,9 +348,9 @@ class Collector:
         self._last_flush_at = now
         with self._stats_lock:
             s = self._stats
-            s.events += len(batch.calls)
-            s.feedback += len(batch.feedback)
-            s.dead_letters += len(batch.dead_letters)
+            s.events += n_events
+            s.feedback += n_feedback
+            s.dead_letters += len(dead_letters)
             s.batches += 1
             s.last_batch_ms = elapsed * 1000
             s.store_up = True
@@ -361,7 +376,7 @@ class Collector:
             return None
         inflight, self._inflight = self._inflight, None
         batch = self._batch
-        self._batch = Batch(self.max_message_bytes)
+        self._batch = self._new_batch()
         checkpoint = self.source.checkpoint() if batch else None
         done: Checkpoint | None = None
         if inflight is not None:

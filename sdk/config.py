@@ -204,9 +204,10 @@ def _parse_workers(raw: str) -> int:
     return value
 
 
-COLLECTOR_DECODE_WORKERS = _define("LLMSIGHT_COLLECTOR_DECODE_WORKERS", 1, _parse_workers,
-                                    "Processes that decode and validate messages beside the collector's own "
-                                    "(0: all in the collector's thread).", "collector")
+COLLECTOR_DECODE_WORKERS = _define("LLMSIGHT_COLLECTOR_DECODE_WORKERS", 0, _parse_workers,
+                                    "Processes that decode and validate messages beside the collector's own; "
+                                    "1 helps only with a spare CPU core (0: all in the collector's thread).",
+                                    "collector")
 COLLECTOR_RETRY_MAX_S = _define("LLMSIGHT_COLLECTOR_RETRY_MAX_S", 30.0, _parse_positive_float,
                                 "Longest pause between insert retries while the store is unreachable.",
                                 "collector")

@@ -34,7 +34,7 @@ def test_good_messages_become_rows_of_their_table() -> None:
     batch = Batch(max_message_bytes=10_000)
     batch.add(Chunk("kafka://llm/2/", [40, 41], [call(), feedback()]))
     assert len(batch) == 2 and batch.dead_letters == []
-    assert len(batch.calls) == 1 and len(batch.feedback) == 1
+    assert batch.n_events == 1 and batch.n_feedback == 1
     event = {name: column[0] for name, column in zip(EVENT_COLUMNS, batch.event_columns(), strict=True)}
     assert uuid.UUID(event["event_id"]) == uuid.UUID(CALL_ID)
     assert event["source"] == "kafka://llm/2/40"
@@ -56,7 +56,7 @@ def test_good_messages_become_rows_of_their_table() -> None:
 def test_each_bad_kind_is_a_dead_letter_with_its_reason(raw: bytes, kind: str, reason: str) -> None:
     batch = Batch(max_message_bytes=10_000)
     batch.add(Chunk("file:///spool/a.jsonl:", [6, 7, 8], [call(), raw, feedback()]))
-    assert len(batch.calls) == 1 and len(batch.feedback) == 1  # the good neighbours are kept
+    assert batch.n_events == 1 and batch.n_feedback == 1  # the good neighbours are kept
     [dead] = batch.dead_letters
     assert dead.kind == kind
     assert dead.reason.startswith(reason), dead.reason
@@ -107,3 +107,24 @@ def test_a_file_url_is_a_spool_source(tmp_path) -> None:
         assert (tmp_path / "spool" / ".collector").is_dir()
     finally:
         source.close()
+
+
+def test_a_decoder_process_files_messages_as_the_collector_thread_does() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [Chunk("kafka://llm/0/", [1, 2, 3], [call(), b"{oops", feedback()]),
+              Chunk("kafka://llm/1/", [7], [call(event_id="0b6b4b0e-8d59-4c1e-9a43-4a3b8f0c9d99")])]
+    local = Batch(max_message_bytes=10_000)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        remote = Batch(max_message_bytes=10_000, decoder=pool)
+        for chunk in chunks:
+            local.add(chunk)
+            remote.add(chunk)
+        assert remote.event_columns() == local.event_columns()
+        assert remote.feedback_columns() == local.feedback_columns()
+        assert remote.dead_letters == local.dead_letters
+        assert (remote.n_events, remote.n_feedback, len(remote)) == (2, 1, 4)
+    broken = Batch(max_message_bytes=10_000, decoder=pool)  # shut down: decodes in-process
+    broken.add(chunks[0])
+    assert broken.n_events == 1 and len(broken.dead_letters) == 1
