@@ -29,7 +29,15 @@ from typing import Any
 from llmsight import config
 from llmsight.guard import guard
 from llmsight.sinks import Batch, Pacer, Sink, Stats
-from llmsight.spool import CLOSED_SUFFIX, SpoolWriter, list_segments, parse_base, read_lines
+from llmsight.spool import (
+    CLOSED_SUFFIX,
+    SpoolWriter,
+    hostname,
+    list_segments,
+    parse_base,
+    pid_alive,
+    read_lines,
+)
 
 log = logging.getLogger("llmsight")
 
@@ -303,16 +311,20 @@ class KafkaSink(Sink):  # type: ignore[misc]
         """Closed spill segments this process may replay: its own, and those of dead processes on
         this host, which it first claims by renaming them to its own pid (rename is atomic, so
         two processes never replay the same segment)."""
-        mine = os.getpid()
+        mine, here = os.getpid(), hostname()
         paths = []
         for segment in list_segments(self.spill_dir):
             parsed = parse_base(segment.base)
             if parsed is None or not segment.closed:
                 continue
-            if parsed[2] == mine:
+            created, host, pid, seq = parsed
+            if host != here:
+                continue  # another host's spill (a shared disk): that host replays it
+            if pid == mine:
                 paths.append(segment.path)
                 continue
-            created, host, _, seq = parsed
+            if pid_alive(pid):
+                continue  # a live process replays its own spill
             claimed = segment.path.with_name(f"{created:013d}-{host}-{mine}-{_CLAIMED_SEQ + seq % _CLAIMED_SEQ:06d}{CLOSED_SUFFIX}")
             try:
                 os.rename(segment.path, claimed)

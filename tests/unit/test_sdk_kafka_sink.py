@@ -76,3 +76,29 @@ def test_kafka_url_parsing_and_trace_key():
                                 spill_max_bytes=1), KafkaSink)
     assert _trace_key(b'{"type":"llm_call","trace_id":"abc-1","x":1}') == "abc-1"
     assert _trace_key(b'{"no":"key"}') == ""
+
+
+def test_spill_of_a_dead_process_is_claimed_once_and_others_are_left_alone(tmp_path):
+    import os
+
+    from llmsight.spool import hostname, parse_base
+
+    topic_dir = tmp_path / "t"
+    topic_dir.mkdir()
+    dead, me = 4_000_000, os.getpid()
+    orphan_open = topic_dir / f"{1:013d}-{hostname()}-{dead}-000001.jsonl.open"
+    orphan_closed = topic_dir / f"{2:013d}-{hostname()}-{dead}-000002.jsonl"
+    other_host = topic_dir / f"{3:013d}-elsewhere-{dead}-000001.jsonl"
+    alive_other = topic_dir / f"{4:013d}-{hostname()}-1-000001.jsonl"  # pid 1 is alive
+    for path in (orphan_open, orphan_closed, other_host, alive_other):
+        path.write_bytes(b'{"trace_id":"x"}\n')
+    sink = KafkaSink(["127.0.0.1:1"], "t", spill_dir=str(tmp_path), spill_max_bytes=1 << 20,
+                     segment_bytes=1 << 20, fsync="never")
+    claimed = sink._own_segments()
+    assert [parse_base(p.name[: -len(".jsonl")])[:3] for p in claimed] == [
+        (1, hostname(), me), (2, hostname(), me)]
+    assert not orphan_open.exists() and not orphan_closed.exists()
+    assert other_host.exists() and alive_other.exists()
+    second = KafkaSink(["127.0.0.1:1"], "t", spill_dir=str(tmp_path), spill_max_bytes=1 << 20,
+                       segment_bytes=1 << 20, fsync="never")
+    assert second._own_segments() == claimed  # same pid here; another process would find nothing to claim
