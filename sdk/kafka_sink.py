@@ -339,8 +339,17 @@ class KafkaSink(Sink):  # type: ignore[misc]
         return self._spill.active_path is not None or bool(self._own_segments())
 
     def _enforce_cap(self, stats: Stats) -> None:
+        """Keep this process's spill under the cap by deleting its oldest closed segments.
+
+        Only this process's own segments count and are deleted: another process may still be
+        writing or replaying its own.
+        """
+        mine, here = os.getpid(), hostname()
         sizes = []
         for segment in list_segments(self.spill_dir):
+            parsed = parse_base(segment.base)
+            if parsed is None or parsed[1] != here or parsed[2] != mine:
+                continue
             try:
                 sizes.append((segment.path, segment.path.stat().st_size))
             except OSError:

@@ -102,3 +102,18 @@ def test_spill_of_a_dead_process_is_claimed_once_and_others_are_left_alone(tmp_p
     second = KafkaSink(["127.0.0.1:1"], "t", spill_dir=str(tmp_path), spill_max_bytes=1 << 20,
                        segment_bytes=1 << 20, fsync="never")
     assert second._own_segments() == claimed  # same pid here; another process would find nothing to claim
+
+
+def test_spill_cap_never_deletes_another_live_process_segments(tmp_path):
+    from llmsight.spool import hostname
+
+    topic_dir = tmp_path / "t"
+    topic_dir.mkdir()
+    neighbour = topic_dir / f"{1:013d}-{hostname()}-1-000001.jsonl.open"  # pid 1: alive, still writing
+    neighbour.write_bytes(b'{"trace_id":"x"}\n' * 20_000)  # 340 KB, over the cap on its own
+    sink = KafkaSink([f"127.0.0.1:{closed_port()}"], "t", spill_dir=str(tmp_path), spill_max_bytes=200_000,
+                     segment_bytes=1 << 20, fsync="never")
+    stats = Stats()
+    sink.send([("x", b'{"trace_id":"x"}\n')] * 100, stats)
+    sink.close(1, stats)
+    assert neighbour.exists() and stats.dropped == 0 and stats.spilled == 100
