@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,8 @@ from llmsight.dashboard.queries import Filters
 log = logging.getLogger("llmsight.dashboard")
 
 SIGNALS = {"Prompts (input)": (names.DRIFT_INPUT, "input"), "Outputs (output)": (names.DRIFT_OUTPUT, "output")}
-MAP_SAMPLE = 150  # texts per period on the map
+TOPIC_SEGMENTS = 5  # explanations shown, highest drift score first
+MAP_SAMPLE = 100  # texts per period on the map: enough to see a new cluster, quick to embed
 
 
 def score_chart(f: Filters, metric: str) -> pd.DataFrame:
@@ -93,6 +96,9 @@ def topics(latest: pd.DataFrame) -> None:
         if table.empty:
             continue
         shown += 1
+        if shown > TOPIC_SEGMENTS:
+            st.caption(f"Showing the {TOPIC_SEGMENTS} segments with the highest scores; filter to see others.")
+            break
         with st.expander(f"{row.segment} · score {row.value:.3f}" + (" · drifted" if row.drifted else ""),
                          expanded=bool(row.drifted)):
             st.dataframe(table, hide_index=True, width="stretch")
@@ -100,31 +106,47 @@ def topics(latest: pd.DataFrame) -> None:
         st.caption("The drift rows in this range carry no topic explanation.")
 
 
-@st.cache_resource(show_spinner="Loading the embedding model…")
-def _embedder() -> Any:
-    from llmsight.analyzers.embeddings import Embedder
-
-    return Embedder()
+_model_lock = threading.Lock()
+_model: list[Any] = []
 
 
-def embed(texts: pd.DataFrame) -> np.ndarray:
-    """Vectors for the sampled texts: from the ``embeddings`` table, else computed with the analyzers' model.
+def embedder() -> Any:
+    """The analyzers' embedding model, loaded once per process (``server.run`` warms it in the background)."""
+    with _model_lock:
+        if not _model:
+            from llmsight.analyzers.embeddings import Embedder
 
-    The dashboard only reads the table; the analyzers own writing it.
+            started = time.perf_counter()
+            model = Embedder()
+            model.encode(["warm up"])
+            _model.append(model)
+            log.info("dashboard: embedding model %s loaded in %.1f s", model.name, time.perf_counter() - started)
+        return _model[0]
+
+
+@st.cache_data(ttl=600, show_spinner="Embedding the samples…", max_entries=64)
+def project(texts: tuple[str, ...]) -> tuple[np.ndarray, int]:
+    """The texts' embeddings on their first two principal components, and how many vectors came from
+    the store (cached: the same sample is mapped once).
+
+    Vectors come from the ``embeddings`` table when the analyzers stored them, else from the model;
+    the dashboard only reads the table.
     """
-    from llmsight.analyzers.embeddings import text_hash
+    from sklearn.decomposition import PCA
 
-    model_name = _embedder().name
-    hashes = [text_hash(model_name, t) for t in texts["text"]]
-    stored = q("stored_embeddings", model_name, hashes)
+    from llmsight.analyzers.embeddings import Embedder, text_hash
+
+    name = Embedder().name  # cheap: the model loads on the first encode only
+    hashes = [text_hash(name, t) for t in texts]
+    stored = q("stored_embeddings", name, hashes)
     missing = [i for i, h in enumerate(hashes) if h not in stored]
     vectors: list[Any] = [stored.get(h) for h in hashes]
     if missing:
-        computed = _embedder().encode([texts["text"].iloc[i] for i in missing])
-        for i, vector in zip(missing, computed, strict=True):
+        for i, vector in zip(missing, embedder().encode([texts[i] for i in missing]), strict=True):
             vectors[i] = vector
-    log.debug("dashboard: %d of %d map vectors from the store", len(hashes) - len(missing), len(hashes))
-    return np.asarray([np.asarray(v, dtype=np.float32) for v in vectors])
+    log.info("dashboard: map of %d texts, %d vectors from the store", len(texts), len(texts) - len(missing))
+    matrix = np.asarray([np.asarray(v, dtype=np.float32) for v in vectors])
+    return PCA(n_components=2, random_state=0).fit_transform(matrix), len(texts) - len(missing)
 
 
 def sample_map(f: Filters, column: str) -> None:
@@ -135,20 +157,14 @@ def sample_map(f: Filters, column: str) -> None:
     if len(reference) < 3 or len(current) < 3:
         st.caption(f"Too few samples to map ({len(reference)} reference, {len(current)} current).")
         return
-    try:
-        vectors = embed(texts)
-    except ImportError as exc:
-        st.caption(f"The embedding model is not available: {exc}")
-        return
-    from sklearn.decomposition import PCA
-
-    points = PCA(n_components=2, random_state=0).fit_transform(vectors)
+    points, from_store = project(tuple(texts["text"]))
     texts = texts.assign(pc1=points[:, 0], pc2=points[:, 1],
                          segment=texts["service"] + "/" + texts["model"] + "/" + texts["prompt_version"])
     texts["text"] = texts["text"].str.slice(0, 200)
     st.altair_chart(charts.sample_map(texts[["pc1", "pc2", "period", "text", "segment"]]), width="stretch")
     st.caption(f"{len(reference)} reference and {len(current)} current {column}s, embedded and projected on their "
-               "first two principal components. Hover a point to read its text.")
+               "first two principal components. Hover a point to read its text. "
+               f"{from_store} of {len(texts)} vectors came from the analyzers' embeddings table.")
 
 
 def render(f: Filters) -> None:
@@ -156,6 +172,6 @@ def render(f: Filters) -> None:
     label = st.radio("Signal", list(SIGNALS), horizontal=True, key="drift_signal")
     metric, column = SIGNALS[label]
     score_chart(f, metric)
+    sample_map(f, column)
     latest = status_table(f, metric)
     topics(latest)
-    sample_map(f, column)

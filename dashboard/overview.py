@@ -60,10 +60,10 @@ def drift_status(f: Filters, spark: list[float]) -> None:
         st.metric(label, "no data", border=True, help="No drift test ran in this range.")
         return
     delta = f"{drifted - drifted_before:+d} vs baseline" if checked_before else None
-    st.metric(label, f"{drifted} of {checked} drifted", delta=delta, delta_color="inverse", border=True,
+    st.metric(label, f"{drifted} of {checked}", delta=delta, delta_color="inverse", border=True,
               chart_data=spark or None,
-              help="Segments (service/name/model/prompt version × input or output) whose latest drift test "
-                   "passed its threshold; the sparkline is the mean drift score.")
+              help="Segments drifted of segments tested: (service/name/model/prompt version × input or output) "
+                   "whose latest drift test passed its threshold; the sparkline is the mean drift score.")
 
 
 def render(f: Filters) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 from llmsight import config, store
@@ -34,6 +35,15 @@ def flag_options(port: int, address: str) -> dict[str, object]:
     }
 
 
+def _warm_up() -> None:
+    try:
+        from llmsight.dashboard import drift
+
+        drift.embedder()
+    except Exception:  # the drift map will say what is wrong when someone opens it
+        log.warning("dashboard: embedding model warm-up failed", exc_info=True)
+
+
 def run(port: int = 8501, address: str = "127.0.0.1", url: str | None = None) -> None:
     """Serve the dashboard on ``address:port`` until interrupted; blocks the (main) thread.
 
@@ -54,5 +64,7 @@ def run(port: int = 8501, address: str = "127.0.0.1", url: str | None = None) ->
     # with its own message instead of surfacing in every page.
     client = store.connect(url)
     store.migrate(client)
+    # Load the embedding model for the drift map now, not on the first visit to the Drift page.
+    threading.Thread(target=_warm_up, name="dashboard-warm-up", daemon=True).start()
     log.info("dashboard: serving %s on http://%s:%d", store.parse_url(url).display(), address, port)
     bootstrap.run(str(SCRIPT), False, [], options)

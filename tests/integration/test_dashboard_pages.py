@@ -126,7 +126,7 @@ def seeded(store_client, store_url, store_database, monkeypatch):
 
 def page(name: str, **params: str | list[str]) -> AppTest:
     app = AppTest.from_string(f"from llmsight.dashboard.app import run_page\nrun_page({name!r})",
-                              default_timeout=60)
+                              default_timeout=240)
     for key, value in params.items():
         app.query_params[key] = value
     app.run()
@@ -158,7 +158,7 @@ def test_overview_shows_the_seeded_figures_against_the_baseline(seeded):
     assert shown["Cost"][0] == "$2.00"
     assert shown["Acceptance"] == ("65.0%", "-27.8% vs baseline")  # 0.65 against 0.9
     assert shown["Toxicity rate"][0] == "2.5%"
-    assert shown["Drift status"][0] == "1 of 2 drifted"
+    assert shown["Drift status"][0] == "1 of 2"
     banner = app.error[0].value
     assert banner.startswith("1 firing, 1 pending")
     assert "drift_input_rule" in banner and "error_rate_rule" in banner and "latency_rule" not in banner
@@ -171,7 +171,7 @@ def test_overview_filters_come_from_the_url_and_go_back_to_it(seeded):
     shown = metrics_shown(app)
     assert shown["Volume"][0] == "100"
     assert shown["Error rate"][0] == "10.0%"
-    assert shown["Drift status"][0] == "1 of 1 drifted"
+    assert shown["Drift status"][0] == "1 of 1"
     assert app.query_params["service"] == "search"  # AppTest gives single values as str
     assert app.query_params["range"] == "24h"
     assert app.sidebar.multiselect(key="filter_service").value == ["search"]
@@ -183,7 +183,31 @@ def test_overview_environment_filter_counts_raw_calls(seeded):
     assert any("computed from the raw calls" in c.value for c in app.caption)
 
 
+def seed_vectors(client, texts: list[str], axis: int) -> None:
+    """Unit vectors along ``axis`` for these texts, stored as the analyzers would (model name, text hash)."""
+    import numpy as np
+
+    from llmsight.analyzers.embeddings import Embedder, text_hash
+    from llmsight.store import EMBEDDING_COLUMNS
+
+    name = Embedder().name
+    rows = []
+    for i, text in enumerate(texts):
+        vector = np.zeros(384, dtype=np.float32)
+        vector[axis] = 1.0
+        vector[10 + i] = 0.05  # a little spread, so PCA has a second component
+        rows.append([name, text_hash(name, text), vector.tolist()])
+    client.insert("embeddings", rows, column_names=EMBEDDING_COLUMNS)
+
+
 def test_drift_page_shows_scores_status_topics_and_the_sample_map(seeded):
+    import pyarrow as pa
+
+    reference = [f"Older question {i} on loans" for i in range(10)]
+    current = [r[0] for r in seeded.query(
+        "SELECT input FROM events WHERE ts >= now64() - INTERVAL 20 HOUR").result_rows]
+    seed_vectors(seeded, reference, 0)
+    seed_vectors(seeded, current, 1)
     app = page("drift")
     status = frame(app, "segment", "drifted")
     assert sorted(zip(status["segment"], status["drifted"], strict=True)) == [
@@ -194,11 +218,18 @@ def test_drift_page_shows_scores_status_topics_and_the_sample_map(seeded):
     assert topics["topic"].tolist() == [expected["grown"][0]["label"], expected["shrunk"][0]["label"]]
     assert topics["change"].tolist() == [0.6, -0.6]
     assert topics["examples"].iloc[0].startswith("Why a fee on my cash withdrawal?")
-    specs = [json.loads(c.proto.spec) for c in charts(app)]
-    assert len(specs) == 2  # the score over time, the sample map
-    assert {t["field"] for t in specs[1]["encoding"]["tooltip"]} == {"period", "text", "segment"}
+    score_chart, sample_map = charts(app)
+    spec = json.loads(sample_map.proto.spec)
+    assert {t["field"] for t in spec["encoding"]["tooltip"]} == {"period", "text", "segment"}
     caption = next(c.value for c in app.caption if "embedded and projected" in c.value)
     assert caption.startswith("10 reference and 14 current inputs")
+    assert caption.endswith("24 of 24 vectors came from the analyzers' embeddings table.")
+    points = pa.ipc.open_stream(sample_map.proto.datasets[0].data.data).read_all().to_pandas()
+    # The stored vectors put the two periods on opposite sides of the first component.
+    sides = points.groupby("period")["pc1"].agg(["min", "max"])
+    assert sides.loc["reference", "max"] < 0 < sides.loc["current", "min"] or \
+        sides.loc["current", "max"] < 0 < sides.loc["reference", "min"]
+    assert sorted(points.loc[points["period"] == "reference", "text"]) == sorted(reference)
 
 
 def test_feedback_page_shows_acceptance_with_wilson_intervals_and_worst_calls(seeded):
@@ -291,7 +322,7 @@ def listening_everywhere():
 
 def test_beyond_localhost_the_pages_need_the_password(seeded, listening_everywhere, monkeypatch):
     monkeypatch.setenv("LLMSIGHT_DASHBOARD_PASSWORD", "s3cret-'\"")
-    app = AppTest.from_string("from llmsight.dashboard.app import run_page\nrun_page('overview')", default_timeout=60)
+    app = AppTest.from_string("from llmsight.dashboard.app import run_page\nrun_page('overview')", default_timeout=240)
     app.run()
     assert not app.metric  # nothing shown before the login
     app.text_input[0].input("wrong")

@@ -1,0 +1,164 @@
+"""The dashboard in a real browser: headless Chromium (Debian's chromium + chromium-driver) opens the
+Overview and Drift pages of ``llmsight dashboard`` serving seeded data, checks that no page shows an
+exception, and saves screenshots to artifacts/screenshots/.
+
+The dashboard runs as its own process on its own chdb path (this process never opens it: chdb
+allows one process per data directory). The data is seeded first by another short process with
+the benchmark's generator: calls over 30 days, a prompt version v2 that drifts, feedback, metric
+rows with topic explanations, alerts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+INSTALL = "apt-get update && apt-get install -y chromium chromium-driver; .venv/bin/pip install selenium"
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--window-size=1400,2600"]
+SEED = """
+import datetime as dt, sys
+from llmsight import store
+from llmsight.bench.query import seed
+client = store.connect(sys.argv[1])
+store.migrate(client)
+seed(client, int(sys.argv[2]), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
+"""
+
+
+def _browser_parts() -> tuple[str, str]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.fail(f"selenium is not installed in the venv; install the browser test's needs with: {INSTALL}")
+    if not chromium or not driver:
+        pytest.fail(f"chromium ({chromium}) or chromedriver ({driver}) is missing; install them with: {INSTALL}")
+    return chromium, driver
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """``llmsight dashboard`` on a freshly seeded chdb store; yields its base URL."""
+    path = tmp_path_factory.mktemp("browser-chdb")
+    url = f"chdb://{path}?database=browser"
+    env = {**os.environ, "LLMSIGHT_CLICKHOUSE_URL": url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "LLMSIGHT_DASHBOARD_REFRESH_S": "600"}
+    subprocess.run([sys.executable, "-c", SEED, url, "60000"], env=env, check=True, timeout=300)
+    port = _free_port()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    log_path = SCREENSHOTS.parent / "dashboard-browser.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the dashboard did not start: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium, driver_path = _browser_parts()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _settled(browser, selector: str, count: int, timeout: float = 300.0) -> None:
+    """Wait until ``count`` elements match and the script has stopped running."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def ready(driver) -> bool:
+        found = len(driver.find_elements(By.CSS_SELECTOR, selector))
+        running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"] [data-testid="stSpinner"],'
+                                                        '[data-testid="stSpinner"]')
+        return found >= count and not running
+
+    WebDriverWait(browser, timeout, poll_frequency=0.5).until(ready)
+    time.sleep(1.0)  # let the charts finish drawing before the screenshot
+
+
+def _open(browser, url: str, selector: str, count: int, name: str) -> Path:
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    try:
+        _settled(browser, selector, count)
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOTS / f"dashboard-{name}.png"
+        browser.save_screenshot(str(shot))
+    errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], .stException')
+    assert not errors, f"{name} shows exceptions: {[e.text[:500] for e in errors]}"
+    dialogs = browser.find_elements(By.CSS_SELECTOR, '[role="dialog"]')
+    assert not dialogs, f"{name} shows a dialog: {[d.text[:300] for d in dialogs]}"
+    return shot
+
+
+def test_overview_renders_its_figures_without_errors(dashboard, browser):
+    from selenium.webdriver.common.by import By
+
+    shot = _open(browser, f"{dashboard}/?range=24h", '[data-testid="stMetric"]', 7, "overview")
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricLabel"]')]
+    # Four columns: the DOM lists them column by column.
+    assert sorted(labels) == sorted(["Volume", "Error rate", "p95 latency", "Cost", "Acceptance", "Toxicity rate",
+                                     "Drift status"])
+    values = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')]
+    assert len(values) == 7 and all(v and v not in ("–", "no data") for v in values), values
+    assert shot.stat().st_size > 20_000
+
+
+def test_drift_page_renders_the_score_chart_and_the_sample_map(dashboard, browser):
+    from selenium.webdriver.common.by import By
+
+    shot = _open(browser, f"{dashboard}/drift?range=24h", '[data-testid="stVegaLiteChart"]', 2, "drift")
+    captions = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stCaptionContainer"]'))
+    assert "embedded and projected" in captions
+    assert shot.stat().st_size > 20_000
