@@ -190,8 +190,9 @@ LEFT JOIN (
     FROM feedback FINAL WHERE {grace} GROUP BY trace_id
 ) AS f ON f.trace_id = e.trace_id
 """
-_FLAGGED = "(has({toxic:Array(String)}, e.trace_id) OR f.verdict = 0)"
-# A call without feedback must read as NULL, not as ClickHouse's default 0 ("rejected").
+# A call without feedback has a NULL verdict (join_use_nulls: not ClickHouse's default 0, "rejected"),
+# and NULL must count as not flagged, or NOT _FLAGGED would drop those calls from the random sample.
+_FLAGGED = "(has({toxic:Array(String)}, e.trace_id) OR ifNull(f.verdict = 0, 0))"
 _JOIN_SETTINGS = {"join_use_nulls": 1}
 _SEGMENT = "e.service, e.name, e.model, e.prompt_version"
 

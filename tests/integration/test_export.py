@@ -182,6 +182,8 @@ def test_export_writes_every_file_with_the_weeks_rows(seeded, tmp_path):
     # Stratified: every segment of the week has calls in the random part, in proportion to its size.
     versions = {(r["name"], r["prompt_version"]) for r in random_rows}
     assert versions == {("answer", "v1"), ("answer", "v2"), ("summarize", "v1")}
+    # Calls nobody gave feedback on are reviewable too (30% of the seeded calls).
+    assert {r["accepted"] for r in random_rows} == {"", "1"}
     assert all(r["reviewer_verdict"] == "" and r["reviewer_notes"] == "" for r in sample)
     assert not any("+44 7700 900123" in r["input"] for r in sample)  # redacted
     assert result.rows["review_sample"] == len(sample)
