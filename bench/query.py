@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import statistics
 import tempfile
 import time
@@ -255,5 +256,8 @@ def main(
     figures: dict[str, Any] = {"rows": counts, "seed": {k: round(v, 1) for k, v in timings.items()}}
     figures["pages"] = time_pages(client, {"24h": view, "24h_service": service, "7d": week}, repeat)
     figures["worst_p95_ms"] = max(p["p95_ms"] for p in figures["pages"].values())
-    figures["store"] = directory
+    figures["store"] = directory if path else "temporary (removed)"
+    if not path:
+        store.close_all()
+        shutil.rmtree(directory, ignore_errors=True)
     emit("llmsight bench query", figures, json_out)
