@@ -174,8 +174,9 @@ class Collector:
     def _step(self, idle_poll_s: float = _IDLE_POLL_S) -> None:
         self._beat = time.monotonic()
         batch = self._batch
+        # Short polls even when the batch may wait longer: a stop request is seen within one.
         if batch:
-            timeout = max(0.0, self.batch_seconds - batch.age(self._beat))
+            timeout = min(idle_poll_s, max(0.0, self.batch_seconds - batch.age(self._beat)))
         else:
             timeout = idle_poll_s
         chunks = self.source.poll(timeout, self.batch_events - len(batch), self.batch_bytes - batch.nbytes)

@@ -122,3 +122,42 @@ def test_spool_crash_and_replay_stores_every_event_once(tmp_path: Path) -> None:
     assert count_stored(tmp_path / "chdb") == {"final": TOTAL, "unique": TOTAL, "dead": 0}
     left = [p.name for p in spool.iterdir() if p.name != ".collector"]
     assert left == []  # every segment stored and removed
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            body = response.read().decode()
+    except OSError:
+        return -1.0
+    found = re.search(rf"^{name} (\S+)$", body, flags=re.M)
+    return float(found.group(1)) if found else -1.0
+
+
+def test_sigterm_inserts_the_batch_in_hand_commits_and_exits(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    writer = SpoolWriter(spool, segment_bytes=1 << 30, fsync="never")
+    writer.write([v + b"\n" for v in events(3000, seed=13)])
+    writer.close()
+    port = free_port()
+    env = collector_env(tmp_path / "chdb", port)
+    # A batch that would wait a minute: only SIGTERM can make the collector insert it now.
+    env.update({"LLMSIGHT_COLLECTOR_BATCH_SECONDS": "60", "LLMSIGHT_COLLECTOR_BATCH_EVENTS": "100000"})
+    proc = subprocess.Popen([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", f"file://{spool}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while metric(port, "llmsight_collector_messages_total") < 3000:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert metric(port, "llmsight_collector_batches_total") == 0  # read, not yet inserted
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-3000:]
+    assert "3000 messages" in out
+    assert count_stored(tmp_path / "chdb") == {"final": 3000, "unique": 3000, "dead": 0}
+    assert [p.name for p in spool.iterdir()] == [".collector"]  # committed, so the segment is gone
