@@ -251,7 +251,8 @@ def _drift_details(result: Any, ref: np.ndarray, cur: np.ndarray, ref_texts: lis
     details: dict[str, Any] = {"method": result.method, "drifted": bool(result.drifted)}
     extra = getattr(result, "details", None)
     if isinstance(extra, dict):
-        details.update(extra)
+        # Timings vary run to run; rows must not (a rerun writes identical rows).
+        details.update({k: v for k, v in extra.items() if k not in ("ms", "seconds", "elapsed_ms")})
     try:
         from llmsight.analyzers import topics
 
