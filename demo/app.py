@@ -13,6 +13,7 @@ and users accept fewer answers. Events carry real wall-clock times: there is no 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -33,7 +34,7 @@ FEEDBACK_SHARE = 0.8  # share of answers users react to
 class SyntheticApp:
     """Sends ``rate`` calls a second (and their feedback) until stopped; v1 before ``switch_at``, v2 after.
 
-    A dispatcher thread draws the prompts in order and hands each call to a pool of worker threads,
+    A dispatcher thread draws the prompts in order and hands each call to a set of worker threads,
     like concurrent requests to a web app: the stand-in model sleeps ``latency_scale`` times its
     simulated latency, so calls overlap and the recorded latencies look like a hosted model's.
     """
@@ -96,32 +97,38 @@ class SyntheticApp:
         except Exception:
             log.exception("demo: a synthetic call failed")
 
-    def run(self, stop: threading.Event | None = None) -> None:
-        """Dispatch ``rate`` calls a second to the worker pool until ``stop`` (or :meth:`stop`) is set."""
-        from concurrent.futures import ThreadPoolExecutor
+    def _worker(self, calls: queue.Queue[tuple[Prompt, int] | None]) -> None:
+        while True:
+            item = calls.get()
+            if item is None:
+                return
+            self._safe_call(*item)
 
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Dispatch ``rate`` calls a second to the worker threads until ``stop`` (or :meth:`stop`) is set."""
         stop = stop or self._stop
         llmsight.init(sink=self.sink_url, service=SERVICE, environment="demo", flush_interval=0.5)
+        # Daemon threads rather than a ThreadPoolExecutor: the executor's exit hook would wait for
+        # calls still sleeping through a simulated 20-second timeout.
+        calls: queue.Queue[tuple[Prompt, int] | None] = queue.Queue()
+        for i in range(self.workers):
+            threading.Thread(target=self._worker, args=(calls,), name=f"llmsight-demo-user-{i}", daemon=True).start()
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         log.info("demo: synthetic app sending %.0f calls/s to %s; v2 ships at %s", self.rate, self.sink_url,
                  self.switch_at.isoformat())
         index = 0
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="llmsight-demo-user")
-        try:
-            while not stop.is_set() and not self._stop.is_set():
-                prompt = self.generator.next(self.version_at(datetime.now(timezone.utc)))
-                pool.submit(self._safe_call, prompt, index)
-                index += 1
-                next_at += interval
-                delay = next_at - time.monotonic()
-                if delay > 0:
-                    stop.wait(delay)
-                else:
-                    next_at = time.monotonic()  # running late: do not burst to catch up
-        finally:
-            # Calls still waiting on a (simulated) timeout are abandoned, as a stopping server would.
-            pool.shutdown(wait=False, cancel_futures=True)
+        while not stop.is_set() and not self._stop.is_set():
+            calls.put((self.generator.next(self.version_at(datetime.now(timezone.utc))), index))
+            index += 1
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                stop.wait(delay)
+            else:
+                next_at = time.monotonic()  # running late: do not burst to catch up
+        for _ in range(self.workers):
+            calls.put(None)
         llmsight.flush(5.0)
         log.info("demo: synthetic app stopped after %s calls (%d failed) and %d feedback events", self.calls,
                  self.errors, self.feedback_sent)
