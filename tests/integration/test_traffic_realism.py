@@ -17,8 +17,8 @@ import pytest
 
 from llmsight.demo.traffic import generate
 
-REFERENCE_N = 600  # banking77 train queries the nearest neighbours are searched in
-SAMPLE_N = 120     # each compared sample
+REFERENCE_N = 500  # banking77 train queries the nearest neighbours are searched in
+SAMPLE_N = 100     # each compared sample
 
 
 def _texts(path: Path) -> list[str]:
