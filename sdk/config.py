@@ -345,10 +345,11 @@ DRIFT_PERMUTATIONS = _define("LLMSIGHT_DRIFT_PERMUTATIONS", 500, _parse_positive
 # -- Analyzers: toxicity, acceptance, operations (llmsight.analyzers.toxicity, .acceptance, .operations) --
 TOXICITY_MODEL = _define("LLMSIGHT_TOXICITY_MODEL", "", lambda raw: raw.strip(),
                          "Local Hugging Face text-classification folder or Detoxify checkpoint for toxicity; "
-                         "empty means the small head shipped in the package (MiniLM + n-grams).", "analyzers")
-TOXICITY_THRESHOLD = _define("LLMSIGHT_TOXICITY_THRESHOLD", 0.5, _parse_fraction,
+                         "empty means the small head shipped in the package (MiniLM + alt-profanity-check).", "analyzers")
+TOXICITY_THRESHOLD = _define("LLMSIGHT_TOXICITY_THRESHOLD", None, _parse_fraction,
                              "Probability at or above which a text counts as toxic in toxicity_rate_*; "
-                             "the shipped head is calibrated so 0.5 means even odds.", "analyzers")
+                             "empty means the model's own calibrated threshold (0.5 for a plugged-in model).",
+                             "analyzers")
 ACCEPTANCE_ALPHA = _define("LLMSIGHT_ACCEPTANCE_ALPHA", 0.01, _parse_fraction,
                            "Significance level of the one-sided test for an acceptance regression.", "analyzers")
 ACCEPTANCE_MIN_EFFECT = _define("LLMSIGHT_ACCEPTANCE_MIN_EFFECT", 0.05, _parse_fraction,
