@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmsight.collector.columns import event_columns, feedback_columns
+from llmsight.collector.decode import LlmCall, fast_decode, slow_decode
 from llmsight.errors import SchemaError
-from llmsight.schema import LLM_CALL, validate
 
 log = logging.getLogger("llmsight.collector")
 
@@ -77,10 +77,10 @@ def decode_chunk(chunk: Chunk, max_message_bytes: int) -> Decoded:
             dead.append(DeadLetter(prefix + str(position), TORN, chunk.broken, bytes(raw or b"")))
         return Decoded([], [], dead, 0, 0)
     # Local names: this loop runs once per message and dominates the collector's CPU.
-    decode, check, limit = _decode, validate, max_message_bytes
-    calls: list[dict[str, Any]] = []
+    fast, limit = fast_decode, max_message_bytes
+    calls: list[Any] = []
     call_sources: list[str] = []
-    feedback: list[dict[str, Any]] = []
+    feedback: list[Any] = []
     feedback_sources: list[str] = []
     for position, raw in zip(chunk.positions, chunk.values, strict=True):
         if raw is None:
@@ -93,25 +93,24 @@ def decode_chunk(chunk: Chunk, max_message_bytes: int) -> Decoded:
                                    f"(LLMSIGHT_COLLECTOR_MAX_MESSAGE_BYTES); raw keeps the first {limit} bytes",
                                    bytes(raw[:limit])))
             continue
-        try:
-            # The SDK writes UTF-8; decoding first skips json.loads' encoding detection.
-            decoded = decode(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            dead.append(DeadLetter(prefix + str(position), BAD_JSON, f"bad JSON: {exc}", bytes(raw)))
-            continue
-        try:
-            event = check(decoded)
-        except SchemaError as exc:
-            dead.append(DeadLetter(prefix + str(position), BAD_SCHEMA, str(exc), bytes(raw)))
-            continue
-        if b"\\u" in raw and _has_lone_surrogate(decoded):
-            # JSON may escape half a UTF-16 pair; such text cannot be written as UTF-8 and
-            # would fail the whole insert forever.
-            dead.append(DeadLetter(prefix + str(position), UNCONVERTIBLE,
-                                   "text holds a lone UTF-16 surrogate (an escaped half of a character "
-                                   "pair), which UTF-8 cannot encode", bytes(raw)))
-            continue
-        if event["type"] == LLM_CALL:
+        event = fast(raw)
+        if event is None:  # not vouched for: json + validate() decide, and say why
+            try:
+                decoded, event = slow_decode(raw)
+            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+                dead.append(DeadLetter(prefix + str(position), BAD_JSON, f"bad JSON: {exc}", bytes(raw)))
+                continue
+            except SchemaError as exc:
+                dead.append(DeadLetter(prefix + str(position), BAD_SCHEMA, str(exc), bytes(raw)))
+                continue
+            if b"\\u" in raw and _has_lone_surrogate(decoded):
+                # JSON may escape half a UTF-16 pair; such text cannot be written as UTF-8 and
+                # would fail the whole insert forever.
+                dead.append(DeadLetter(prefix + str(position), UNCONVERTIBLE,
+                                       "text holds a lone UTF-16 surrogate (an escaped half of a character "
+                                       "pair), which UTF-8 cannot encode", bytes(raw)))
+                continue
+        if type(event) is LlmCall:
             calls.append(event)
             call_sources.append(prefix + str(position))
         else:
@@ -210,9 +209,6 @@ def _concat(parts: list[list[list[Any]]]) -> list[list[Any]]:
         for column, values in zip(columns, part, strict=True):
             column.extend(values)
     return columns
-
-
-_decode = json.JSONDecoder().decode
 
 
 def _has_lone_surrogate(decoded: Any) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
 
 from llmsight.collector.columns import event_columns, feedback_columns
+from llmsight.collector.decode import fast_decode, from_validated
 from llmsight.schema import validate
 from llmsight.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row
 
@@ -44,11 +46,18 @@ def normalise(value: Any) -> Any:
 def test_columns_hold_the_values_of_the_reference_rows(kind, raw, build, row, names) -> None:
     events = [validate({"type": kind, "schema_version": 1, **e}) for e in raw]
     sources = [f"kafka://t/0/{i}" for i in range(len(events))]
-    columns = build(events, sources)
     expected = list(zip(*[row(e, s) for e, s in zip(events, sources, strict=True)], strict=True))
-    assert len(columns) == len(names)
-    for name, got, want in zip(names, columns, expected, strict=True):
-        got_values = [normalise(v) for v in got]
-        want_values = [normalise(v) for v in want]
-        assert got_values == want_values, name
-        assert [type(v) for v in got_values] == [type(v) for v in want_values], name
+    # The same events through the slow path (validate) and, where it vouches, the fast one.
+    slow = [from_validated(e) for e in events]
+    fast = [fast_decode(json.dumps({"type": kind, "schema_version": 1, **e}).encode()) for e in raw]
+    # Only the braces and no-hyphen UUID spellings take the slow path.
+    assert [f is not None for f in fast] == [len(e["event_id"]) == 36 for e in raw]
+    fast = [f if f is not None else s for f, s in zip(fast, slow, strict=True)]
+    for structs in (slow, fast):
+        columns = build(structs, sources)
+        assert len(columns) == len(names)
+        for name, got, want in zip(names, columns, expected, strict=True):
+            got_values = [normalise(v) for v in got]
+            want_values = [normalise(v) for v in want]
+            assert got_values == want_values, name
+            assert [type(v) for v in got_values] == [type(v) for v in want_values], name
