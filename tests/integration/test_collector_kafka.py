@@ -101,7 +101,9 @@ def test_two_collectors_share_the_partitions_and_a_rebalance_loses_and_repeats_n
     other_client = clickhouse_connect.get_client(dsn=store_url, database=store_database)
     stops = [threading.Event(), threading.Event()]
     sources = [source_from_url(url, group_id=f"g-{topic}") for _ in range(2)]
-    collectors = [Collector(sources[0], store_client, http_port=0, batch_events=2000),
+    # The first collector holds everything it reads (a batch of a minute, a million messages),
+    # so the rebalance finds it with a batch in hand, which it must insert and commit on revoke.
+    collectors = [Collector(sources[0], store_client, http_port=0, batch_events=10**6, batch_seconds=60),
                   Collector(sources[1], other_client, http_port=0, batch_events=2000)]
     threads = [threading.Thread(target=c.run, args=(s,)) for c, s in zip(collectors, stops, strict=True)]
 
@@ -114,7 +116,7 @@ def test_two_collectors_share_the_partitions_and_a_rebalance_loses_and_repeats_n
     try:
         producer.start()
         threads[0].start()
-        wait_for(lambda: collectors[0].stats().events > 2000, "the first collector to store a few batches")
+        wait_for(lambda: collectors[0].stats().messages > 2000, "the first collector to read a few thousand")
         # The second member joins mid-stream: the first one inserts and commits on revoke.
         threads[1].start()
         wait_for(lambda: all(len(s._consumer.assignment()) == 2 for s in sources), "two partitions each")
@@ -129,7 +131,7 @@ def test_two_collectors_share_the_partitions_and_a_rebalance_loses_and_repeats_n
             if thread.ident:
                 thread.join(timeout=60)
     first, second = (c.stats() for c in collectors)
-    assert first.revoke_flushes >= 1  # the rebalance met a batch in hand, and it was flushed
+    assert first.revoke_flushes >= 1  # the rebalance met the batch in hand, and it was flushed
     assert first.events + first.feedback > 0 and second.events + second.feedback > 0
     # Every message was read exactly once across the two members (nothing replayed), and stored once.
     assert first.messages + second.messages == 30_000
