@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import shutil
 import statistics
 import tempfile
@@ -212,17 +213,21 @@ def time_pages(client: Any, views: dict[str, Any], repeat: int) -> dict[str, dic
     figures: dict[str, dict[str, float]] = {}
     for view_name, view in views.items():
         for page, calls in page_queries(view).items():
-            samples = []
+            samples, cpu = [], []
             for _ in range(repeat):
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 for name, args in calls:
                     fn: Callable[..., Any] = getattr(queries, name)
                     fn(client, *args)
                 samples.append((time.perf_counter() - started) * 1000)
+                # CPU of the whole process (chdb's threads included): less sensitive than wall time
+                # to other processes competing for the cores.
+                cpu.append((time.process_time() - cpu_started) * 1000)
             samples.sort()
             figures[f"{page}@{view_name}"] = {
                 "p50_ms": round(statistics.median(samples), 1),
                 "p95_ms": round(samples[min(len(samples) - 1, int(round(0.95 * (len(samples) - 1))))], 1),
+                "cpu_p50_ms": round(statistics.median(cpu), 1),
                 "queries": len(calls),
             }
             log.info("bench query: %s@%s p50 %.0f ms", page, view_name, figures[f"{page}@{view_name}"]["p50_ms"])
@@ -254,7 +259,11 @@ def main(
     service = queries.Filters(view.start, view.end, services=("support-bot",))
     week = filters.view_for("7d", end)
     figures: dict[str, Any] = {"rows": counts, "seed": {k: round(v, 1) for k, v in timings.items()}}
+    load_before = os.getloadavg()[0]
     figures["pages"] = time_pages(client, {"24h": view, "24h_service": service, "7d": week}, repeat)
+    # Wall times depend on what else runs on the machine: the load average says how busy it was.
+    figures["load_average_1m"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2),
+                                  "cores": os.cpu_count()}
     figures["worst_p95_ms"] = max(p["p95_ms"] for p in figures["pages"].values())
     figures["store"] = directory if path else "temporary (removed)"
     if not path:

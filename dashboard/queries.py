@@ -15,7 +15,7 @@ twice for a few minutes; ``FINAL`` over millions of rows would cost more than th
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -234,9 +234,37 @@ def stored_embeddings(client: Any, model: str, text_hashes: list[str]) -> dict[s
     return {row[0]: row[1] for row in rows}
 
 
+SEARCH_STEPS = (dt.timedelta(hours=1), dt.timedelta(hours=6), dt.timedelta(days=1), dt.timedelta(days=7))
+
+
 def search_traces(client: Any, f: Filters, text: str = "", trace_id: str = "", only_errors: bool = False,
                   limit: int = 100) -> pd.DataFrame:
-    """The newest calls that match: a text contained in the prompt or output, a trace id, errors only."""
+    """The newest calls that match: a text contained in the prompt or output, a trace id, errors only.
+
+    The range is searched newest slice first (the last hour, then up to 6 h, 1 day, 7 days, then
+    the rest) and stops once ``limit`` calls are found: the usual answer lies in the last hour,
+    and a text search then reads an hour of prompts instead of the whole range.
+    """
+    frames: list[pd.DataFrame] = []
+    found = 0
+    upper = f.end
+    for step in (*SEARCH_STEPS, f.span):
+        lower = max(f.start, f.end - step)
+        if lower >= upper:
+            continue
+        part = _search_slice(client, replace(f, start=lower, end=upper), text, trace_id, only_errors, limit - found)
+        frames.append(part)
+        found += len(part)
+        upper = lower
+        if found >= limit or lower <= f.start:
+            break
+    non_empty = [frame for frame in frames if not frame.empty]
+    if len(non_empty) > 1:
+        return pd.concat(non_empty, ignore_index=True)
+    return non_empty[0] if non_empty else frames[0]
+
+
+def _search_slice(client: Any, f: Filters, text: str, trace_id: str, only_errors: bool, limit: int) -> pd.DataFrame:
     where, params = _events_where(f)
     if trace_id:
         where += " AND trace_id = {trace_id:String}"

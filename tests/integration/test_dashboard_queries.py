@@ -121,3 +121,23 @@ def test_no_query_builds_a_value_into_its_sql_text(hostile_store):
     queries.trace_evidence(client, marker, NOW, ("volume",))
     assert len(sent) >= 17  # one per call, plus a count and the DESCRIBE of empty results
     assert not [sql for sql in sent if "DROP" in sql or marker in sql]
+
+
+def test_trace_search_walks_back_slice_by_slice_and_keeps_the_newest_first(store_client):
+    ages = [dt.timedelta(minutes=30), dt.timedelta(hours=3), dt.timedelta(hours=3, minutes=1), dt.timedelta(days=2),
+            dt.timedelta(days=10), dt.timedelta(days=40)]
+    rows = []
+    for i, age in enumerate(ages):
+        row = _event("svc", f"refund question {i}")
+        row[EVENT_COLUMNS.index("ts")] = NOW - age
+        row[EVENT_COLUMNS.index("trace_id")] = f"t{i}"
+        rows.append(row)
+    store_client.insert("events", rows, column_names=EVENT_COLUMNS)
+    month = queries.Filters(NOW - dt.timedelta(days=30), NOW)
+    assert queries.search_traces(store_client, month, limit=3)["trace_id"].tolist() == ["t0", "t1", "t2"]
+    assert queries.search_traces(store_client, month, text="REFUND", limit=10)["trace_id"].tolist() == [
+        "t0", "t1", "t2", "t3", "t4"]
+    assert queries.search_traces(store_client, month, text="question 3")["trace_id"].tolist() == ["t3"]
+    assert queries.search_traces(store_client, month, text="nowhere").empty
+    day = queries.Filters(NOW - dt.timedelta(hours=4), NOW)
+    assert queries.search_traces(store_client, day)["trace_id"].tolist() == ["t0", "t1", "t2"]
