@@ -72,3 +72,15 @@ def test_cache_keys_vectors_by_model(store_client) -> None:
     assert other.texts_encoded == 2  # nothing borrowed from the first model's rows
     counts = dict(store_client.query("SELECT model, count() FROM embeddings GROUP BY model").result_rows)
     assert counts == {DEFAULT_MODEL_NAME: 2, "another-model": 2}
+
+
+def test_int8_onnx_backend_exports_locally_and_agrees_with_fp32(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    int8 = Embedder(backend="onnx-int8")
+    assert int8.name == f"{DEFAULT_MODEL_NAME}#onnx-int8"  # cached apart from the fp32 vectors
+    vectors = int8.encode(TEXTS)
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert len(list(tmp_path.glob("llmsight/onnx/*/model_int8.onnx"))) == 1
+    cosine = (vectors * Embedder().encode(TEXTS)).sum(axis=1)
+    assert cosine.min() > 0.97
