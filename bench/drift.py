@@ -73,24 +73,31 @@ def _cache_dir() -> Path:
 
 
 def make_windows(intents: np.ndarray, n: int, shares: tuple[float, ...], trials: int,
-                 seed: int) -> list[dict[str, Any]]:
-    """Per trial: a reference and one current window per share of held-out-intent texts."""
+                 seed: int, novel_intents: int = 1) -> list[dict[str, Any]]:
+    """Per trial: a reference and one current window per share of held-out-intent texts.
+
+    ``novel_intents`` intents are held out per trial; the new share is split evenly between them
+    (more intents: smaller, more scattered new clusters, a harder test).
+    """
     rng = np.random.default_rng(seed)
     names, counts = np.unique(intents, return_counts=True)
-    candidates = names[counts >= max(shares) * n]
+    candidates = names[counts >= max(shares) * n / novel_intents]
     windows = []
     for _ in range(trials):
-        held_out = rng.choice(candidates)
-        others = np.flatnonzero(intents != held_out)
-        novel_pool = np.flatnonzero(intents == held_out)
+        held_out = rng.choice(candidates, novel_intents, replace=False)
+        others = np.flatnonzero(~np.isin(intents, held_out))
+        pools = [np.flatnonzero(intents == intent) for intent in held_out]
         # One draw without replacement: the reference and every current window are disjoint, as
         # two real windows of distinct requests would be.
         drawn = rng.choice(others, n * (1 + len(shares)), replace=False)
-        trial: dict[str, Any] = {"held_out": str(held_out), "reference": drawn[:n], "current": {}}
+        trial: dict[str, Any] = {"held_out": [str(i) for i in held_out], "reference": drawn[:n], "current": {}}
         for slot, share in enumerate(shares, start=1):
             novel = int(round(share * n))
-            base = drawn[slot * n: slot * n + n - novel]
-            trial["current"][share] = np.concatenate([base, rng.choice(novel_pool, novel, replace=False)])
+            parts = [drawn[slot * n: slot * n + n - novel]]
+            for index, pool in enumerate(pools):
+                take = novel // novel_intents + (index < novel % novel_intents)
+                parts.append(rng.choice(pool, take, replace=False))
+            trial["current"][share] = np.concatenate(parts)
         windows.append(trial)
     return windows
 
@@ -179,26 +186,27 @@ def main(
     methods: str = typer.Option("llmsight_knn,evidently_default,evidently_auc_0.55,mmd_permutation",
                                 help="Comma-separated methods to run."),
     seed: int = typer.Option(7, help="Seed of the windows."),
+    shares_text: str = typer.Option("0.1,0.2", "--shares", help="Shares of held-out-intent texts to test."),
+    novel_intents: int = typer.Option(1, "--novel-intents", help="Intents held out per trial (share split)."),
     data: Path = typer.Option(DEFAULT_DATA, help="The banking77 folder (train.csv, test.csv)."),
 ) -> None:
     """Drift detection on banking77: false-positive rate, power at 10%/20% new topic, ms per test."""
     from llmsight.bench.report import emit
 
-    shares = (0.0, 0.1, 0.2)
+    shares = (0.0, *(float(share) for share in shares_text.split(",")))
     texts, intents = load_banking77(data)
     vectors, embedding = embed_cached(texts, backend, None)
     chosen = {name: fn for name, fn in _methods(alpha, permutations).items() if name in methods.split(",")}
-    windows = make_windows(intents, n, shares, trials, seed)
+    windows = make_windows(intents, n, shares, trials, seed, novel_intents)
     results = run_trials(vectors, windows, chosen, shares)
     large = time_large(vectors, {k: v for k, v in chosen.items() if k != "mmd_permutation"}, large_n,
                        large_reps, seed)
     figures: dict[str, Any] = {"n": n, "trials": trials, "alpha_llmsight": alpha, "backend": backend,
-                               "permutations": permutations, **embedding}
+                               "permutations": permutations, "novel_intents": novel_intents, **embedding}
     for name, result in results.items():
         figures[name] = {
             "false_positive_rate": result["rates"][0.0],
-            "power_10pct": result["rates"][0.1],
-            "power_20pct": result["rates"][0.2],
+            **{f"power_{round(share * 100):d}pct": result["rates"][share] for share in shares[1:]},
             f"ms_per_test_n{n}": round(result["ms_median"], 1),
             f"cpu_ms_per_test_n{n}": round(result["cpu_ms_median"], 1),
         }
