@@ -1,8 +1,9 @@
 """One batch of messages on its way to ClickHouse: decoded, validated and split by table.
 
-Every message ends up in exactly one of three lists: ``events`` (llm_call rows), ``feedback``
-rows, or ``dead_letters`` (the raw bytes, the reason and where the message came from). A bad
+Every message ends up in exactly one place: the ``events`` columns (llm_call), the ``feedback``
+columns, or ``dead_letters`` (the raw bytes, the reason and where the message came from). A bad
 message never raises out of :meth:`Batch.add`: the collector's loop must never stop on one.
+Decoding is ``collector.decode``'s fast path, with ``schema.validate()`` deciding the rest.
 
 A batch closes at a count, an age or a size, whichever comes first (see ``Collector``), so
 the memory it holds is bounded by ``LLMSIGHT_COLLECTOR_BATCH_BYTES`` plus the decoded rows.
@@ -11,18 +12,14 @@ the memory it holds is bounded by ``LLMSIGHT_COLLECTOR_BATCH_BYTES`` plus the de
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any
 
 from llmsight.collector.columns import event_columns, feedback_columns
 from llmsight.collector.decode import LlmCall, fast_decode, slow_decode
 from llmsight.errors import SchemaError
-
-log = logging.getLogger("llmsight.collector")
 
 # Dead-letter kinds, the label of the collector's dead-letter counter.
 BAD_JSON = "bad_json"
@@ -66,10 +63,7 @@ class Decoded:
 
 
 def decode_chunk(chunk: Chunk, max_message_bytes: int) -> Decoded:
-    """Validate each message of ``chunk`` and file it under its table or as a dead letter.
-
-    A pure function of its arguments, so it can run in a worker process (see ``Batch``).
-    """
+    """Validate each message of ``chunk`` and file it under its table or as a dead letter."""
     dead: list[DeadLetter] = []
     prefix = chunk.prefix
     if chunk.broken is not None:
@@ -122,18 +116,11 @@ def decode_chunk(chunk: Chunk, max_message_bytes: int) -> Decoded:
 
 
 class Batch:
-    """Messages accumulated since the last insert, validated and split by table.
+    """Messages accumulated since the last insert, validated and split by table."""
 
-    With a ``decoder`` (a one-process pool), chunks are validated in that process while this
-    one keeps reading: JSON decoding and validation cost about as much as kafka-python's own
-    record parsing, and the GIL would otherwise put them on one core.
-    """
-
-    def __init__(self, max_message_bytes: int, decoder: Executor | None = None) -> None:
+    def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
-        self.decoder = decoder
-        self._parts: list[tuple[Chunk, Decoded | Future[Decoded]]] = []
-        self._resolved: list[Decoded] | None = None
+        self._parts: list[Decoded] = []
         self.messages = 0
         self.nbytes = 0
         self.opened_at: float | None = None  # monotonic time of the first message
@@ -148,57 +135,32 @@ class Batch:
         return (time.monotonic() if now is None else now) - self.opened_at
 
     def add(self, chunk: Chunk) -> None:
-        """Take ``chunk`` into the batch; it is validated here or, with a decoder, in its process."""
+        """Validate the messages of ``chunk`` and keep them, as rows or dead letters."""
         if not chunk.values:
             return
         if self.opened_at is None:
             self.opened_at = time.monotonic()
         self.messages += len(chunk.values)
         self.nbytes += sum(len(v) for v in chunk.values if v is not None)
-        part: Decoded | Future[Decoded]
-        if self.decoder is not None and chunk.broken is None:
-            try:
-                part = self.decoder.submit(decode_chunk, chunk, self.max_message_bytes)
-            except RuntimeError:  # the pool is shut down or broken: decode here
-                part = decode_chunk(chunk, self.max_message_bytes)
-        else:
-            part = decode_chunk(chunk, self.max_message_bytes)
-        self._parts.append((chunk, part))
-
-    def resolve(self) -> list[Decoded]:
-        """The decoded parts, waiting for the decoder where needed (idempotent)."""
-        if self._resolved is None:
-            resolved = []
-            for chunk, part in self._parts:
-                if isinstance(part, Decoded):
-                    resolved.append(part)
-                    continue
-                try:
-                    resolved.append(part.result())
-                except Exception:  # the worker died (BrokenProcessPool): do its share here
-                    log.warning("collector: decoder process failed; validating in-process", exc_info=True)
-                    resolved.append(decode_chunk(chunk, self.max_message_bytes))
-            self._resolved = resolved
-            self._parts = []
-        return self._resolved
+        self._parts.append(decode_chunk(chunk, self.max_message_bytes))
 
     @property
     def n_events(self) -> int:
-        return sum(p.n_events for p in self.resolve())
+        return sum(p.n_events for p in self._parts)
 
     @property
     def n_feedback(self) -> int:
-        return sum(p.n_feedback for p in self.resolve())
+        return sum(p.n_feedback for p in self._parts)
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
-        return [d for p in self.resolve() for d in p.dead_letters]
+        return [d for p in self._parts for d in p.dead_letters]
 
     def event_columns(self) -> list[list[Any]]:
-        return _concat([p.events for p in self.resolve() if p.n_events])
+        return _concat([p.events for p in self._parts if p.n_events])
 
     def feedback_columns(self) -> list[list[Any]]:
-        return _concat([p.feedback for p in self.resolve() if p.n_feedback])
+        return _concat([p.feedback for p in self._parts if p.n_feedback])
 
 
 def _concat(parts: list[list[list[Any]]]) -> list[list[Any]]:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -69,8 +68,7 @@ class Collector:
     def __init__(self, source: Source, client: Any, *, batch_events: int | None = None,
                  batch_seconds: float | None = None, batch_bytes: int | None = None,
                  max_message_bytes: int | None = None, retry_max_s: float | None = None,
-                 http_port: int | None = None, decode_workers: int | None = None,
-                 metrics: CollectorMetrics | None = None) -> None:
+                 http_port: int | None = None, metrics: CollectorMetrics | None = None) -> None:
         self.source = source
         self.client = client
         self.batch_events = config.resolve(config.COLLECTOR_BATCH_EVENTS, batch_events, strict=True)
@@ -80,8 +78,6 @@ class Collector:
                                                 strict=True)
         self.retry_max_s = config.resolve(config.COLLECTOR_RETRY_MAX_S, retry_max_s, strict=True)
         self.http_port = config.resolve(config.COLLECTOR_HTTP_PORT, http_port, strict=True)
-        self.decode_workers = config.resolve(config.COLLECTOR_DECODE_WORKERS, decode_workers, strict=True)
-        self._decoder: ProcessPoolExecutor | None = None
         self.metrics = metrics or CollectorMetrics()
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
@@ -142,14 +138,10 @@ class Collector:
 
     # -- the loop ---------------------------------------------------------------------------------
     def _new_batch(self) -> Batch:
-        return Batch(self.max_message_bytes, self._decoder)
+        return Batch(self.max_message_bytes)
 
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:
-        if self.decode_workers and self._decoder is None:
-            # spawn, not fork: this process runs kafka-python's IO thread and maybe chdb.
-            self._decoder = ProcessPoolExecutor(self.decode_workers, mp_context=multiprocessing.get_context("spawn"))
-            self._batch = self._new_batch()
         if self.http_port and self._http is None:
             self._http = HealthServer(self.http_port, self.metrics, self.healthy, self.ready)
         self._set(running=True)
@@ -160,9 +152,6 @@ class Collector:
         finally:
             self._set(running=False)
             self._writer.shutdown(wait=True)
-            if self._decoder is not None:
-                self._decoder.shutdown(wait=True, cancel_futures=True)
-                self._decoder = None
             self.source.close()
             if self._http is not None:
                 self._http.close()

@@ -197,17 +197,6 @@ COLLECTOR_HTTP_PORT = _define("LLMSIGHT_COLLECTOR_HTTP_PORT", 9464, _parse_port,
 COLLECTOR_SESSION_TIMEOUT_S = _define("LLMSIGHT_COLLECTOR_SESSION_TIMEOUT_S", 45.0, _parse_positive_float,
                                       "Kafka group session timeout: how soon a dead collector's partitions "
                                       "move to the others (the broker allows 6 to 1800 s).", "collector")
-def _parse_workers(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 64:
-        raise ValueError("expected a whole number of processes from 0 to 64")
-    return value
-
-
-COLLECTOR_DECODE_WORKERS = _define("LLMSIGHT_COLLECTOR_DECODE_WORKERS", 0, _parse_workers,
-                                    "Processes that decode and validate messages beside the collector's own; "
-                                    "1 helps only with a spare CPU core (0: all in the collector's thread).",
-                                    "collector")
 COLLECTOR_RETRY_MAX_S = _define("LLMSIGHT_COLLECTOR_RETRY_MAX_S", 30.0, _parse_positive_float,
                                 "Longest pause between insert retries while the store is unreachable.",
                                 "collector")

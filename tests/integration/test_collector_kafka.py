@@ -73,9 +73,7 @@ def test_poison_messages_land_in_dead_letters_and_their_neighbours_are_stored(ka
     produce(kafka_broker.bootstrap, topic, values)
 
     source = source_from_url(f"kafka://{kafka_broker.bootstrap}/{topic}", group_id=f"g-{topic}")
-    # One decoder process: the same validation, in the other process the collector can use.
-    stats = Collector(source, store_client, max_message_bytes=2000, http_port=0,
-                      decode_workers=1).run_until_idle(timeout_s=90)
+    stats = Collector(source, store_client, max_message_bytes=2000, http_port=0).run_until_idle(timeout_s=90)
 
     assert stats.messages == len(values)
     assert stored(store_client) == (6, 6)

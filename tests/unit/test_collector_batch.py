@@ -108,23 +108,3 @@ def test_a_file_url_is_a_spool_source(tmp_path) -> None:
     finally:
         source.close()
 
-
-def test_a_decoder_process_files_messages_as_the_collector_thread_does() -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    chunks = [Chunk("kafka://llm/0/", [1, 2, 3], [call(), b"{oops", feedback()]),
-              Chunk("kafka://llm/1/", [7], [call(event_id="0b6b4b0e-8d59-4c1e-9a43-4a3b8f0c9d99")])]
-    local = Batch(max_message_bytes=10_000)
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        remote = Batch(max_message_bytes=10_000, decoder=pool)
-        for chunk in chunks:
-            local.add(chunk)
-            remote.add(chunk)
-        assert remote.event_columns() == local.event_columns()
-        assert remote.feedback_columns() == local.feedback_columns()
-        assert remote.dead_letters == local.dead_letters
-        assert (remote.n_events, remote.n_feedback, len(remote)) == (2, 1, 4)
-    broken = Batch(max_message_bytes=10_000, decoder=pool)  # shut down: decodes in-process
-    broken.add(chunks[0])
-    assert broken.n_events == 1 and len(broken.dead_letters) == 1
