@@ -83,9 +83,10 @@ class Collector:
         self._stats_lock = threading.Lock()
         self._batch = self._new_batch()
         self._inflight: _InFlight | None = None
-        # One writer thread: chdb and the server do their part of an insert without the GIL,
-        # so writing batch N overlaps reading and validating batch N+1.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmsight-collector-insert")
+        # One writer thread per run: chdb and the server do their part of an insert without the
+        # GIL, so writing batch N overlaps reading and validating batch N+1.
+        self._writer: ThreadPoolExecutor | None = None
+        self._closed = False
         self._flushing = False
         self._stop: threading.Event = threading.Event()
         self._beat = time.monotonic()
@@ -142,23 +143,42 @@ class Collector:
 
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:
+        if self._closed:
+            raise RuntimeError("collector: closed; make a new Collector (and source)")
         if self.http_port and self._http is None:
             self._http = HealthServer(self.http_port, self.metrics, self.healthy, self.ready)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmsight-collector-insert")
         self._set(running=True)
         log.info("collector: reading %s (batches of %d messages / %.1f s / %d bytes)",
                  self.source.url, self.batch_events, self.batch_seconds, self.batch_bytes)
+        failed = True
         try:
             yield
+            failed = False
         finally:
             self._set(running=False)
             self._writer.shutdown(wait=True)
-            self.source.close()
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+            if failed:
+                # An error escaped the loop: forget what is not committed, so that calling run()
+                # again (llmsight up restarts its collector thread) reads it again.
+                self._inflight = None
+                self._batch = self._new_batch()
+                self.source.rewind()
+            if not failed or self._stop.is_set():
+                self.close()
             s = self.stats()
             log.info("collector: stopped after %d messages: %d events, %d feedback, %d dead letters "
                      "in %d batches", s.messages, s.events, s.feedback, s.dead_letters, s.batches)
+
+    def close(self) -> None:
+        """Release the source and the HTTP port (run() does it when it returns normally)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.source.close()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def _step(self, idle_poll_s: float = _IDLE_POLL_S) -> None:
         self._beat = time.monotonic()
@@ -209,6 +229,7 @@ class Collector:
             # The batch before this one was given up: committing this one would skip it.
             self.source.rewind()
             return
+        assert self._writer is not None  # only called while running
         self._inflight = _InFlight(batch, checkpoint, self._writer.submit(self._insert, batch, checkpoint))
 
     def _settle(self) -> bool:

@@ -75,6 +75,7 @@ class KafkaSource(Source):
         self._consumer.subscribe([topic], listener=_Listener(self))
         self._ranges: dict[TopicPartition, list[int]] = {}  # polled, not yet sealed: [first, last]
         self._next: dict[TopicPartition, int] = {}  # next offset to poll, as far as we know
+        self._committed: dict[TopicPartition, int] = {}  # what this member committed last
         self._generation = 0
         self._last_poll_empty = False
 
@@ -107,6 +108,7 @@ class KafkaSource(Source):
     def commit(self, checkpoint: Checkpoint) -> None:
         try:
             self._consumer.commit(_offsets(checkpoint))
+            self._committed.update(checkpoint.state)
         except KafkaError as exc:
             # The partitions moved on (a rebalance won the race): their new owner replays from the
             # last commit, and dedup removes what this member already inserted.
@@ -115,11 +117,22 @@ class KafkaSource(Source):
             raise
 
     def rewind(self) -> None:
+        """Go back to the last committed offset of every assigned partition: batches already
+        sealed but not committed are read again too (committing a later one would skip them)."""
         assigned = self._consumer.assignment()
-        for tp, (first, _last) in self._ranges.items():
-            if tp in assigned:
-                self._consumer.seek(tp, first)
-                self._next[tp] = first
+        for tp in assigned:
+            offset = self._committed.get(tp)
+            if offset is None:
+                try:
+                    offset = self._consumer.committed(tp)
+                except KafkaError:
+                    offset = None
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)  # never committed: auto_offset_reset=earliest
+                self._next.pop(tp, None)
+            else:
+                self._consumer.seek(tp, offset)
+                self._next[tp] = offset
         self._ranges = {}
 
     # -- state ------------------------------------------------------------------------------------
@@ -182,6 +195,7 @@ class KafkaSource(Source):
         self._generation += 1
         self._ranges = {}
         self._next = {}
+        self._committed = {}  # a later owner may have moved them on
 
 
 def _offsets(checkpoint: Checkpoint) -> dict[TopicPartition, OffsetAndMetadata]:

@@ -145,3 +145,44 @@ def test_metrics_health_and_readiness_follow_the_store(tmp_path: Path) -> None:
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+class FlakySpool(SpoolSource):
+    """A spool source whose poll fails once, after ``fail_after`` polls."""
+
+    def __init__(self, directory: Path, fail_after: int) -> None:
+        super().__init__(directory)
+        self.polls = 0
+        self.fail_after = fail_after
+
+    def poll(self, timeout_s: float, max_messages: int, max_bytes: int) -> Any:
+        self.polls += 1
+        if self.polls == self.fail_after:
+            raise OSError("disk hiccup")
+        return super().poll(timeout_s, max_messages, max_bytes)
+
+
+def test_run_can_be_called_again_after_an_error_and_stores_everything_once(tmp_path: Path) -> None:
+    lines = [event_line(i) for i in range(10)]
+    base = f"1700000000000-{hostname()}-4194999-000001"
+    (tmp_path / f"{base}.jsonl").write_bytes(b"".join(lines))
+    source = FlakySpool(tmp_path, fail_after=4)
+    store = FakeStore()
+    # One message per poll, two per batch: the error comes with a batch sealed and in flight.
+    source_poll = source.poll
+    source.poll = lambda timeout_s, max_messages, max_bytes: source_poll(timeout_s, 1, max_bytes)  # type: ignore[method-assign]
+    collector = Collector(source, store, batch_events=2, http_port=0)
+    stop = threading.Event()
+    try:
+        collector.run(stop)
+    except OSError as exc:
+        assert str(exc) == "disk hiccup"
+    else:
+        raise AssertionError("the poll error should have escaped run()")
+    stats = collector.run_until_idle(timeout_s=30)
+    tokens = [t for _table, _n, t in store.inserts]
+    ends = [sum(len(x) for x in lines[:n]) for n in range(0, 11, 2)]
+    # What was inserted before the error but not committed is inserted again with the same token.
+    assert sorted(set(tokens)) == sorted(f"{base}-{a}-{b}" for a, b in zip(ends, ends[1:], strict=False))
+    assert stats.running is False and stats.events >= 10
+    assert not (tmp_path / f"{base}.jsonl").exists()  # committed to its end, so removed
