@@ -35,7 +35,7 @@ log = logging.getLogger("llmsight.analyzers")
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 BACKENDS = ("torch", "onnx-int8")
 
-_models: dict[tuple[str, str], Any] = {}
+_models: dict[tuple[str, str], tuple[Any, threading.Lock]] = {}
 _models_lock = threading.Lock()
 
 
@@ -74,13 +74,18 @@ def resolve_model(model: str | None = None) -> tuple[str, Path]:
     return name, path
 
 
-def _load(path: Path, backend: str) -> Any:
-    """Load a model once per process and backend; concurrent first calls wait for the one load."""
+def _load(path: Path, backend: str) -> tuple[Any, threading.Lock]:
+    """Load a model once per process and backend; concurrent first calls wait for the one load.
+
+    Returns the model and the lock that serialises its forward passes: every :class:`Embedder`
+    of the process (drift, toxicity) shares both. torch already uses every core for one batch,
+    so interleaving two callers' batches would only add contention.
+    """
     key = (str(path), backend)
     with _models_lock:
-        loaded = _models.get(key)
-        if loaded is not None:
-            return loaded
+        cached = _models.get(key)
+        if cached is not None:
+            return cached
         # Never reach for a hub: the weights are local, and a lookup would hang without network.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -93,10 +98,9 @@ def _load(path: Path, backend: str) -> Any:
             from llmsight.analyzers.embeddings_onnx import OnnxInt8Encoder
 
             loaded = OnnxInt8Encoder.load(path)
-        _models[key] = loaded
-        log.info("embeddings: loaded %s (%s) in %.0f ms", path.name or path, backend,
-                 (time.perf_counter() - started) * 1000)
-        return loaded
+        _models[key] = (loaded, threading.Lock())
+        log.info("embeddings: loaded %s (%s) in %.0f ms", path, backend, (time.perf_counter() - started) * 1000)
+        return _models[key]
 
 
 class Embedder:
@@ -115,7 +119,6 @@ class Embedder:
         self.batch_size = batch_size or config.resolve(config.EMBEDDING_BATCH_SIZE, strict=True)
         self.calls = 0
         self.texts_encoded = 0
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -124,18 +127,16 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        model = _load(self.model_path, self.backend)
+        model, _ = _load(self.model_path, self.backend)
         return int(model.get_sentence_embedding_dimension())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns an array of shape (len(texts), dimension), float32, unit rows."""
-        model = _load(self.model_path, self.backend)
+        model, lock = _load(self.model_path, self.backend)
         if len(texts) == 0:
             return np.zeros((0, int(model.get_sentence_embedding_dimension())), dtype=np.float32)
         started = time.perf_counter()
-        # One encode at a time per embedder: torch already uses every core, and interleaving
-        # two batches only adds contention.
-        with self._lock:
+        with lock:
             vectors = model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
                                    normalize_embeddings=True, show_progress_bar=False)
             self.calls += 1

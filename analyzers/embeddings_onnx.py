@@ -107,7 +107,7 @@ def export_int8(model_path: Path, target: Path) -> Path:
                           dynamo=False)
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
     fp32.unlink(missing_ok=True)
-    log.info("embeddings: exported %s to int8 ONNX in %.1f s", model_path.name, time.perf_counter() - started)
+    log.info("embeddings: exported %s to int8 ONNX in %s in %.1f s", model_path, target, time.perf_counter() - started)
     return int8
 
 
