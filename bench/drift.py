@@ -200,7 +200,7 @@ def main(
     windows = make_windows(intents, n, shares, trials, seed, novel_intents)
     results = run_trials(vectors, windows, chosen, shares)
     large = time_large(vectors, {k: v for k, v in chosen.items() if k != "mmd_permutation"}, large_n,
-                       large_reps, seed)
+                       large_reps, seed) if large_reps else {}
     figures: dict[str, Any] = {"n": n, "trials": trials, "alpha_llmsight": alpha, "backend": backend,
                                "permutations": permutations, "novel_intents": novel_intents, **embedding}
     for name, result in results.items():
