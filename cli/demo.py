@@ -77,7 +77,8 @@ def demo(
     stack = None
     app = None
     try:
-        stack = EmbeddedStack(store_url, sink_url, http_port=0,
+        # No health endpoints: the demo must not collide with a collector or analyzers already running.
+        stack = EmbeddedStack(store_url, sink_url, http_port=0, collector_http_port=0,
                               schedule=ScheduleSettings(window_s=WINDOW_S, lag_s=LAG_S, catchup=30, http_port=0),
                               analysis=AnalysisSettings(reference="baseline", sample=300, drift_min_n=20))
         started = time.perf_counter()
@@ -104,6 +105,8 @@ def demo(
             server.run(port=port, address="127.0.0.1")
         app.stop()
         app = None
+        if stack.error is not None:
+            raise stack.error
         from llmsight.analyzers.alerts import fired_alerts
 
         alerts = fired_alerts(stack.client)

@@ -8,6 +8,7 @@ Streamlit dashboard serves from the main thread.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ class EmbeddedStack:
     """The collector thread and the analyzers' scheduler around one store client (no dashboard)."""
 
     def __init__(self, store_url: str | None = None, sink_url: str | None = None, *, http_port: int | None = None,
-                 schedule: Any = None, analysis: Any = None) -> None:
+                 collector_http_port: int | None = None, schedule: Any = None, analysis: Any = None) -> None:
         from llmsight import config, store
         from llmsight.analyzers.scheduler import AnalyzerService, ScheduleSettings
 
@@ -34,7 +35,9 @@ class EmbeddedStack:
         if http_port is not None:
             schedule = ScheduleSettings(schedule.window_s, schedule.lag_s, schedule.catchup, http_port)
         self.service = AnalyzerService(self.client, schedule=schedule, analysis=analysis)
+        self.collector_http_port = config.resolve(config.COLLECTOR_HTTP_PORT, collector_http_port, strict=True)
         self._stop = threading.Event()
+        self.error: Exception | None = None
         self._collector_thread: threading.Thread | None = None
         self.collector: Any = None
 
@@ -45,16 +48,25 @@ class EmbeddedStack:
             started = time.perf_counter()
             self.service.analyzer.warm_up()
             log.info("up: embedding model and toxicity scorer loaded in %.1f s", time.perf_counter() - started)
-        self.collector = Collector(source_from_url(self.sink_url), self.client)
+        self.collector = Collector(source_from_url(self.sink_url), self.client, http_port=self.collector_http_port)
         self._collector_thread = threading.Thread(target=self._collect, name="llmsight-collector", daemon=True)
         self._collector_thread.start()
         self.service.start(blocking=False, weekly_export=weekly_export)
         log.info("up: collector reading %s, analyzers scheduled", _display(self.sink_url))
 
     def _collect(self) -> None:
+        from llmsight.errors import ConfigError
+
         while not self._stop.is_set():
             try:
                 self.collector.run(self._stop)
+            except ConfigError as exc:
+                # A setting that cannot work (a port in use, a bad source) will not fix itself:
+                # stop the whole process, as a service on its own would.
+                log.error("up: the collector cannot run: %s", exc)
+                self.error = exc
+                _thread.interrupt_main()
+                return
             except Exception:
                 log.exception("up: the collector stopped on an error; restarting it in 2 s")
                 self._stop.wait(2.0)
@@ -85,3 +97,5 @@ def up(
         server.run(port=port, address=address)
     finally:
         stack.stop()
+    if stack.error is not None:
+        raise stack.error
