@@ -116,6 +116,10 @@ def demo(
             typer.echo(json.dumps(report))
         else:
             _print_summary(report, switch_at)
+    except KeyboardInterrupt:
+        if stack is None or stack.error is None:
+            raise
+        raise stack.error from None
     finally:
         if app is not None:
             app.stop()

@@ -44,13 +44,15 @@ class EmbeddedStack:
     def start(self, *, warm_up: bool = True, weekly_export: bool = True) -> None:
         from llmsight.collector import Collector, source_from_url
 
+        # The collector first: it ingests while the models load, and a setting of its that cannot
+        # work stops the process before the slow part.
+        self.collector = Collector(source_from_url(self.sink_url), self.client, http_port=self.collector_http_port)
+        self._collector_thread = threading.Thread(target=self._collect, name="llmsight-collector", daemon=True)
+        self._collector_thread.start()
         if warm_up:
             started = time.perf_counter()
             self.service.analyzer.warm_up()
             log.info("up: embedding model and toxicity scorer loaded in %.1f s", time.perf_counter() - started)
-        self.collector = Collector(source_from_url(self.sink_url), self.client, http_port=self.collector_http_port)
-        self._collector_thread = threading.Thread(target=self._collect, name="llmsight-collector", daemon=True)
-        self._collector_thread.start()
         self.service.start(blocking=False, weekly_export=weekly_export)
         log.info("up: collector reading %s, analyzers scheduled", _display(self.sink_url))
 
@@ -91,10 +93,13 @@ def up(
     from llmsight.dashboard import server
 
     stack = EmbeddedStack()
-    stack.start()
-    typer.echo(f"llmsight up: dashboard on http://{address}:{port} (Ctrl-C stops everything)")
     try:
+        stack.start()
+        typer.echo(f"llmsight up: dashboard on http://{address}:{port} (Ctrl-C stops everything)")
         server.run(port=port, address=address)
+    except KeyboardInterrupt:
+        if stack.error is None:
+            raise
     finally:
         stack.stop()
     if stack.error is not None:
