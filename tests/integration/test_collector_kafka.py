@@ -143,3 +143,32 @@ def wait_for(condition: Any, what: str, timeout_s: float = 120) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def test_after_an_error_a_second_run_reads_the_uncommitted_batches_again(kafka_broker, store_client) -> None:
+    topic = kafka_broker.create_topic(partitions=2)
+    produce(kafka_broker.bootstrap, topic, events(6000, seed=4))
+    source = source_from_url(f"kafka://{kafka_broker.bootstrap}/{topic}", group_id=f"g-{topic}")
+    polls = {"n": 0}
+    real_poll = source.poll
+
+    def failing_poll(timeout_s: float, max_messages: int, max_bytes: int) -> Any:
+        polls["n"] += 1
+        if polls["n"] > 3 and collector._inflight is not None and len(collector._batch) > 0:
+            raise OSError("injected failure with a batch in flight and the next one half read")
+        return real_poll(timeout_s, min(max_messages, 500), max_bytes)
+
+    source.poll = failing_poll  # type: ignore[method-assign]
+    collector = Collector(source, store_client, http_port=0, batch_events=1000)
+    try:
+        collector.run_until_idle(timeout_s=60)
+        raise AssertionError("the injected failure should have escaped")
+    except OSError:
+        pass
+    assert 0 < stored(store_client)[0] < 6000
+    source.poll = real_poll  # type: ignore[method-assign]
+    collector.run_until_idle(timeout_s=90)
+    assert stored(store_client) == (6000, 6000)
+    # Committed to the end: a fresh member of the group finds nothing left.
+    again = source_from_url(f"kafka://{kafka_broker.bootstrap}/{topic}", group_id=f"g-{topic}")
+    assert Collector(again, store_client, http_port=0).run_until_idle(timeout_s=90).messages == 0
