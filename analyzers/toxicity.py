@@ -87,6 +87,16 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", value).strip(" :\"'")
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
+MAX_SENTENCES = 12
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a text worth scoring alone (two words or more; at most MAX_SENTENCES)."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text)]
+    return [p for p in parts if len(p.split()) >= 2][:MAX_SENTENCES]
+
+
 def in_holdout(text: str, percent: int = 15) -> bool:
     """Whether a (normalised) training text belongs to the held-out split, decided by its hash.
 
@@ -291,11 +301,13 @@ class ToxicityScorer:
     ``model``: None for the setting ``LLMSIGHT_TOXICITY_MODEL``, which by default is the shipped
     head; or a path (see the module docstring). ``threshold``: None for
     ``LLMSIGHT_TOXICITY_THRESHOLD``. ``embedder``: what embeds texts for the shipped head in
-    :meth:`score` (by default :class:`llmsight.analyzers.embeddings.Embedder`).
+    :meth:`score` and for sentences (by default :class:`llmsight.analyzers.embeddings.Embedder`).
+    ``sentences``: None for ``LLMSIGHT_TOXICITY_SENTENCES``; when on, a text scores at least as
+    high as its most toxic sentence, so one insult is not diluted by a polite paragraph around it.
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, threshold: float | None = None,
-                 embedder: Any = None) -> None:
+                 embedder: Any = None, sentences: bool | None = None) -> None:
         chosen = model if model is not None else config.resolve(config.TOXICITY_MODEL, strict=True)
         path = Path(chosen).expanduser().resolve() if chosen else HEAD_PATH
         if not path.exists():
@@ -303,9 +315,15 @@ class ToxicityScorer:
                               "Hugging Face folder, a Detoxify .ckpt or a .npz head, or leave it empty")
         self.path = path
         self.model = _load(path)
-        self.threshold = float(threshold if threshold is not None
-                               else config.resolve(config.TOXICITY_THRESHOLD, strict=True))
+        if threshold is None:
+            threshold = config.resolve(config.TOXICITY_THRESHOLD, strict=True)
+        if threshold is None:
+            # The shipped head carries the threshold chosen when it was trained (see its metadata).
+            threshold = self.model.metadata.get("threshold", 0.5) if isinstance(self.model, Head) else 0.5
+        self.threshold = float(threshold)
         self._embedder = embedder
+        self.sentences = bool(sentences if sentences is not None
+                              else config.resolve(config.TOXICITY_SENTENCES, strict=True))
 
     @property
     def uses_embeddings(self) -> bool:
@@ -327,13 +345,15 @@ class ToxicityScorer:
             return np.zeros(0)
         if not isinstance(self.model, Head):
             return self.model.score(texts)
-        embeddings = self.embedder.encode([normalize(t) for t in texts])
-        return self.model.predict(embeddings, texts)
+        return self.score_embeddings(self.embedder.encode([normalize(t) for t in texts]), texts)
 
     def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """Like :meth:`score`, reusing the texts' MiniLM embeddings (rows in the order of ``texts``).
 
-        A plugged-in model that does not read embeddings scores the texts themselves.
+        With ``sentences`` on, a text of several sentences also gets the score of its most toxic
+        sentence, which needs those sentences embedded (through ``embedder``: pass an
+        :class:`~llmsight.analyzers.embeddings.EmbeddingCache` so that repeated sentences are
+        embedded once). A plugged-in model that does not read embeddings scores the texts themselves.
         """
         texts = [str(t) for t in texts]
         if not isinstance(self.model, Head):
@@ -342,7 +362,26 @@ class ToxicityScorer:
             raise ValueError(f"{len(embeddings)} embeddings for {len(texts)} texts")
         if not texts:
             return np.zeros(0)
-        return self.model.predict(np.asarray(embeddings), texts)
+        whole = self.model.predict(np.asarray(embeddings), texts)
+        if not self.sentences:
+            return whole
+        return np.maximum(whole, self._worst_sentence(texts))
+
+    def _worst_sentence(self, texts: list[str]) -> np.ndarray:
+        """The highest sentence score of each text (0 for a text of one sentence)."""
+        owners: list[int] = []
+        pieces: list[str] = []
+        for i, text in enumerate(texts):
+            parts = split_sentences(normalize(text))
+            if len(parts) > 1:
+                owners.extend([i] * len(parts))
+                pieces.extend(parts)
+        worst = np.zeros(len(texts))
+        if pieces:
+            distinct = list(dict.fromkeys(pieces))
+            scores = dict(zip(distinct, self.model.predict(self.embedder.encode(distinct), distinct), strict=True))
+            np.maximum.at(worst, np.array(owners), np.array([scores[p] for p in pieces]))
+        return worst
 
     def is_toxic(self, probabilities: np.ndarray) -> np.ndarray:
         """Which probabilities count as toxic (at or above the threshold)."""

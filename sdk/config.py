@@ -339,6 +339,9 @@ TOXICITY_THRESHOLD = _define("LLMSIGHT_TOXICITY_THRESHOLD", None, _parse_fractio
                              "Probability at or above which a text counts as toxic in toxicity_rate_*; "
                              "empty means the model's own calibrated threshold (0.5 for a plugged-in model).",
                              "analyzers")
+TOXICITY_SENTENCES = _define("LLMSIGHT_TOXICITY_SENTENCES", True, _parse_bool,
+                             "Also score each sentence of a multi-sentence text and keep the worst (embeds the "
+                             "sentences; turn off for the fastest scoring).", "analyzers")
 ACCEPTANCE_ALPHA = _define("LLMSIGHT_ACCEPTANCE_ALPHA", 0.01, _parse_fraction,
                            "Significance level of the one-sided test for an acceptance regression.", "analyzers")
 ACCEPTANCE_MIN_EFFECT = _define("LLMSIGHT_ACCEPTANCE_MIN_EFFECT", 0.05, _parse_fraction,
