@@ -312,8 +312,16 @@ class ExportResult:
 
 def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
                 formats: str | Iterable[str] = FORMATS, sample_size: int | None = None,
-                progress: Progress | None = None, evidently: bool = False) -> ExportResult:
-    """Export one ISO week (default: the last complete one) to ``out_dir/<week>/``."""
+                progress: Progress | None = None, evidently: bool = False, topics_by_week: bool = True,
+                embedder: Any = None) -> ExportResult:
+    """Export one ISO week (default: the last complete one) to ``out_dir/<week>/``.
+
+    ``topics_by_week`` clusters a sample of this week's and last week's inputs with the embedding
+    model (``embedder``, default :class:`~llmsight.analyzers.embeddings.Embedder`) for the drift
+    summary; without it the summary gathers the drift windows' own explanations only.
+    ``evidently`` embeds Evidently's text drift report in the HTML: slower (tens of seconds), and
+    that one section is not byte-identical between runs (Evidently stamps its own ids).
+    """
     from llmsight.analyzers import export_summary
 
     started = time.monotonic()
@@ -339,7 +347,7 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
     steps = ["summary", "review sample", "report"]
     if progress:
         progress("summary", 0, len(steps))
-    summary = export_summary.summarize(client, week)
+    summary = export_summary.summarize(client, week, topics_by_week=topics_by_week, embedder=embedder)
     if progress:
         progress("summary", 1, len(steps))
     sample = review_sample(client, week, summary.toxic_scores, size)

@@ -221,22 +221,43 @@ def _acceptance(summary: Any) -> str:
             f'{interval_chart(bars, "Acceptance rate with 95% Wilson intervals")}{table}</section>')
 
 
-def _drift(summary: Any) -> str:
-    if not summary.topics:
-        return ('<section id="drift"><h2>Drift: topics that changed most</h2>'
-                f'{_empty("No drift explanations were recorded this week.")}</section>')
-    bars = [(f"{'+' if t['direction'] == 'grown' else '−'} {t['label']}", float(t["max_delta"]),
-             "#dc3912" if t["direction"] == "grown" else "#3366cc")
-            for t in summary.topics if t["metric"].endswith("input")][:12]
+def _topic_rows(topics: list[dict[str, Any]], weekly: bool) -> str:
+    def examples(t: dict[str, Any]) -> str:
+        return "<br>".join(f'<span class="ex">“{escape(x)}”</span>' for x in t["examples"])
+
+    if weekly:
+        rows = [[escape(t["direction"]), escape(t["label"]), _fmt("error_rate", t["share_prev"]),
+                 _fmt("error_rate", t["share_week"]), "–" if t["max_z"] is None else f"{t['max_z']:.1f}", examples(t)]
+                for t in topics]
+        return _table(["direction", "topic", "share last week", "share this week", "|z|", "examples"], rows, {2, 3, 4})
     rows = [[escape(t["metric"]), escape(t["direction"]), escape(t["label"]), str(t["windows"]),
              f"{t['mean_delta']:.3f}", f"{t['max_delta']:.3f}", "–" if t["max_z"] is None else f"{t['max_z']:.1f}",
-             "<br>".join(f'<span class="ex">“{escape(x)}”</span>' for x in t["examples"])] for t in summary.topics]
-    table = _table(["metric", "direction", "topic", "windows", "mean share change", "max share change", "max z",
-                    "examples"], rows, {3, 4, 5, 6})
-    return ('<section id="drift"><h2>Drift: topics that changed most</h2>'
-            '<p class="sub">Clusters of meaning whose share of traffic grew or shrank against the reference, '
-            'gathered over the week\'s drift windows.</p>'
-            f'{bar_chart(bars, "Largest change in share of input traffic")}{table}</section>')
+             examples(t)] for t in topics]
+    return _table(["metric", "direction", "topic", "windows", "mean share change", "max share change", "max |z|",
+                   "examples"], rows, {3, 4, 5, 6})
+
+
+def _drift(summary: Any) -> str:
+    weekly = [t for t in summary.topics if t["scope"] == "week"]
+    windows = [t for t in summary.topics if t["scope"] == "windows"]
+    if not weekly and not windows:
+        return ('<section id="drift"><h2>Drift: topics that changed most</h2>'
+                f'{_empty("No drift explanations were recorded this week.")}</section>')
+    chosen = weekly or [t for t in windows if t["metric"].endswith("input")]
+    bars = [(f"{'+' if t['direction'] == 'grown' else '−'} {t['label']}", float(t["max_delta"]),
+             "#dc3912" if t["direction"] == "grown" else "#3366cc") for t in chosen][:12]
+    parts = ['<section id="drift"><h2>Drift: topics that changed most</h2>',
+             bar_chart(bars, "Largest change in share of input traffic")]
+    if weekly:
+        parts.append('<h3>This week against last week</h3><p class="sub">Clusters of meaning over a sample of '
+                     'both weeks\' inputs, all segments together: the share of each week that falls in the '
+                     'cluster, and the texts nearest its centre.</p>' + _topic_rows(weekly, True))
+    if windows:
+        parts.append('<h3>Within the week\'s drift windows</h3><p class="sub">What the analyzers found each '
+                     'time a window was compared with its reference, gathered by topic.</p>'
+                     + _topic_rows(windows, False))
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _toxicity(summary: Any) -> str:

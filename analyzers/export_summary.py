@@ -42,8 +42,9 @@ ACCEPTANCE_COLUMNS = [*SEGMENT_KEYS, "week", "judged", "accepted", "acceptance_r
 ALERT_COLUMNS = ["alert_id", "rule", "metric", "severity", *SEGMENT_KEYS, "fired_at", "resolved_at",
                  "minutes_to_resolve", "acked_by", "value", "threshold"]
 TOXIC_COLUMNS = ["trace_id", "ts", *SEGMENT_KEYS, "toxicity_score", "input", "output"]
-TOPIC_COLUMNS = ["metric", "direction", "label", "windows", "mean_delta", "max_delta", "max_z", "segments",
-                 "examples"]
+TOPIC_COLUMNS = ["scope", "metric", "direction", "label", "windows", "share_prev", "share_week", "mean_delta",
+                 "max_delta", "max_z", "segments", "examples"]
+WEEKLY_TOPIC_SAMPLE = 400  # inputs per week clustered for the week-against-week topics
 DAILY_COLUMNS = ["day", *SEGMENT_KEYS, "volume", "judged", "accepted"]
 
 
@@ -217,7 +218,8 @@ def _topics(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
     for group in groups.values():
         deltas = group.pop("deltas")
         group.pop("best")
-        out.append({**group, "mean_delta": _r(sum(deltas) / len(deltas)), "max_delta": _r(max(deltas)),
+        out.append({**group, "scope": "windows", "share_prev": None, "share_week": None,
+                    "mean_delta": _r(sum(deltas) / len(deltas)), "max_delta": _r(max(deltas)),
                     "max_z": _r(group["max_z"], 2), "segments": sorted(group["segments"]),
                     "weight": sum(deltas)})
     ranked = []
@@ -229,6 +231,55 @@ def _topics(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
     for group in ranked:
         group.pop("weight")
     return ranked
+
+
+def _input_sample(client: Any, week: IsoWeek, size: int) -> list[str]:
+    """A repeatable sample of the week's inputs (ordered by a hash of the event id)."""
+    return [row[0] for row in client.query(
+        f"SELECT input FROM events FINAL WHERE {_between('ts')} AND input != '' "
+        f"ORDER BY cityHash64(toString(event_id)), event_id LIMIT {int(size)}",
+        parameters=_params(week)).result_rows]
+
+
+def weekly_topics(client: Any, week: IsoWeek, size: int | None = None,
+                  embedder: Any = None) -> list[dict[str, Any]]:
+    """The topics of user inputs that grew or shrank most from last week to this week, all segments pooled.
+
+    Embeds a sample of each week's inputs through the store's embedding cache (vectors the
+    scheduler already made are reused, new ones are stored, so a rerun reads the same vectors)
+    and clusters them with :func:`llmsight.analyzers.topics.explain_drift`. Returns nothing, with a
+    warning, when either week has fewer than 20 inputs or no embedding model can be loaded.
+    """
+    size = size or WEEKLY_TOPIC_SAMPLE
+    reference, current = _input_sample(client, week.previous(), size), _input_sample(client, week, size)
+    if len(reference) < 20 or len(current) < 20:
+        log.info("export: too few inputs for week-against-week topics (%d and %d)", len(reference), len(current))
+        return []
+    try:
+        from llmsight.analyzers import topics
+        from llmsight.analyzers.embeddings import Embedder, EmbeddingCache
+
+        cache = EmbeddingCache(client, embedder or Embedder())
+        result = topics.explain_drift(cache.encode(reference), cache.encode(current), reference, current,
+                                      top=TOP_TOPICS, seed=0)
+    except Exception:  # the weekly topics are a help; the rest of the report does not depend on them
+        log.warning("export: week-against-week topics failed", exc_info=True)
+        return []
+    rows = []
+    for direction in ("grown", "shrunk"):
+        # Most significant first: a small cluster that appeared from nothing (a new topic) beats a big
+        # mixed cluster that moved a little, which is what sorting by the change in share would favour.
+        entries = sorted(result.get(direction, []), key=lambda e: (-abs(e.get("z") or 0.0), e["label"]))
+        for entry in entries:
+            z = entry.get("z")
+            rows.append({
+                "scope": "week", "metric": names.DRIFT_INPUT, "direction": direction, "label": entry["label"],
+                "windows": None, "share_prev": _r(entry["share_ref"]), "share_week": _r(entry["share_cur"]),
+                "mean_delta": _r(abs(entry["delta"])), "max_delta": _r(abs(entry["delta"])),
+                "max_z": None if z is None else _r(abs(z), 2), "segments": ["all"],
+                "examples": [str(x)[:200] for x in entry.get("examples", [])],
+            })
+    return rows
 
 
 def _toxic(client: Any, week: IsoWeek) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -311,8 +362,10 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def summarize(client: Any, week: IsoWeek) -> WeeklySummary:
-    """Every figure of the report for ``week``, compared with the week before."""
+def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedder: Any = None) -> WeeklySummary:
+    """Every figure of the report for ``week``, compared with the week before.
+
+    ``topics_by_week`` adds the week-against-week topics (it needs the embedding model)."""
     previous = week.previous()
     this, prev = _week_figures(client, week), _week_figures(client, previous)
     summary = WeeklySummary(week)
@@ -332,7 +385,7 @@ def summarize(client: Any, week: IsoWeek) -> WeeklySummary:
                     "ci_low": figures[key]["acceptance_ci_low"], "ci_high": figures[key]["acceptance_ci_high"],
                 })
     summary.daily = _daily(client, week)
-    summary.topics = _topics(client, week)
+    summary.topics = (weekly_topics(client, week, embedder=embedder) if topics_by_week else []) + _topics(client, week)
     summary.toxic, summary.toxic_scores = _toxic(client, week)
     summary.alerts = _alerts(client, week)
     calls = sum(v.get("volume", 0) for v in this.values())

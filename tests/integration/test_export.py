@@ -150,7 +150,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def test_export_writes_every_file_with_the_weeks_rows(seeded, tmp_path):
     client, truth = seeded
-    result = export_week(client, WEEK, tmp_path, sample_size=40)
+    result = export_week(client, WEEK, tmp_path, sample_size=40, topics_by_week=False)
     folder = tmp_path / WEEK.label
     assert result.directory == folder
     expected = {"events.parquet", "feedback.parquet", "metrics.parquet", "alerts.parquet", "review_sample.csv",
@@ -189,7 +189,15 @@ def test_export_writes_every_file_with_the_weeks_rows(seeded, tmp_path):
     assert result.rows["review_sample"] == len(sample)
 
 
-def test_summary_tables_compare_the_week_with_the_one_before(seeded, tmp_path):
+@pytest.fixture
+def small_topic_sample(monkeypatch):
+    """Fewer inputs per week for the week-against-week topics: MiniLM on a shared CPU is slow."""
+    from llmsight.analyzers import export_summary
+
+    monkeypatch.setattr(export_summary, "WEEKLY_TOPIC_SAMPLE", 200)
+
+
+def test_summary_tables_compare_the_week_with_the_one_before(seeded, tmp_path, small_topic_sample):
     client, truth = seeded
     export_week(client, WEEK, tmp_path, formats="csv", sample_size=10)
     folder = tmp_path / WEEK.label
@@ -215,26 +223,39 @@ def test_summary_tables_compare_the_week_with_the_one_before(seeded, tmp_path):
         ("a1", "critical", "95.0", "oncall@example.com"), ("a2", "warning", "", "")]
 
     topics = _read_csv(folder / "drift_topics.csv")
-    grown = [t for t in topics if t["direction"] == "grown"]
+    grown = [t for t in topics if t["direction"] == "grown" and t["scope"] == "windows"]
     assert grown[0]["label"] == "bitcoin buy crypto" and "How do I buy bitcoin?" in grown[0]["examples"]
+    # Week against week, from the real MiniLM: v2's new topics (crypto, mortgages, fraud, loans,
+    # investing, savings) are what grew most, and nothing new shrank.
+    weekly = [t for t in topics if t["scope"] == "week"]
+    new_words = ("crypto", "bitcoin", "btc", "eth", "solana", "coin", "mortgage", "remortgage", "scam", "fraud",
+                 "phishing", "loan", "borrow", "overdraft", "invest", "stock", "etf", "portfolio", "saving", "isa")
+
+    def is_new(topic: dict) -> bool:
+        return any(word.startswith(new_words) for word in topic["label"].split())
+
+    top_grown = next(t for t in weekly if t["direction"] == "grown")
+    assert is_new(top_grown), top_grown
+    assert float(top_grown["share_week"]) > float(top_grown["share_prev"]) + 0.03
+    assert not any(is_new(t) for t in weekly if t["direction"] == "shrunk")
     toxic = _read_csv(folder / "toxic_outputs.csv")
     assert {t["trace_id"] for t in toxic} == truth["toxic"]
 
 
-def test_rerunning_a_week_gives_the_same_bytes(seeded, tmp_path):
+def test_rerunning_a_week_gives_the_same_bytes(seeded, tmp_path, small_topic_sample):
     client, _ = seeded
     first = export_week(client, WEEK, tmp_path / "a", sample_size=25)
     second = export_week(client, WEEK, tmp_path / "b", sample_size=25)
     assert sorted(first.files) == sorted(second.files)
     for name in first.files:
         assert first.files[name].read_bytes() == second.files[name].read_bytes(), name
-    other_size = export_week(client, WEEK, tmp_path / "c", formats="csv", sample_size=26)
+    other_size = export_week(client, WEEK, tmp_path / "c", formats="csv", sample_size=26, topics_by_week=False)
     assert other_size.files["review_sample.csv"].read_bytes() != first.files["review_sample.csv"].read_bytes()
 
 
 def test_report_html_is_self_contained_with_every_section(seeded, tmp_path):
     client, truth = seeded
-    export_week(client, WEEK, tmp_path, formats="html", sample_size=20)
+    export_week(client, WEEK, tmp_path, formats="html", sample_size=20, topics_by_week=False)
     html = (tmp_path / WEEK.label / "report.html").read_text(encoding="utf-8")
     for section in ("overview", "segments", "volume", "acceptance", "drift", "toxicity", "alerts", "review"):
         assert f'<section id="{section}">' in html, section
@@ -309,7 +330,7 @@ def test_weekly_job_is_scheduled_for_monday_morning_and_exports_the_last_week(st
 
 def test_evidently_text_drift_report_is_embedded_when_asked(seeded, tmp_path):
     client, _ = seeded
-    export_week(client, WEEK, tmp_path, formats="html", sample_size=5, evidently=True)
+    export_week(client, WEEK, tmp_path, formats="html", sample_size=5, evidently=True, topics_by_week=False)
     html = (tmp_path / WEEK.label / "report.html").read_text(encoding="utf-8")
     assert '<section id="evidently">' in html
     start = html.index('<iframe title="Evidently drift report" srcdoc="')
