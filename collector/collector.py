@@ -8,9 +8,12 @@ At least once, exactly once in the tables:
   ``insert_deduplication_token`` named after the source range, and only then is the source
   position committed; a batch replayed after a crash carries the same token and is dropped by
   ClickHouse, and ``ReplacingMergeTree`` folds any other copy by ``event_id``;
+* a writer thread inserts batch N while batch N+1 is read and validated (chdb and the server
+  work without the GIL); commits stay in source order, always from the collector's thread;
 * while ClickHouse is down the batch is retried with exponential backoff; nothing is committed
-  and nothing more is read, so memory stays at one batch;
-* ``stop_event`` (SIGTERM in the CLI) finishes the batch in hand, commits it and returns.
+  and nothing more is read, so memory stays at two batches at most;
+* ``stop_event`` (SIGTERM in the CLI) finishes the batch in hand, commits it and returns;
+* if an error escapes, whatever is not committed is forgotten, so ``run()`` may be called again.
 
 ``Collector(source, client).run(stop_event)`` is what ``llmsight up`` runs in a thread.
 """
