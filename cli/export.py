@@ -16,6 +16,8 @@ def export(
                                          "default LLMSIGHT_EXPORT_SAMPLE_SIZE (200)."),
     evidently: bool = typer.Option(False, "--evidently", help="Add Evidently's text drift report to the HTML "
                                                              "(slower)."),
+    topics: bool = typer.Option(True, "--topics/--no-topics", help="Cluster this week's and last week's inputs "
+                                                                   "with the embedding model for the drift summary."),
     url: str = typer.Option(None, "--url", help="Store URL; default LLMSIGHT_CLICKHOUSE_URL."),
     database: str = typer.Option(None, "--database", help="Database name; default from the URL."),
     as_json: bool = typer.Option(False, "--json", help="Print the files and row counts as one JSON line."),
@@ -40,7 +42,7 @@ def export(
             bar.update(tasks[step], completed=done)
 
         result = export_week(client, chosen_week, out_dir, formats=chosen_formats, sample_size=sample_size,
-                             progress=progress, evidently=evidently)
+                             progress=progress, evidently=evidently, topics_by_week=topics)
     if as_json:
         typer.echo(json.dumps({"week": result.week.label, "directory": str(result.directory),
                                "files": sorted(result.files), "rows": result.rows,
