@@ -1,0 +1,63 @@
+"""The shipped toxicity heads on text they were not trained on, with the real MiniLM.
+
+* The shipped head (trained on both sources) on each source's held-out 15% (``in_holdout``,
+  never trained on): all 1,612 Stormfront sentences, and a fixed sample of 600 Davidson tweets.
+* The one-source heads, written by the same ``scripts/train-toxicity`` run, on the *other*
+  source: the generalisation to hate the head never saw. Stormfront's hate is mostly implicit
+  (few slurs); Davidson's is mostly explicit profanity.
+
+The floors are the figures measured on these very texts (analyzers/data/TOXICITY.md) less 0.01
+for float noise across machines, and 0.02 on the Davidson sample; a worse recipe, head or
+normalisation drops below them. Scoring is whole-text here (``sentences=False``): the sentence
+pass changes these AUCs by under 0.002 and is covered by the unit tests.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from llmsight.analyzers.toxicity import HEAD_PATH, ToxicityScorer, in_holdout, normalize
+
+DAVIDSON_SAMPLE = 600
+
+
+@pytest.fixture(scope="module")
+def held_out(shared_data):
+    """For each source: held-out texts, labels and their MiniLM embeddings."""
+    from llmsight.analyzers.embeddings import Embedder
+
+    embedder = Embedder(backend="torch")
+    out = {}
+    for name in ("davidson", "stormfront"):
+        frame = pd.read_csv(shared_data / "toxicity" / f"{name}.csv")
+        frame["clean"] = [normalize(t) for t in frame["text"].astype(str)]
+        frame = frame[[in_holdout(t) for t in frame["clean"]]]
+        if name == "davidson":
+            frame = frame.sample(n=DAVIDSON_SAMPLE, random_state=7)
+        out[name] = (frame["text"].astype(str).tolist(), frame["label"].to_numpy(),
+                     embedder.encode(frame["clean"].tolist()))
+    assert len(out["stormfront"][0]) == 1612
+    return out
+
+
+def _score(head: str, held_out, source: str) -> tuple[float, float, np.ndarray, ToxicityScorer]:
+    texts, labels, vectors = held_out[source]
+    scorer = ToxicityScorer(model=str(HEAD_PATH.with_name(head)), sentences=False)
+    scores = scorer.score_embeddings(vectors, texts)
+    return roc_auc_score(labels, scores), float(scorer.is_toxic(scores[labels == 0]).mean()), labels, scorer
+
+
+@pytest.mark.parametrize("source, auc_floor, max_fpr", [("davidson", 0.95, 0.2), ("stormfront", 0.82, 0.17)])
+def test_shipped_head_on_held_out_texts(held_out, source, auc_floor, max_fpr):
+    auc, fpr, _, scorer = _score("toxicity_head.npz", held_out, source)
+    assert scorer.threshold == 0.5
+    assert auc >= auc_floor
+    assert fpr <= max_fpr
+
+
+@pytest.mark.parametrize("trained_on, scored_on, floor", [("davidson", "stormfront", 0.76),
+                                                          ("stormfront", "davidson", 0.94)])
+def test_one_source_head_generalises_to_the_other_source(held_out, trained_on, scored_on, floor):
+    auc, _, _, _ = _score(f"toxicity_head_{trained_on}_only.npz", held_out, scored_on)
+    assert auc >= floor
