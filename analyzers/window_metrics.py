@@ -106,7 +106,8 @@ class WindowAnalyzer:
         if self._toxicity is None:
             from llmsight.analyzers.toxicity import ToxicityScorer
 
-            self._toxicity = ToxicityScorer()
+            # Through the cache, so the sentences the scorer embeds on its own are embedded once.
+            self._toxicity = ToxicityScorer(embedder=self.embeddings)
         return self._toxicity
 
     def warm_up(self) -> None:
@@ -184,7 +185,8 @@ class WindowAnalyzer:
                 continue
             probabilities = np.asarray(self.toxicity.score_embeddings(self.embeddings.encode(texts), texts))
             threshold = float(getattr(self.toxicity, "threshold", 0.5))
-            toxic = probabilities >= threshold
+            toxic = np.asarray(self.toxicity.is_toxic(probabilities)) if hasattr(self.toxicity, "is_toxic") \
+                else probabilities >= threshold
             order = np.argsort(-probabilities, kind="stable")[:_EXAMPLES]
             examples = [{"trace_id": calls.sample_trace_ids[i], "text": texts[i][:500],
                          "score": round(float(probabilities[i]), 4)} for i in order if toxic[i]]
