@@ -121,7 +121,7 @@ def embedding_drift(reference: np.ndarray, current: np.ndarray, method: str = "a
     # The BLAS calls here are small (a 384 x 384 eigendecomposition, thin products). OpenBLAS
     # threads spin while they wait, and on a busy 2-core host that made them 5-10x slower than
     # one thread (measured); the one big product runs in torch, which keeps its own threads.
-    with _one_blas_thread():
+    with one_blas_thread():
         if method == "knn":
             observed, null, extra = _knn_test(reference, current, k or choose_k(n_ref + n_cur), permutations,
                                               rng, dims)
@@ -135,7 +135,7 @@ def embedding_drift(reference: np.ndarray, current: np.ndarray, method: str = "a
     return DriftResult(round(float(observed), 6), round(threshold, 6), p_value < alpha, p_value, method, details)
 
 
-def _one_blas_thread() -> Any:
+def one_blas_thread() -> Any:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
@@ -194,7 +194,7 @@ def nearest_neighbours(pooled: np.ndarray, k: int, chunk: int = 1024) -> np.ndar
     return neighbours
 
 
-def _tail_cut(k: int, share: float) -> int:
+def tail_cut(k: int, share: float) -> int:
     """Smallest same-window count whose binomial tail probability is at most TAIL_PROBABILITY.
 
     With a small k even a fully same-window neighbourhood may be likelier than that (k = 5 at
@@ -225,8 +225,8 @@ def _knn_test(reference: np.ndarray, current: np.ndarray, k: int, permutations: 
     current_neighbours = np.asarray(adjacency @ labels)  # (n, P+1): how many neighbours are current
     is_cur = labels > 0.5
     same = np.where(is_cur, current_neighbours, k - current_neighbours)
-    cut_cur = _tail_cut(k, (n_cur - 1) / (n - 1))
-    cut_ref = _tail_cut(k, (n_ref - 1) / (n - 1))
+    cut_cur = tail_cut(k, (n_cur - 1) / (n - 1))
+    cut_ref = tail_cut(k, (n_ref - 1) / (n - 1))
     stats = np.stack([
         (same * is_cur).sum(axis=0) / (n_cur * k),            # homophily of the current window
         (same * ~is_cur).sum(axis=0) / (n_ref * k),           # homophily of the reference

@@ -31,6 +31,7 @@ def test_explanation_names_the_new_topic_and_the_shrunk_one() -> None:
     explanation = explain_drift(reference, current, reference_texts, current_texts, n_clusters=3, seed=0)
 
     grown = explanation["grown"][0]
+    assert grown["kind"] == "new"  # found as a region of the neighbour graph, listed first
     assert grown["share_ref"] == 0.0
     assert grown["share_cur"] == 0.2
     assert grown["n_cur"] == 24 and grown["n_ref"] == 0
@@ -47,6 +48,16 @@ def test_explanation_names_the_new_topic_and_the_shrunk_one() -> None:
     assert [entry["delta"] for entry in explanation["grown"]] == sorted(
         (entry["delta"] for entry in explanation["grown"]), reverse=True)
     assert json.loads(json.dumps(explanation)) == explanation
+
+
+def test_calm_window_has_no_new_or_vanished_region() -> None:
+    rng = np.random.default_rng(3)
+    reference, reference_texts = _window(rng, {"card": 50, "transfer": 50, "refund": 50})
+    current, current_texts = _window(rng, {"card": 50, "transfer": 50, "refund": 50})
+    explanation = explain_drift(reference, current, reference_texts, current_texts, seed=0)
+    kinds = {entry["kind"] for entry in explanation["grown"] + explanation["shrunk"]}
+    assert kinds <= {"cluster"}
+    assert all(abs(entry["z"]) < 3 for entry in explanation["grown"] + explanation["shrunk"])
 
 
 def test_same_seed_same_explanation() -> None:
