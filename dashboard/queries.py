@@ -212,13 +212,15 @@ def sample_texts(client: Any, f: Filters, column: str, limit: int) -> pd.DataFra
     where, params = _events_where(f)
     params["limit"] = limit
     # The count in the range sets the sampling modulus, so only the sampled rows' text is read.
+    # The sample keys on a hash of the call's time, already read for the time range (hashing the
+    # event id would read another column); it is stable across reruns.
     count_sql = "SELECT count() FROM events PREWHERE " + where
     total = int(client.query(count_sql, parameters=params).result_rows[0][0])
     params["modulus"] = max(1, total // max(1, limit))
     sql = (
         f"SELECT event_id, trace_id, ts, service, model, prompt_version, {column} AS text "
         "FROM events PREWHERE " + where +
-        " AND cityHash64(event_id) % {modulus:UInt64} = 0 WHERE " + column +
+        " AND intHash64(toUnixTimestamp64Milli(ts)) % {modulus:UInt64} = 0 WHERE " + column +
         " != '' LIMIT {limit:UInt32}"
     )
     return _df(client, sql, params)
@@ -307,25 +309,31 @@ def trace_feedback(client: Any, trace_id: str) -> pd.DataFrame:
 
 
 def worst_rated(client: Any, f: Filters, limit: int = 20) -> pd.DataFrame:
-    """Rejected or lowest-scored calls in the range, with their prompt and output."""
-    where, params = _events_where(f)
-    params["limit"] = limit
-    sql = (
-        "SELECT fb.ts AS feedback_ts, fb.trace_id AS trace_id, fb.accepted AS accepted, fb.score AS score, "
-        "fb.comment AS comment, e.call_model AS model, e.call_version AS prompt_version, e.call_input AS input, "
-        "e.call_output AS output FROM (SELECT ts, trace_id, accepted, score, comment FROM feedback "
+    """Rejected or lowest-scored calls in the range, with their prompt and output.
+
+    Two steps: the worst feedback rows first, then their calls by trace id with a constant list,
+    which the ``trace_id`` bloom-filter index (migration 0003) turns into a read of a few granules.
+    """
+    span = {"start": f.start, "end": f.end}
+    # More candidates than shown: the segment filters apply to the calls and may drop some.
+    candidates = limit * 10 if (f.services or f.models or f.prompt_versions or f.environments or f.names) else limit
+    worst = _df(client, (
+        "SELECT ts AS feedback_ts, trace_id, accepted, score, comment FROM feedback "
         "PREWHERE ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')} "
-        "WHERE accepted = 0 OR score IS NOT NULL) AS fb "
-        # The aliases differ from the column names: the segment filters inside refer to the columns.
-        "INNER JOIN (SELECT trace_id, any(model) AS call_model, any(prompt_version) AS call_version, "
-        "any(input) AS call_input, any(output) AS call_output FROM events PREWHERE " + where +
-        " AND trace_id IN (SELECT trace_id FROM feedback PREWHERE ts >= {start:DateTime64(3, 'UTC')} "
-        "AND ts < {end:DateTime64(3, 'UTC')} WHERE accepted = 0 OR score IS NOT NULL "
-        "ORDER BY ifNull(score, 0), ifNull(accepted, 1) LIMIT 2000) GROUP BY trace_id) AS e "
-        "ON fb.trace_id = e.trace_id "
-        "ORDER BY ifNull(fb.score, 0), ifNull(fb.accepted, 1), fb.ts DESC LIMIT {limit:UInt32}"
-    )
-    return _df(client, sql, params)
+        "WHERE accepted = 0 OR score IS NOT NULL "
+        "ORDER BY ifNull(score, 0), ifNull(accepted, 1), ts DESC LIMIT 1 BY trace_id LIMIT {candidates:UInt32}"
+    ), {**span, "candidates": candidates})
+    where, params = _events_where(replace(f, start=f.start - dt.timedelta(days=1)))
+    params["traces"] = worst["trace_id"].tolist()
+    calls = _df(client, (
+        # The aliases differ from the column names: the segment filters refer to the columns.
+        "SELECT trace_id, any(model) AS call_model, any(prompt_version) AS call_version, any(input) AS call_input, "
+        "any(output) AS call_output FROM events PREWHERE trace_id IN {traces:Array(String)} AND " + where +
+        " GROUP BY trace_id"
+    ), params)
+    calls = calls.rename(columns={"call_model": "model", "call_version": "prompt_version", "call_input": "input",
+                                  "call_output": "output"})
+    return worst.merge(calls, on="trace_id", how="inner").head(limit).reset_index(drop=True)
 
 
 # -- Alerts ----------------------------------------------------------------------------------------
