@@ -85,13 +85,13 @@ def test_one_window_on_chdb_with_the_real_analyzers(store_client, analyzer_parts
     window_start = floor_time(datetime.now(timezone.utc) - timedelta(hours=1), 60)
     window = Window(window_start, window_start + timedelta(seconds=60))
     baseline_start = window_start - timedelta(minutes=10)
-    base_ev, base_fb, _ = _calls(baseline_start, 600, "v1", 400, seed=1)
-    v1_ev, v1_fb, v1 = _calls(window_start, 60, "v1", 120, seed=2)
-    v2_ev, v2_fb, v2 = _calls(window_start, 60, "v2", 120, seed=3)
+    base_ev, base_fb, _ = _calls(baseline_start, 600, "v1", 240, seed=1)
+    v1_ev, v1_fb, v1 = _calls(window_start, 60, "v1", 100, seed=2)
+    v2_ev, v2_fb, v2 = _calls(window_start, 60, "v2", 100, seed=3)
     store_client.insert("events", base_ev + v1_ev + v2_ev, column_names=EVENT_COLUMNS)
     store_client.insert("feedback", base_fb + v1_fb + v2_fb, column_names=FEEDBACK_COLUMNS)
 
-    settings = AnalysisSettings(reference="baseline", baseline=(baseline_start, window_start), sample=300,
+    settings = AnalysisSettings(reference="baseline", baseline=(baseline_start, window_start), sample=200,
                                 drift_min_n=20)
     analyzer = WindowAnalyzer(store_client, settings, embeddings=EmbeddingCache(store_client, embedder),
                               toxicity=scorer)
@@ -101,8 +101,8 @@ def test_one_window_on_chdb_with_the_real_analyzers(store_client, analyzer_parts
     rows = {(r["prompt_version"], r["metric"]): r for r in read_metrics(store_client, window)}
 
     for version, truth in (("v1", v1), ("v2", v2)):
-        assert rows[(version, names.VOLUME)]["value"] == 120
-        assert rows[(version, names.ERROR_RATE)]["value"] == pytest.approx(truth["errors"] / 120)
+        assert rows[(version, names.VOLUME)]["value"] == 100
+        assert rows[(version, names.ERROR_RATE)]["value"] == pytest.approx(truth["errors"] / 100)
         acc = rows[(version, names.ACCEPTANCE)]
         assert (acc["value"], acc["n"]) == (pytest.approx(truth["accepted"] / truth["judged"]), truth["judged"])
         # The baseline of both versions is the v1 baseline stretch (v2 has none of its own).
