@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from llmsight.analyzers import names
+from llmsight.analyzers.acceptance import wilson_interval
 
 # How each overview metric combines across segments and buckets: "count" sums n, "sum" sums
 # values, "rate" is sum(value * n) / sum(n).
@@ -117,15 +118,14 @@ def kpis_from_events(current: pd.DataFrame, baseline: pd.DataFrame) -> list[Kpi]
     return [Kpi(m, LABELS[m], now[m], before[m], sparks.get(m, [])) for m in now]
 
 
-def wilson(accepted: float, n: float, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95 % by default); (0, 1) when n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = accepted / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+def _with_rate_and_interval(grouped: pd.DataFrame) -> pd.DataFrame:
+    """Add the acceptance rate and its Wilson interval (the analyzers' own) to summed (accepted, n) rows."""
+    grouped["accepted"] = grouped["accepted"].round()
+    grouped["rate"] = grouped["accepted"] / grouped["n"].where(grouped["n"] > 0)
+    bounds = [wilson_interval(int(a), int(n)) for a, n in zip(grouped["accepted"], grouped["n"], strict=True)]
+    grouped["low"] = [b[0] for b in bounds]
+    grouped["high"] = [b[1] for b in bounds]
+    return grouped
 
 
 def acceptance_table(rows: pd.DataFrame) -> pd.DataFrame:
@@ -133,12 +133,8 @@ def acceptance_table(rows: pd.DataFrame) -> pd.DataFrame:
     columns = ["bucket", "model", "prompt_version", "series", "n", "accepted", "rate", "low", "high"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    grouped = rows.groupby(["bucket", "model", "prompt_version"], as_index=False)[["accepted", "n"]].sum()
-    grouped["accepted"] = grouped["accepted"].round()
-    grouped["rate"] = grouped["accepted"] / grouped["n"].where(grouped["n"] > 0)
-    bounds = [wilson(a, n) for a, n in zip(grouped["accepted"], grouped["n"], strict=False)]
-    grouped["low"] = [b[0] for b in bounds]
-    grouped["high"] = [b[1] for b in bounds]
+    grouped = _with_rate_and_interval(
+        rows.groupby(["bucket", "model", "prompt_version"], as_index=False)[["accepted", "n"]].sum())
     grouped["series"] = grouped["model"] + " · " + grouped["prompt_version"]
     return grouped[columns]
 
@@ -148,12 +144,8 @@ def acceptance_totals(rows: pd.DataFrame) -> pd.DataFrame:
     columns = ["model", "prompt_version", "n", "accepted", "rate", "low", "high"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    grouped = rows.groupby(["model", "prompt_version"], as_index=False)[["accepted", "n"]].sum()
-    grouped["accepted"] = grouped["accepted"].round()
-    grouped["rate"] = grouped["accepted"] / grouped["n"].where(grouped["n"] > 0)
-    bounds = [wilson(a, n) for a, n in zip(grouped["accepted"], grouped["n"], strict=False)]
-    grouped["low"] = [b[0] for b in bounds]
-    grouped["high"] = [b[1] for b in bounds]
+    grouped = _with_rate_and_interval(
+        rows.groupby(["model", "prompt_version"], as_index=False)[["accepted", "n"]].sum())
     return grouped[columns].sort_values(["model", "prompt_version"], ignore_index=True)
 
 

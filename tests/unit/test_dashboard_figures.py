@@ -45,12 +45,14 @@ def test_kpis_split_the_current_period_from_the_baseline():
     assert by_metric["cost_usd"].value is None and by_metric["cost_usd"].change is None
 
 
-def test_wilson_interval_matches_the_textbook_values():
-    low, high = figures.wilson(40, 50)
-    assert (round(low, 4), round(high, 4)) == (0.6696, 0.8876)
-    assert figures.wilson(0, 10)[0] == 0.0
-    assert figures.wilson(10, 10)[1] == 1.0
-    assert figures.wilson(0, 0) == (0.0, 1.0)
+def test_acceptance_totals_sum_segments_and_draw_the_wilson_interval():
+    rows = pd.DataFrame({"model": ["m", "m", "n"], "prompt_version": ["v1", "v1", "v1"],
+                         "accepted": [30.0, 10.0, 0.0], "n": [40, 10, 0]})
+    totals = figures.acceptance_totals(rows)
+    m, n = totals.iloc[0], totals.iloc[1]
+    assert (m["accepted"], m["n"], m["rate"]) == (40, 50, 0.8)
+    assert (round(m["low"], 4), round(m["high"], 4)) == (0.6696, 0.8876)
+    assert (n["low"], n["high"]) == (0.0, 1.0) and pd.isna(n["rate"])
 
 
 def test_drift_flag_uses_the_threshold_then_the_p_value():
