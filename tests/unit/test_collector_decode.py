@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Optional
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,13 @@ def test_the_structs_mirror_the_schema_field_tables() -> None:
         assert set(struct.__struct_fields__) == set(fields) | {"schema_version"}
         required = set(struct.__struct_fields__[: len(struct.__struct_fields__) - len(struct.__struct_defaults__)])
         assert required == {name for name, (_types, req) in fields.items() if req} | {"schema_version"}
+    # How the schema's accepted types become msgspec types (each a bug the fast path could hide).
+    types = {f.name: f.type for f in msgspec.structs.fields(LlmCall)}
+    assert (types["latency_ms"], types["ts"], types["schema_version"]) == (float, str, int)
+    assert types["environment"] == Optional[str]  # not required, so null is taken too  # noqa: UP045
+    assert types["tokens_in"] == Optional[int]  # noqa: UP045
+    assert types["cost_usd"] == Optional[float]  # noqa: UP045
+    assert (types["tags"], types["truncated"]) == (Optional[dict], Optional[bool])  # noqa: UP045
 
 
 GOOD = {"type": "llm_call", "schema_version": 1, "event_id": "0b6b4b0e-8d59-4c1e-9a43-4a3b8f0c9d11",
