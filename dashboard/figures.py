@@ -7,8 +7,11 @@ from per-segment p95s, so the overview shows their volume-weighted mean and says
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -147,6 +150,18 @@ def acceptance_totals(rows: pd.DataFrame) -> pd.DataFrame:
     grouped = _with_rate_and_interval(
         rows.groupby(["model", "prompt_version"], as_index=False)[["accepted", "n"]].sum())
     return grouped[columns].sort_values(["model", "prompt_version"], ignore_index=True)
+
+
+def examples(rows: pd.DataFrame) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each (row, example) pair from metric rows whose ``details`` JSON lists examples; bad JSON is skipped."""
+    for row in rows.itertuples():
+        try:
+            details = json.loads(row.details) if row.details else {}
+        except ValueError:
+            continue
+        for example in details.get("examples") or [] if isinstance(details, dict) else []:
+            if isinstance(example, dict):
+                yield row, example
 
 
 def drifted(value: float | None, threshold: float | None, p_value: float | None, alpha: float = 0.05) -> bool:

@@ -6,8 +6,6 @@ the examples (trace id, text, score) the analyzers keep in the row's ``details``
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
@@ -39,17 +37,12 @@ def rates(f: Filters) -> None:
 def flagged(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per flagged text, highest score first, from the metric rows' examples."""
     found = []
-    for row in rows.itertuples():
-        try:
-            details = json.loads(row.details) if row.details else {}
-        except ValueError:
-            continue
-        for example in details.get("examples") or [] if isinstance(details, dict) else []:
-            if isinstance(example, dict) and example.get("score") is not None:
-                found.append({"signal": LABELS.get(row.metric, row.metric), "score": float(example["score"]),
-                              "text": str(example.get("text", "")), "trace_id": str(example.get("trace_id", "")),
-                              "window": row.window_start,
-                              "segment": f"{row.service}/{row.name}/{row.model}/{row.prompt_version}"})
+    for row, example in figures.examples(rows):
+        if example.get("score") is not None:
+            found.append({"signal": LABELS.get(row.metric, row.metric), "score": float(example["score"]),
+                          "text": str(example.get("text", "")), "trace_id": str(example.get("trace_id", "")),
+                          "window": row.window_start,
+                          "segment": f"{row.service}/{row.name}/{row.model}/{row.prompt_version}"})
     columns = ["signal", "score", "text", "trace_id", "window", "segment"]
     table = pd.DataFrame(found, columns=columns)
     return table.drop_duplicates(["signal", "trace_id", "text"]).sort_values("score", ascending=False,

@@ -6,13 +6,13 @@ The open trace is kept in the URL (``?trace=...``) so it can be shared.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from llmsight.analyzers import names
+from llmsight.dashboard import figures
 from llmsight.dashboard.data import q
 from llmsight.dashboard.queries import Filters
 
@@ -24,16 +24,11 @@ def scores(trace_id: str, around: dt.datetime) -> pd.DataFrame:
     """What the analyzers said about this trace: every metric row near it that lists it as an example."""
     rows = q("trace_evidence", trace_id, around, EVIDENCE_METRICS)
     found = []
-    for row in rows.itertuples():
-        try:
-            details = json.loads(row.details) if row.details else {}
-        except ValueError:
-            continue
-        for example in details.get("examples") or [] if isinstance(details, dict) else []:
-            if isinstance(example, dict) and example.get("trace_id") == trace_id:
-                found.append({"metric": row.metric, "window": row.window_start, "score": example.get("score"),
-                              "window value": row.value, "threshold": row.threshold,
-                              "text": str(example.get("text", ""))[:200]})
+    for row, example in figures.examples(rows):
+        if example.get("trace_id") == trace_id:
+            found.append({"metric": row.metric, "window": row.window_start, "score": example.get("score"),
+                          "window value": row.value, "threshold": row.threshold,
+                          "text": str(example.get("text", ""))[:200]})
     return pd.DataFrame(found, columns=["metric", "window", "score", "window value", "threshold", "text"])
 
 
