@@ -50,14 +50,18 @@ def _open_span(client: Client) -> tuple[Span, Span | None]:
     return Span(parent.trace, new_id(128), parent.event, parent.sampled), parent
 
 
-def _record(client: Client, meta: CallMeta, span: Span, args: tuple[Any, ...], kwargs: dict[str, Any],
-            result: Any, chunks: list[Any] | None, exc: BaseException | None, t_wall: float,
-            latency_ns: int, ttft_ns: int | None) -> None:
-    try:
-        client.worker.submit((LLM_CALL, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns,
-                              ttft_ns, CURRENT_CONTEXT.get()))
-    except Exception as error:
-        internal_error("queueing an event", error)
+def _finish(client: Client, meta: CallMeta, span: Span, parent: Span | None, args: tuple[Any, ...],
+            kwargs: dict[str, Any], result: Any, chunks: list[Any] | None, exc: BaseException | None,
+            t_wall: float, latency_ns: int, ttft_ns: int | None) -> None:
+    """Close the call: remember a root span's trace, and queue the record if it is sampled."""
+    if parent is None:
+        LAST_TRACE.set(span.trace)
+    if span.sampled:
+        try:
+            client.worker.submit((LLM_CALL, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns,
+                                  ttft_ns, CURRENT_CONTEXT.get()))
+        except Exception as error:
+            internal_error("queueing an event", error)
 
 
 def _meta_for(fn: Callable[..., Any], name: str | None, model: str | None, prompt_version: str | None,
@@ -98,17 +102,11 @@ def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]
         except BaseException as exc:
             latency = _clock() - start
             CURRENT_SPAN.reset(token)
-            if parent is None:
-                LAST_TRACE.set(span.trace)
-            if span.sampled:
-                _record(client, meta, span, args, kwargs, None, None, exc, t_wall, latency, None)
+            _finish(client, meta, span, parent, args, kwargs, None, None, exc, t_wall, latency, None)
             raise
         latency = _clock() - start
         CURRENT_SPAN.reset(token)
-        if parent is None:
-            LAST_TRACE.set(span.trace)
-        if span.sampled:
-            _record(client, meta, span, args, kwargs, result, None, None, t_wall, latency, None)
+        _finish(client, meta, span, parent, args, kwargs, result, None, None, t_wall, latency, None)
         return result
 
     return wrapper
@@ -136,17 +134,11 @@ def _wrap_coroutine(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
         except BaseException as exc:
             latency = _clock() - start
             CURRENT_SPAN.reset(token)
-            if parent is None:
-                LAST_TRACE.set(span.trace)
-            if span.sampled:
-                _record(client, meta, span, args, kwargs, None, None, exc, t_wall, latency, None)
+            _finish(client, meta, span, parent, args, kwargs, None, None, exc, t_wall, latency, None)
             raise
         latency = _clock() - start
         CURRENT_SPAN.reset(token)
-        if parent is None:
-            LAST_TRACE.set(span.trace)
-        if span.sampled:
-            _record(client, meta, span, args, kwargs, result, None, None, t_wall, latency, None)
+        _finish(client, meta, span, parent, args, kwargs, result, None, None, t_wall, latency, None)
         return result
 
     return wrapper
@@ -257,11 +249,7 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
 def _finish_stream(client: Client, meta: CallMeta, span: Span, parent: Span | None, args: tuple[Any, ...],
                    kwargs: dict[str, Any], chunks: list[Any], exc: BaseException | None, t_wall: float,
                    start: int, ttft: int | None) -> None:
-    latency = _clock() - start
-    if parent is None:
-        LAST_TRACE.set(span.trace)
-    if span.sampled:
-        _record(client, meta, span, args, kwargs, None, chunks, exc, t_wall, latency, ttft)
+    _finish(client, meta, span, parent, args, kwargs, None, chunks, exc, t_wall, _clock() - start, ttft)
 
 
 def _wrap(fn: Any, meta_args: tuple[str | None, str | None, str | None, Any]) -> Any:
