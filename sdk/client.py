@@ -24,7 +24,7 @@ from llmsight.pricing import PriceTable, load_prices
 from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
 from llmsight.serialize import clean_text, encode_line, iso_utc, json_value, safe_repr, uuid_text
-from llmsight.sinks import FileSink, Pacer, Sink, make_sink
+from llmsight.sinks import FileSink, Pacer, Sink, make_sink, spool_path
 from llmsight.tracing import CallContext, reseed
 from llmsight.worker import Worker
 
@@ -242,7 +242,7 @@ def configure(
             log.warning("llmsight: cannot use sink %r (%s); writing to the default spool %s instead",
                         sink_url, exc, default)
             sink_url = default
-            sink_obj = FileSink(os.path.expanduser(default[len("file://"):]), segment_bytes, fsync)
+            sink_obj = FileSink(spool_path(default), segment_bytes, fsync)
     rate = config.resolve(config.SAMPLE_RATE, sample_rate)
     if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
         log.warning("llmsight: sample_rate=%r is not between 0 and 1; using 1.0", rate)
