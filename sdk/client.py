@@ -25,7 +25,7 @@ from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
 from llmsight.serialize import clean_text, encode_line, iso_utc, json_value, safe_repr, uuid_text
 from llmsight.sinks import FileSink, Pacer, Sink, make_sink, spool_path
-from llmsight.tracing import CallContext, reseed
+from llmsight.tracing import CallContext, new_id, reseed
 from llmsight.worker import Worker
 
 log = logging.getLogger("llmsight")
@@ -297,8 +297,6 @@ def submit_feedback(trace_id: str, accepted: bool | None, score: float | None, c
     client = active_client()
     if client is None:
         return
-    from llmsight.tracing import new_id
-
     client.worker.submit((FEEDBACK, {
         "event": new_id(128),
         "trace_id": clean_text(str(trace_id)),
