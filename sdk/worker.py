@@ -178,10 +178,9 @@ class Worker:
             self._flush_ok = ok and not self._queue
             self._cond.notify_all()
 
-    def _drain(self) -> bool:
-        """Build and send everything queued, a batch at a time; True if anything was sent."""
+    def _drain(self) -> None:
+        """Build and send everything queued, a batch at a time."""
         queue = self._queue
-        sent_any = False
         pacer = Pacer()
         while queue:
             batch: list[tuple[str, bytes]] = []
@@ -202,8 +201,6 @@ class Worker:
             if failed:
                 self.stats.add(failed=failed)
             if batch:
-                sent_any = True
                 with guard("sending a batch"):
                     self.sink.send(batch, self.stats)
                 pacer.restart()
-        return sent_any
