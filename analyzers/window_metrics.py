@@ -184,15 +184,13 @@ class WindowAnalyzer:
             if not texts:
                 continue
             probabilities = np.asarray(self.toxicity.score_embeddings(self.embeddings.encode(texts), texts))
-            threshold = float(getattr(self.toxicity, "threshold", 0.5))
-            toxic = np.asarray(self.toxicity.is_toxic(probabilities)) if hasattr(self.toxicity, "is_toxic") \
-                else probabilities >= threshold
+            toxic = np.asarray(self.toxicity.is_toxic(probabilities))
             order = np.argsort(-probabilities, kind="stable")[:_EXAMPLES]
             examples = [{"trace_id": calls.sample_trace_ids[i], "text": texts[i][:500],
                          "score": round(float(probabilities[i]), 4)} for i in order if toxic[i]]
             rows.append(MetricRow(window, segment, metric, float(toxic.mean()), len(texts), baseline=baselines.get(metric),
-                                  threshold=threshold, details={"examples": examples,
-                                                                "toxic": int(toxic.sum())}))
+                                  threshold=float(self.toxicity.threshold),
+                                  details={"examples": examples, "toxic": int(toxic.sum())}))
         return rows
 
     def _acceptance(self, window: Window, segment: dict[str, str], period: Period, keys: tuple[str, ...],
