@@ -72,11 +72,6 @@ FEEDBACK_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 FIELDS_BY_TYPE = {LLM_CALL: LLM_CALL_FIELDS, FEEDBACK: FEEDBACK_FIELDS}
 
 
-def now_iso() -> str:
-    """The current UTC time as ISO 8601 with microseconds and a ``Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_ts(value: str) -> datetime:
     """Parse an event timestamp (ISO 8601; a naive one is taken as UTC) to an aware UTC datetime."""
     text = value[:-1] + "+00:00" if value.endswith("Z") else value
@@ -84,10 +79,6 @@ def parse_ts(value: str) -> datetime:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def validate(event: Any) -> dict[str, Any]:
