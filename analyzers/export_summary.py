@@ -84,6 +84,7 @@ def _r(value: Any, digits: int = 4) -> Any:
 
 
 _SEG = ", ".join(SEGMENT_KEYS)
+_E_SEG = ", ".join("e." + k for k in SEGMENT_KEYS)  # the same columns, of the joined events
 _FEEDBACK_BY_TRACE = (
     "SELECT trace_id, argMax(accepted, ts) AS verdict FROM feedback FINAL "
     "WHERE {grace} AND accepted IS NOT NULL GROUP BY trace_id"
@@ -110,11 +111,11 @@ def _operations(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str, A
 def _acceptance(client: Any, week: IsoWeek) -> dict[tuple[str, ...], tuple[int, int]]:
     """(judged, accepted) per segment: the week's calls joined to their user's latest verdict."""
     rows = client.query(
-        f"SELECT {', '.join('e.' + k for k in SEGMENT_KEYS)}, count(), countIf(f.verdict = 1) "
+        f"SELECT {_E_SEG}, count(), countIf(f.verdict = 1) "
         f"FROM (SELECT trace_id, {_SEG} FROM events FINAL WHERE {_between('ts')}) AS e "
         f"INNER JOIN ({_FEEDBACK_BY_TRACE.format(grace=_between('ts', 'start', 'grace_end'))}) AS f "
-        f"ON f.trace_id = e.trace_id GROUP BY {', '.join('e.' + k for k in SEGMENT_KEYS)} "
-        f"ORDER BY {', '.join('e.' + k for k in SEGMENT_KEYS)}",
+        f"ON f.trace_id = e.trace_id GROUP BY {_E_SEG} "
+        f"ORDER BY {_E_SEG}",
         parameters=_params(week),
     ).result_rows
     return {tuple(r[:4]): (int(r[4]), int(r[5])) for r in rows}
@@ -157,12 +158,12 @@ def _week_figures(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str,
 
 def _daily(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
     rows = client.query(
-        f"SELECT toDate(e.ts) AS day, {', '.join('e.' + k for k in SEGMENT_KEYS)}, count(), "
+        f"SELECT toDate(e.ts) AS day, {_E_SEG}, count(), "
         f"countIf(f.verdict IS NOT NULL), countIf(f.verdict = 1) "
         f"FROM (SELECT trace_id, ts, {_SEG} FROM events FINAL WHERE {_between('ts')}) AS e "
         f"LEFT JOIN ({_FEEDBACK_BY_TRACE.format(grace=_between('ts', 'start', 'grace_end'))}) AS f "
-        f"ON f.trace_id = e.trace_id GROUP BY day, {', '.join('e.' + k for k in SEGMENT_KEYS)} "
-        f"ORDER BY day, {', '.join('e.' + k for k in SEGMENT_KEYS)}",
+        f"ON f.trace_id = e.trace_id GROUP BY day, {_E_SEG} "
+        f"ORDER BY day, {_E_SEG}",
         parameters=_params(week), settings={"join_use_nulls": 1},
     ).result_rows
     return [{"day": day.isoformat(), **dict(zip(SEGMENT_KEYS, key, strict=True)), "volume": int(volume),
