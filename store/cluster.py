@@ -99,15 +99,6 @@ def distribute(statement: str, cluster: str) -> list[str]:
     return [statement]
 
 
-def migrations_table_ddl(database: str, table: str, cluster: str) -> str:
-    """``schema_migrations`` on a cluster: one replicated copy on every node."""
-    return (
-        f"CREATE TABLE IF NOT EXISTS `{database}`.{table} {on_cluster(cluster)} "
-        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        f"ENGINE = ReplicatedReplacingMergeTree({ZK_PATH_ALL_NODES}) ORDER BY version"
-    )
-
-
 def _local_and_distributed(create: re.Match[str], cluster: str) -> list[str]:
     db, table, clause = create["db"], create["table"], create["on"]
     ine = create["ine"] or ""

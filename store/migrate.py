@@ -61,6 +61,17 @@ def _strip_comments(sql: str) -> str:
     return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
 
 
+def migrations_table_ddl(database: str, cluster: str | None = None) -> str:
+    """The table of applied migrations; on a cluster, one replicated copy on every node."""
+    on = f" {cluster_sql.on_cluster(cluster)}" if cluster else ""
+    engine = f"ReplicatedReplacingMergeTree({cluster_sql.ZK_PATH_ALL_NODES})" if cluster else "ReplacingMergeTree"
+    return (
+        f"CREATE TABLE IF NOT EXISTS `{database}`.{MIGRATIONS_TABLE}{on} "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        f"ENGINE = {engine} ORDER BY version"
+    )
+
+
 def applied_versions(client: Any) -> set[int]:
     rows = client.query(f"SELECT version FROM {MIGRATIONS_TABLE}").result_rows
     return {int(r[0]) for r in rows}
@@ -72,13 +83,7 @@ def migrate(client: Any, *, ttl_days: int | None = None, cluster: str | None = N
     if cluster:
         # connect() created the database on one node only; every node needs it.
         client.command(f"CREATE DATABASE IF NOT EXISTS `{database}` {cluster_sql.on_cluster(cluster)}")
-        client.command(cluster_sql.migrations_table_ddl(database, MIGRATIONS_TABLE, cluster))
-    else:
-        client.command(
-            f"CREATE TABLE IF NOT EXISTS `{database}`.{MIGRATIONS_TABLE}  "
-            "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-            "ENGINE = ReplacingMergeTree ORDER BY version"
-        )
+    client.command(migrations_table_ddl(database, cluster))
     done = applied_versions(client)
     applied = []
     for migration in load_migrations():

@@ -184,14 +184,18 @@ def test_migrate_on_one_node_sends_no_cluster_clause() -> None:
     client = RecordingClient("llmsight")
     migrate_module.migrate(client, ttl_days=30)
     assert not any("ON CLUSTER" in c or "CREATE DATABASE" in c for c in client.commands)
-    assert client.commands[0].endswith("ENGINE = ReplacingMergeTree ORDER BY version")
+    assert client.commands[0] == (
+        "CREATE TABLE IF NOT EXISTS `llmsight`.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
     assert client.commands[1:1 + 6] == _render_init(cluster=None)
 
 
 def test_every_cluster_statement_is_valid_clickhouse_sql(store_client: Any) -> None:
     later = Migration(99, "0099_later", "ALTER TABLE {db}.alerts {on_cluster} ADD COLUMN team String;")
     statements = _render_init() + migrate_module.render(later, "llmsight", ttl_days=30, cluster="c1")
-    statements.append(cluster_sql.migrations_table_ddl("llmsight", "schema_migrations", "c1"))
+    statements.append(migrate_module.migrations_table_ddl("llmsight", "c1"))
     for statement in statements:
         root = store_client.query("EXPLAIN AST " + statement).result_rows[0][0]
         if statement.startswith("CREATE"):
