@@ -27,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from llmsight.analyzers.alert_rules import SEGMENT_KEYS, Observation, Rule
+from llmsight.analyzers.windows import utc
 
 log = logging.getLogger("llmsight.analyzers.alerts")
 
@@ -170,12 +171,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
 
 
 def notification(rule: Rule, state: AlertState, transition: str) -> dict[str, Any]:

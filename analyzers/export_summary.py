@@ -18,7 +18,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from llmsight.analyzers import names
@@ -30,6 +30,7 @@ from llmsight.analyzers.export import (
     _iso_ms,
     _ts,
 )
+from llmsight.analyzers.windows import utc
 
 log = logging.getLogger("llmsight.analyzers.export")
 
@@ -358,9 +359,7 @@ def _alerts(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return None if value is None else utc(value)
 
 
 def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedder: Any = None) -> WeeklySummary:
