@@ -58,7 +58,7 @@ def demo(
     data_dir: Path = typer.Option(None, "--data-dir", help="Keep the demo's store and spool here (default: a temp dir)."),
 ) -> None:
     """Run the embedded stack with a synthetic app that ships a bad prompt version partway through."""
-    from llmsight import store
+    from llmsight import config, store
     from llmsight.analyzers.scheduler import ScheduleSettings
     from llmsight.analyzers.window_metrics import AnalysisSettings
     from llmsight.cli.up import EmbeddedStack
@@ -71,8 +71,8 @@ def demo(
     store_url = f"chdb://{root / 'db'}"
     sink_url = f"file://{root / 'spool'}"
     # The dashboard and the SDK read these; set them for this process only.
-    os.environ["LLMSIGHT_CLICKHOUSE_URL"] = store_url
-    os.environ["LLMSIGHT_SINK"] = sink_url
+    os.environ[config.CLICKHOUSE_URL.name] = store_url
+    os.environ[config.SINK.name] = sink_url
     switch_s = switch if switch is not None else switch_after(duration)
     stack = None
     app = None
