@@ -1,12 +1,11 @@
 """The analyzers service on chdb: failure isolation, catch-up, backfill, the APScheduler jobs and /healthz.
 
-The embedding model and the toxicity scorer are replaced by instant stand-ins here: these tests are
-about the service around them (test_scheduler_window.py runs the real ones).
+The real MiniLM embeddings (through the chdb embeddings cache) are used; the toxicity scorer is
+replaced by one that raises, to show that a failing analyzer does not stop the others.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -19,22 +18,13 @@ import pytest
 from llmsight.analyzers import names
 from llmsight.analyzers.alert_rules import parse_rules
 from llmsight.analyzers.alerts import load_states
+from llmsight.analyzers.embeddings import Embedder, EmbeddingCache
 from llmsight.analyzers.scheduler import AnalyzerService, ScheduleSettings
 from llmsight.analyzers.window_metrics import AnalysisSettings, WindowAnalyzer
 from llmsight.analyzers.windows import Window, floor_time, read_metrics
 from llmsight.store import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row
 
 RULES = "rules: [{name: errors, metric: error_rate, warning: 0.2, for: 1, min_samples: 5}]"
-
-
-class HashEmbeddings:
-    """Stand-in for the embedding cache: a deterministic unit vector per text."""
-
-    def encode(self, texts):
-        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest(), dtype=np.uint8).astype(np.float32) - 127.5
-                for t in texts]
-        out = np.array(rows, dtype=np.float32).reshape(len(texts), 32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 class BrokenToxicity:
@@ -69,7 +59,7 @@ def _insert(client, start: datetime, n: int, *, errors: int = 0, version: str = 
 
 def _service(client, toxicity=None, window_s=60) -> AnalyzerService:
     analyzer = WindowAnalyzer(client, AnalysisSettings(reference="trailing", reference_s=600, drift_min_n=5),
-                              embeddings=HashEmbeddings(), toxicity=toxicity or BrokenToxicity())
+                              embeddings=EmbeddingCache(client, Embedder()), toxicity=toxicity or BrokenToxicity())
     return AnalyzerService(client, schedule=ScheduleSettings(window_s, 5, 10, 0), analyzer=analyzer,
                            rules=parse_rules(RULES, "test"), notifier=NoNotifier())
 
