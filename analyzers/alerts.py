@@ -11,7 +11,8 @@ The life of an alert::
 the I/O around it: it reads one window's metric rows, loads the current state of every alert
 from the table (the latest row per ``alert_id``; acknowledgements written by the dashboard or the
 CLI are therefore seen at once), writes a row for every change and hands notifications to the
-:class:`~llmsight.analyzers.notify.Notifier`, which never blocks.
+:class:`~llmsight.analyzers.notify.Notifier`, which never blocks. An active silence
+(:mod:`~llmsight.analyzers.silences`) holds an alert's notifications back but not its rows.
 
 An alert's id is a hash of its rule and segment, so a (rule, segment) has one alert: that is the
 deduplication. The table is append-only; its rows are the alert's history.
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from llmsight.analyzers import silences as silencing
 from llmsight.analyzers.alert_rules import SEGMENT_KEYS, Observation, Rule
 from llmsight.analyzers.windows import utc
 
@@ -39,6 +41,7 @@ ALERT_STATE_COLUMNS = [
     "alert_id", "rule", "metric", "severity", "state", "service", "name", "model", "prompt_version",
     "value", "threshold", "baseline", "p_value", "window_start", "evidence", "acked_by", "ack_note",
     "changed_at", "transition", "granularity", "streak", "ok_streak", "fired_at", "notified_at", "acked_at",
+    "held_back", "silenced_by",
 ]
 
 
@@ -72,6 +75,8 @@ class AlertState:
     p_value: float | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     granularity: str = "1m"
+    held_back: str = ""  # the notification a silence held back, sent once the silence ends
+    silenced_by: str = ""  # the silence that held it back
 
 
 def _threshold(rule: Rule, severity: str) -> float | None:
@@ -205,6 +210,7 @@ def load_states(client: Any) -> dict[str, AlertState]:
             acked_by=rec["acked_by"], ack_note=rec["ack_note"], value=rec["value"], threshold=rec["threshold"],
             baseline=rec["baseline"], p_value=rec["p_value"],
             evidence=json.loads(rec["evidence"]) if rec["evidence"] else {}, granularity=rec["granularity"],
+            held_back=rec["held_back"], silenced_by=rec["silenced_by"],
         )
     return states
 
@@ -223,7 +229,7 @@ def write_states(client: Any, changes: list[tuple[AlertState, str]], now: dateti
             st.value, st.threshold, st.baseline, st.p_value,
             st.window_start or now, json.dumps(st.evidence, default=str, ensure_ascii=False),
             st.acked_by, st.ack_note, changed_at, transition, st.granularity, st.streak, st.ok_streak,
-            st.fired_at, st.notified_at, st.acked_at,
+            st.fired_at, st.notified_at, st.acked_at, st.held_back, st.silenced_by,
         ])
     client.insert("alerts", rows, column_names=ALERT_STATE_COLUMNS)
 
@@ -279,6 +285,7 @@ class AlertEngine:
         """Apply the rules of ``granularity`` to this window's metric rows; returns the changes made."""
         now = now or datetime.now(timezone.utc)
         states = load_states(self.client)
+        silences = silencing.load_silences(self.client, now)
         by_metric: dict[str, dict[tuple[str, ...], dict[str, Any]]] = {}
         segments: dict[tuple[str, ...], dict[str, str]] = {}
         for row in metrics:
@@ -307,14 +314,20 @@ class AlertEngine:
                     p_value=row.get("p_value"), threshold=row.get("threshold"),
                     details=_details(row.get("details")))
                 new, transition = step(rule, old, obs, window_start, now)
+                sends = transition in NOTIFYING and (transition != "resolved" or rule.send_recovery)
+                silence = silencing.matching(silences, rule.name, segment, now)
+                new, transition, kind = silencing.gate(silence, old, new, transition, sends, now)
                 if transition is None:
                     continue
                 changes.append((new, transition))
-                if transition in NOTIFYING and (transition != "resolved" or rule.send_recovery):
-                    log.info("alerts: %s %s (%s) on %s: value %s", rule.name, transition, new.severity,
+                if kind is not None:
+                    log.info("alerts: %s %s (%s) on %s: value %s", rule.name, kind, new.severity,
                              "/".join(segment.values()), new.value)
                     if self.notifier is not None:
-                        self.notifier.send(notification(rule, new, transition))
+                        self.notifier.send(notification(rule, new, kind))
+                elif sends and silence is not None:
+                    log.debug("alerts: %s %s on %s held back by silence %s until %s", rule.name, transition,
+                              "/".join(segment.values()), silence.silence_id, silence.until.isoformat())
         write_states(self.client, changes, now)
         self.transitions += len(changes)
         return changes

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from llmsight import store
 from llmsight.store import EVENT_COLUMNS, event_row
 
-TABLES = {"events", "feedback", "embeddings", "metrics", "alerts", "dead_letters", "schema_migrations"}
+TABLES = {"events", "feedback", "embeddings", "metrics", "alerts", "alert_silences", "dead_letters",
+          "schema_migrations"}
 
 
 def _event(i: int) -> dict:
