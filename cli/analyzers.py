@@ -68,7 +68,7 @@ def analyzers(
         service.shutdown()
 
 
-alerts_app = typer.Typer(help="List and acknowledge alerts.", no_args_is_help=True)
+alerts_app = typer.Typer(help="List, acknowledge and silence alerts.", no_args_is_help=True)
 
 
 @alerts_app.command("list")
@@ -80,19 +80,28 @@ def list_alerts(
     """The current alerts (the latest state of each rule and segment)."""
     from llmsight import store
     from llmsight.analyzers.alerts import load_states
+    from llmsight.analyzers.silences import load_silences, matching, time_left
 
-    states = sorted(load_states(store.connect(url)).values(), key=lambda s: (s.state, s.rule))
+    client = store.connect(url)
+    now = datetime.now(timezone.utc)
+    active = load_silences(client, now)
+    states = sorted(load_states(client).values(), key=lambda s: (s.state, s.rule))
     for st in states:
         if state != "all" and st.state != state:
             continue
         segment = "/".join(st.segment.values())
+        silence = matching(active, st.rule, st.segment, now) if st.state in ("pending", "firing") else None
         if as_json:
             typer.echo(json.dumps({"alert_id": st.alert_id, "rule": st.rule, "state": st.state,
                                    "severity": st.severity, "segment": st.segment, "value": st.value,
-                                   "acked_by": st.acked_by}, default=str))
+                                   "acked_by": st.acked_by, "silenced_by": silence.silence_id if silence else None,
+                                   "silenced_until": silence.until.isoformat() if silence else None},
+                                  default=str))
         else:
             acked = f" (acked by {st.acked_by})" if st.acked_by else ""
-            typer.echo(f"{st.alert_id}  {st.state:8} {st.severity:8} {st.rule:18} {segment}  value={st.value}{acked}")
+            silenced = (f" (silenced by {silence.silence_id}, {time_left(silence, now)} left)" if silence else "")
+            typer.echo(f"{st.alert_id}  {st.state:8} {st.severity:8} {st.rule:18} {segment}  "
+                       f"value={st.value}{acked}{silenced}")
 
 
 @alerts_app.command("ack")

@@ -46,6 +46,8 @@ def _build() -> typer.Typer:
     from llmsight.cli.collector import collector  # the collector service
     app.command(name="collector")(collector)
     app.command(name="analyzers")(analyzers.analyzers)
+    from llmsight.cli.silences import register as register_silences  # alerts silence|silences|unsilence
+    register_silences(analyzers.alerts_app)
     app.add_typer(analyzers.alerts_app, name="alerts")
     app.command(name="up")(up.up)
     app.command(name="demo")(demo.demo)
