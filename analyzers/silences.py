@@ -9,9 +9,10 @@ What was held back is remembered on the alert itself (``held_back``: the kind of
 ``silenced_by``: the silence). When no silence matches any more and the alert is still firing,
 the next evaluation sends that notification once and clears the mark, so the person on call hears
 about an alert that outlived the silence, exactly once. A ``firing`` that was held back is sent as
-``firing`` (the receivers never saw it open), whatever re-notifications or escalations followed it
-during the silence. An acknowledged alert is not re-sent, as with re-notifications. An alert that
-resolves during the silence sends nothing afterwards.
+``firing`` (the receivers never saw it open), whatever re-notifications or escalations followed it,
+during the silence or in the window that releases it. An acknowledged alert is not re-sent, as with
+re-notifications. An alert that resolves during the silence, or before its held-back ``firing`` went
+out, sends nothing afterwards.
 
 Silences live in the ``alert_silences`` table (migration 0004), one row per change: removing a
 silence early writes a newer row of the same ``silence_id`` with ``removed_at`` set, and readers
@@ -113,7 +114,10 @@ def gate(silence: Silence | None, old: AlertState, new: AlertState, transition: 
     """
     if transition is not None and sends:
         if silence is None:
-            return _unmarked(new), transition, transition
+            unseen = old.held_back == "firing" and not old.acked_by  # the receivers never saw it open
+            if unseen and new.state != "firing":
+                return _unmarked(new), transition, None  # so no recovery message either
+            return _unmarked(new), transition, "firing" if unseen else transition
         if new.state != "firing":  # resolved during the silence: nothing is owed any more
             return _unmarked(new), transition, None
         held = "firing" if old.held_back == "firing" else transition
