@@ -39,6 +39,7 @@ for comparison; ``"auto"`` is ``knn``.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -77,6 +78,55 @@ class DriftResult:
     def as_dict(self) -> dict[str, Any]:
         return {"score": self.score, "threshold": self.threshold, "drifted": self.drifted,
                 "p_value": self.p_value, "method": self.method, "details": self.details}
+
+
+# --- When a stored drift row counts as drifted --------------------------------------------------
+# The one rule for every reader of the metrics table (dashboard, export). A row carries the
+# analyzer's own verdict in ``details`` (``DriftResult.drifted``, taken at the alpha the analyzer
+# ran with, which a reader in another process need not share), and that verdict wins. A row
+# without one is judged like a DriftResult: p-value below alpha; with no p-value, score above the
+# threshold; with neither, not drifted. NaN counts as missing. row_drifted() is the rule for
+# Python callers, row_drifted_sql() the same rule as a ClickHouse expression; a unit test holds
+# the two together on the boundary cases.
+VERDICT_KEY = "drifted"
+
+
+def stored_verdict(details: Any) -> bool | None:
+    """The analyzer's verdict in a drift row's ``details`` (JSON text or dict), None when it has none."""
+    if isinstance(details, (str, bytes)):
+        try:
+            details = json.loads(details) if details else None
+        except ValueError:
+            return None
+    flag = details.get(VERDICT_KEY) if isinstance(details, dict) else None
+    return flag if isinstance(flag, bool) else None
+
+
+def row_drifted(value: float | None, threshold: float | None, p_value: float | None, details: Any = None,
+                *, alpha: float | None = None) -> bool:
+    """Whether a stored drift row counts as drifted (see the rule above); ``alpha`` defaults to ``LLMSIGHT_DRIFT_ALPHA``."""
+    verdict = stored_verdict(details)
+    if verdict is not None:
+        return verdict
+    if _present(p_value):
+        return bool(p_value < config.resolve(config.DRIFT_ALPHA, alpha, strict=True))
+    if _present(threshold) and _present(value):
+        return bool(value > threshold)
+    return False
+
+
+def row_drifted_sql(alpha: float | None = None, table: str = "") -> str:
+    """row_drifted() as a ClickHouse expression over the metrics columns (``table.`` prefixes them)."""
+    alpha = config.resolve(config.DRIFT_ALPHA, alpha, strict=True)
+    value, threshold, p_value, details = (f"{table}.{c}" if table else c
+                                          for c in ("value", "threshold", "p_value", "details"))
+    return (f"multiIf(JSONType({details}, '{VERDICT_KEY}') = 'Bool', JSONExtractBool({details}, '{VERDICT_KEY}'), "
+            f"{p_value} IS NOT NULL AND NOT isNaN({p_value}), {p_value} < {float(alpha)!r}, "
+            f"{threshold} IS NOT NULL AND NOT isNaN({threshold}), {value} > {threshold}, false)")
+
+
+def _present(number: float | None) -> bool:
+    return number is not None and not math.isnan(number)
 
 
 def choose_k(n_points: int) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from llmsight.analyzers import names
+from llmsight.analyzers import drift, names
 from llmsight.analyzers.export import (
     FEEDBACK_GRACE,
     SEGMENT_KEYS,
@@ -126,8 +126,7 @@ def _window_metrics(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[st
     """Toxicity (weighted by sample size) and input drift (mean score, share of windows drifted) per segment."""
     rows = client.query(
         f"SELECT {_SEG}, metric, sum(value * n) / greatest(sum(n), 1), avg(value), "
-        f"avg(if(JSONHas(details, 'drifted'), JSONExtractBool(details, 'drifted'), "
-        f"threshold IS NOT NULL AND value > threshold)) "
+        f"avg({drift.row_drifted_sql()}) "
         f"FROM metrics FINAL WHERE granularity = '1m' AND metric IN ({{metrics:Array(String)}}) "
         f"AND {_between('window_start')} GROUP BY {_SEG}, metric ORDER BY {_SEG}, metric",
         parameters={**_params(week), "metrics": [names.TOXICITY_OUTPUT, names.DRIFT_INPUT]},

@@ -48,7 +48,7 @@ def status_table(f: Filters, metric: str) -> pd.DataFrame:
         return latest
     latest = latest.assign(
         segment=latest.apply(figures.segment_label, axis=1),
-        drifted=[figures.drifted(v, t, p) for v, t, p in zip(latest["value"], latest["threshold"], latest["p_value"], strict=False)],
+        drifted=figures.drift_flags(latest),
     )
     st.subheader("Latest test per segment")
     st.dataframe(latest[["segment", "drifted", "value", "threshold", "p_value", "n", "window_start"]],

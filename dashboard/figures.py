@@ -8,14 +8,13 @@ from per-segment p95s, so the overview shows their volume-weighted mean and says
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from llmsight.analyzers import names
+from llmsight.analyzers import drift, names
 from llmsight.analyzers.acceptance import wilson_interval
 
 # How each overview metric combines across segments and buckets: "count" sums n, "sum" sums
@@ -164,30 +163,23 @@ def examples(rows: pd.DataFrame) -> Iterator[tuple[Any, dict[str, Any]]]:
                 yield row, example
 
 
-def drifted(value: float | None, threshold: float | None, p_value: float | None, alpha: float = 0.05) -> bool:
-    """A drift row counts as drifted when its score passes its threshold, else when p < alpha."""
-    if threshold is not None and not _isnan(threshold) and value is not None:
-        return bool(value > threshold)
-    if p_value is not None and not _isnan(p_value):
-        return bool(p_value < alpha)
-    return False
+def drift_flags(latest: pd.DataFrame) -> list[bool]:
+    """Whether each drift row counts as drifted, by the analyzers' one rule (the rows need ``details``)."""
+    return [drift.row_drifted(v, t, p, d) for v, t, p, d in
+            zip(latest["value"], latest["threshold"], latest["p_value"], latest["details"], strict=True)]
 
 
 def drift_summary(latest: pd.DataFrame) -> tuple[int, int]:
     """(segments drifted, segments checked) from the latest drift row per segment and metric."""
     if latest.empty:
         return 0, 0
-    flags = [drifted(v, t, p) for v, t, p in zip(latest["value"], latest["threshold"], latest["p_value"], strict=False)]
+    flags = drift_flags(latest)
     return sum(flags), len(flags)
 
 
 def segment_label(row: pd.Series) -> str:
     """service/name/model/prompt_version, the segment as people read it."""
     return "/".join(str(row[c]) for c in ("service", "name", "model", "prompt_version"))
-
-
-def _isnan(value: float) -> bool:
-    return isinstance(value, float) and math.isnan(value)
 
 
 def format_value(metric: str, value: float | None) -> str:

@@ -51,8 +51,8 @@ def kpis(f: Filters) -> tuple[list[figures.Kpi], str, list[float]]:
 
 
 def drift_status(f: Filters, spark: list[float]) -> None:
-    latest = q("latest_by_segment", f, DRIFT_METRICS)
-    before = q("latest_by_segment", f.baseline(), DRIFT_METRICS)
+    latest = q("latest_by_segment", f, DRIFT_METRICS, with_details=True)
+    before = q("latest_by_segment", f.baseline(), DRIFT_METRICS, with_details=True)
     drifted, checked = figures.drift_summary(latest)
     drifted_before, checked_before = figures.drift_summary(before)
     label = "Drift status"
@@ -83,12 +83,10 @@ def render(f: Filters) -> None:
     if source == "events":
         st.caption("Volume, errors, latency and cost computed from the raw calls (the environment filter is set, "
                    "or the analyzers have not written metrics for this range yet).")
-    latest = q("latest_by_segment", f, DRIFT_METRICS)
+    latest = q("latest_by_segment", f, DRIFT_METRICS, with_details=True)
     if not latest.empty:
-        latest = latest.assign(
-            segment=latest.apply(figures.segment_label, axis=1),
-            drifted=[figures.drifted(v, t, p) for v, t, p in
-                     zip(latest["value"], latest["threshold"], latest["p_value"], strict=False)])
+        latest = latest.assign(segment=latest.apply(figures.segment_label, axis=1),
+                               drifted=figures.drift_flags(latest))
         shown = latest[latest["drifted"]]
         if not shown.empty:
             st.subheader("Drifted segments")

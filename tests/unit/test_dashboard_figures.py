@@ -55,13 +55,15 @@ def test_acceptance_totals_sum_segments_and_draw_the_wilson_interval():
     assert (n["low"], n["high"]) == (0.0, 1.0) and pd.isna(n["rate"])
 
 
-def test_drift_flag_uses_the_threshold_then_the_p_value():
-    assert figures.drifted(0.2, 0.1, None)
-    assert not figures.drifted(0.05, 0.1, 0.001)  # the threshold decides when there is one
-    assert figures.drifted(0.05, float("nan"), 0.01)
-    assert not figures.drifted(0.05, None, None)
-    latest = pd.DataFrame({"value": [0.2, 0.05, 0.3], "threshold": [0.1, 0.1, 0.1], "p_value": [None] * 3})
-    assert figures.drift_summary(latest) == (2, 3)
+def test_drift_summary_counts_rows_by_the_analyzers_rule():
+    # Row 2's score passes its threshold but the analyzer's stored verdict says no; row 3 has no
+    # verdict and no p-value, so its score against the threshold decides (drift.row_drifted).
+    latest = pd.DataFrame({"value": [0.2, 0.3, 0.3, 0.05], "threshold": [0.1, 0.1, 0.1, 0.1],
+                           "p_value": [0.001, None, None, None],
+                           "details": ["", '{"drifted": false}', "", '{"drifted": true}']})
+    assert figures.drift_flags(latest) == [True, False, True, True]
+    assert figures.drift_summary(latest) == (3, 4)
+    assert figures.drift_summary(latest.iloc[:0]) == (0, 0)
 
 
 def test_formats():
