@@ -194,3 +194,38 @@ def test_the_silences_table_is_replicated_and_sharded_by_id_on_a_cluster():
     assert statements[1].endswith("Distributed('c1', 'db', 'alert_silences_local', cityHash64(silence_id))")
     assert [s.split(" ON CLUSTER")[0] for s in statements[2:]] == [
         "ALTER TABLE `db`.alerts_local", "ALTER TABLE `db`.alerts"]
+
+
+# -- the command line refuses bad input before it opens the store ---------------------------------------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["output-toxicity", "--for", "2x"], "Invalid value for --for: silence duration: '2x' is not a duration"),
+    (["output-toxicity", "--for", "0m"], "must be longer than zero"),
+    (["output-toxicity", "--for", "45d"], "longer than 30 days"),
+    (["toxicity", "--for", "2h"], "Invalid value for RULE: no alert rule named 'toxicity'; the rules are: "
+                                  "acceptance-drop, cost-per-call, error-rate,"),
+])
+def test_cli_silence_refuses_bad_durations_and_unknown_rules_with_exit_code_2(args, message, monkeypatch):
+    from typer.testing import CliRunner
+
+    from llmsight.cli.app import _build
+
+    monkeypatch.delenv("LLMSIGHT_RULES", raising=False)
+    # A store URL nothing listens on: reaching it would be a different error.
+    result = CliRunner().invoke(_build(), ["alerts", "silence", *args, "--url", "http://127.0.0.1:9/nowhere"])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.replace("│", " ").split())
+
+
+def test_cli_silence_checks_the_rules_file_in_llmsight_rules(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from llmsight.cli.app import _build
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: [{name: refunds-errors, metric: error_rate, warning: 0.1}]\n", encoding="utf-8")
+    monkeypatch.setenv("LLMSIGHT_RULES", str(rules))
+    result = CliRunner().invoke(_build(), ["alerts", "silence", "output-toxicity", "--for", "1h",
+                                           "--url", "http://127.0.0.1:9/nowhere"])
+    assert result.exit_code == 2
+    assert "the rules are: refunds-errors" in " ".join(result.output.replace("│", " ").split())
