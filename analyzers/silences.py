@@ -191,6 +191,8 @@ def create_silence(client: Any, rule: str, segment: dict[str, str], duration: ti
 
 def remove_silence(client: Any, silence_id: str, removed_by: str, now: datetime | None = None) -> Silence:
     """End an active silence now; :class:`LlmsightError` when there is no such active silence."""
+    if not removed_by.strip():
+        raise LlmsightError("ending a silence needs the name of who ends it")
     now = utc(now or datetime.now(timezone.utc))
     found = {s.silence_id: s for s in load_silences(client, now, include_ended=True)}.get(silence_id.strip())
     if found is None:

@@ -1,7 +1,8 @@
-"""Alerts: firing, pending and resolved alerts with their evidence; acknowledge one with a note.
+"""Alerts: firing, pending and resolved alerts with their evidence; acknowledge one with a note, or silence it.
 
 An acknowledgement is a new row in the ``alerts`` table written by the alert engine's own
-:func:`llmsight.analyzers.alerts.acknowledge`; it silences re-notifications until the alert resolves.
+:func:`llmsight.analyzers.alerts.acknowledge`; it stops re-notifications until the alert resolves.
+A silence (:mod:`llmsight.dashboard.silences`) holds every notification back for a set time.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llmsight.dashboard import data
+from llmsight.dashboard import data, silences
 from llmsight.dashboard.data import q
 from llmsight.dashboard.queries import Filters
 
 TABS = (("firing", "Firing"), ("pending", "Pending"), ("resolved", "Resolved"))
 COLUMNS = ["rule", "severity", "state", "service", "name", "model", "prompt_version", "value", "threshold",
-           "baseline", "p_value", "window_start", "acked_by", "ack_note", "changed_at"]
+           "baseline", "p_value", "window_start", "acked_by", "ack_note", "silenced_until", "changed_at"]
 
 
 def _label(row: pd.Series) -> str:
+    silenced = " · silenced" if pd.notna(row["silenced_until"]) else ""
     return (f"{row['state']} · {row['rule']} · {row['service']}/{row['name']}/{row['model']}/"
-            f"{row['prompt_version']} · {row['alert_id']}")
+            f"{row['prompt_version']} · {row['alert_id']}{silenced}")
 
 
 def evidence(alert: pd.Series) -> None:
@@ -69,7 +71,7 @@ def acknowledge_form(alert: pd.Series) -> None:
 
 def render(f: Filters) -> None:
     st.title("Alerts")
-    alerts = q("alert_states", f)
+    alerts = silences.mark(q("alert_states", f), q("active_silences"))
     counts = {state: int((alerts["state"] == state).sum()) if not alerts.empty else 0 for state, _ in TABS}
     tabs = st.tabs([f"{title} ({counts[state]})" for state, title in TABS])
     for tab, (state, _title) in zip(tabs, TABS, strict=False):
@@ -79,11 +81,12 @@ def render(f: Filters) -> None:
                 st.caption(f"No {state} alerts.")
             else:
                 st.dataframe(rows[COLUMNS], hide_index=True, width="stretch", key=f"alerts_{state}")
-    if alerts.empty:
-        return
-    st.subheader("Evidence and acknowledgement")
-    labels = {_label(row): row["alert_id"] for _, row in alerts.iterrows()}
-    chosen = st.selectbox("Alert", list(labels), key="alert_choice")
-    alert = alerts[alerts["alert_id"] == labels[chosen]].iloc[0]
-    evidence(alert)
-    acknowledge_form(alert)
+    if not alerts.empty:
+        st.subheader("Evidence, acknowledgement and silence")
+        labels = {_label(row): row["alert_id"] for _, row in alerts.iterrows()}
+        chosen = st.selectbox("Alert", list(labels), key="alert_choice")
+        alert = alerts[alerts["alert_id"] == labels[chosen]].iloc[0]
+        evidence(alert)
+        acknowledge_form(alert)
+        silences.silence_form(alert)
+    silences.active_list()

@@ -362,6 +362,21 @@ def alert_history(client: Any, alert_id: str) -> pd.DataFrame:
     return _df(client, sql, {"alert_id": alert_id})
 
 
+SILENCE_FRAME_COLUMNS = ["silence_id", "rule", "service", "name", "model", "prompt_version", "until", "left",
+                         "created_by", "reason", "created_at"]
+
+
+def active_silences(client: Any) -> pd.DataFrame:
+    """The active alert silences, soonest to end first, with the time left (empty segment values match any)."""
+    from llmsight.analyzers.alert_rules import SEGMENT_KEYS
+    from llmsight.analyzers.silences import load_silences, time_left
+
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [[s.silence_id, s.rule, *(s.segment.get(k, "") for k in SEGMENT_KEYS),
+             s.until, time_left(s, now), s.created_by, s.reason, s.created_at] for s in load_silences(client, now)]
+    return pd.DataFrame(rows, columns=SILENCE_FRAME_COLUMNS)
+
+
 # -- Evidence the analyzers attached to metric rows ------------------------------------------------
 
 def metric_examples(client: Any, f: Filters, metrics: tuple[str, ...], limit: int = 200) -> pd.DataFrame:
