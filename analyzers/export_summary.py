@@ -109,17 +109,14 @@ def _operations(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str, A
     return out
 
 
-def _acceptance(client: Any, week: IsoWeek) -> dict[tuple[str, ...], tuple[int, int]]:
-    """(judged, accepted) per segment: the week's calls joined to their user's latest verdict."""
-    rows = client.query(
-        f"SELECT {_E_SEG}, count(), countIf(f.verdict = 1) "
-        f"FROM (SELECT trace_id, {_SEG} FROM events FINAL WHERE {_between('ts')}) AS e "
-        f"INNER JOIN ({_FEEDBACK_BY_TRACE.format(grace=_between('ts', 'start', 'grace_end'))}) AS f "
-        f"ON f.trace_id = e.trace_id GROUP BY {_E_SEG} "
-        f"ORDER BY {_E_SEG}",
-        parameters=_params(week),
-    ).result_rows
-    return {tuple(r[:4]): (int(r[4]), int(r[5])) for r in rows}
+def _acceptance(daily: list[dict[str, Any]]) -> dict[tuple[str, ...], tuple[int, int]]:
+    """(judged, accepted) per segment: the week's daily rows summed; segments nobody judged are left out."""
+    totals: dict[tuple[str, ...], tuple[int, int]] = {}
+    for row in daily:
+        key = tuple(row[k] for k in SEGMENT_KEYS)
+        judged, accepted = totals.get(key, (0, 0))
+        totals[key] = (judged + row["judged"], accepted + row["accepted"])
+    return {key: counts for key, counts in totals.items() if counts[0]}
 
 
 def _window_metrics(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -141,13 +138,14 @@ def _window_metrics(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[st
     return out
 
 
-def _week_figures(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str, Any]]:
+def _week_figures(client: Any, week: IsoWeek, daily: list[dict[str, Any]]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The segment figures of ``week``; acceptance comes from ``daily``, the week's :func:`_daily` rows."""
     from llmsight.analyzers.acceptance import wilson_interval
 
     figures: dict[tuple[str, ...], dict[str, Any]] = defaultdict(dict)
     for key, values in _operations(client, week).items():
         figures[key].update(values)
-    for key, (judged, accepted) in _acceptance(client, week).items():
+    for key, (judged, accepted) in _acceptance(daily).items():
         low, high = wilson_interval(accepted, judged)
         figures[key].update(acceptance_rate=_r(accepted / judged), acceptance_ci_low=_r(low),
                             acceptance_ci_high=_r(high), feedback_judged=judged, _accepted=accepted)
@@ -157,6 +155,10 @@ def _week_figures(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str,
 
 
 def _daily(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
+    """Calls, judged and accepted per day and segment: the week's calls joined to their user's latest verdict.
+
+    The one feedback join of a week: the report's chart shows these rows and :func:`_acceptance` sums them.
+    """
     rows = client.query(
         f"SELECT toDate(e.ts) AS day, {_E_SEG}, count(), "
         f"countIf(f.verdict IS NOT NULL), countIf(f.verdict = 1) "
@@ -366,7 +368,8 @@ def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedd
 
     ``topics_by_week`` adds the week-against-week topics (it needs the embedding model)."""
     previous = week.previous()
-    this, prev = _week_figures(client, week), _week_figures(client, previous)
+    daily = _daily(client, week)
+    this, prev = _week_figures(client, week, daily), _week_figures(client, previous, _daily(client, previous))
     summary = WeeklySummary(week)
     for key in sorted(set(this) | set(prev)):
         row: dict[str, Any] = dict(zip(SEGMENT_KEYS, key, strict=True))
@@ -383,7 +386,7 @@ def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedd
                     "accepted": figures[key]["_accepted"], "acceptance_rate": figures[key]["acceptance_rate"],
                     "ci_low": figures[key]["acceptance_ci_low"], "ci_high": figures[key]["acceptance_ci_high"],
                 })
-    summary.daily = _daily(client, week)
+    summary.daily = daily
     summary.topics = (weekly_topics(client, week, embedder=embedder) if topics_by_week else []) + _topics(client, week)
     summary.toxic, summary.toxic_scores = _toxic(client, week)
     summary.alerts = _alerts(client, week)

@@ -81,3 +81,14 @@ def test_cron_schedules_follow_crontab_days(cron, expected):
 def test_bad_cron_is_refused():
     with pytest.raises(ConfigError):
         cron_trigger("every monday")
+
+
+def test_weekly_acceptance_sums_the_daily_rows_and_skips_unjudged_segments():
+    from llmsight.analyzers.export_summary import _acceptance
+
+    seg = {"service": "bot", "name": "answer", "model": "m", "prompt_version": "v1"}
+    quiet = {**seg, "prompt_version": "v2"}
+    daily = [{"day": "2026-11-16", **seg, "volume": 9, "judged": 4, "accepted": 3},
+             {"day": "2026-11-16", **quiet, "volume": 5, "judged": 0, "accepted": 0},
+             {"day": "2026-11-17", **seg, "volume": 7, "judged": 6, "accepted": 2}]
+    assert _acceptance(daily) == {("bot", "answer", "m", "v1"): (10, 5)}
