@@ -115,7 +115,7 @@ def _seed_alerts(client, week: IsoWeek, switch: datetime) -> None:
 
     def row(alert, rule, metric, state, transition, at, severity="warning", fired=None, acked_by=""):
         return [alert, rule, metric, severity, state, *SEGMENT.values(), "v2", 0.3, 0.1, 0.01, 0.001, at, "{}",
-                acked_by, "", at, transition, "1m", 1, 0, fired, fired, None]
+                acked_by, "", at, transition, "1m", 1, 0, fired, fired, None, "", ""]
 
     fire = switch + timedelta(minutes=20)
     rows = [
