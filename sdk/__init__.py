@@ -23,13 +23,11 @@ sent by a background thread to the sink (``file://`` spool by default, or ``kafk
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
 
 from llmsight import client as _client
+from llmsight.client import init
 from llmsight.decorator import monitor
 from llmsight.guard import internal_error as _internal_error
-from llmsight.sinks import Sink as _Sink
 from llmsight.tracing import context, current_trace_id
 
 __version__ = "0.1.0"
@@ -45,43 +43,6 @@ __all__ = [
     "shutdown",
     "stats",
 ]
-
-
-def init(
-    sink: str | _Sink | None = None,
-    service: str | None = None,
-    environment: str | None = None,
-    sample_rate: float | None = None,
-    redact: bool | Callable[[str], str] | None = None,
-    *,
-    prices: Mapping[str, Any] | None = None,
-    max_text_chars: int | None = None,
-    queue_size: int | None = None,
-    batch_size: int | None = None,
-    flush_interval: float | None = None,
-    disabled: bool | None = None,
-) -> None:
-    """Configure the SDK. Each argument falls back to its ``LLMSIGHT_*`` variable, then the default.
-
-    - ``sink``: ``file:///path/to/spool`` (default ``file://~/.llmsight/spool``) or
-      ``kafka://host:9092[,host2:9092]/topic``. A malformed URL logs a warning and falls back
-      to the default spool.
-    - ``sample_rate``: fraction of traces recorded, decided once per trace.
-    - ``redact``: True (default: e-mails, phones, cards, IBANs, keys, tokens, IPs), False, or
-      your own ``str -> str`` function.
-    - ``prices``: ``{"model": [input, output]}`` in USD per 1M tokens, over the defaults and
-      the ``LLMSIGHT_PRICES`` file.
-    - ``max_text_chars``, ``queue_size``, ``batch_size``, ``flush_interval``: see the settings.
-    - ``disabled``: monitored functions run untouched and nothing is recorded.
-
-    Calling ``init`` again replaces the previous configuration (its queue is flushed first).
-    """
-    try:
-        _client.configure(sink, service, environment, sample_rate, redact, prices=prices,
-                          max_text_chars=max_text_chars, queue_size=queue_size, batch_size=batch_size,
-                          flush_interval=flush_interval, disabled=disabled)
-    except Exception as exc:
-        _internal_error("init", exc)
 
 
 def feedback(

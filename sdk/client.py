@@ -189,17 +189,12 @@ _state = _State()
 
 
 def _redactor(redact: Any) -> Callable[[str], str] | None:
-    if redact is False:
-        return None
     if callable(redact):
         return redact  # type: ignore[no-any-return]
-    if redact is None:
-        return default_redact if config.resolve(config.REDACT) else None
-    chosen: Callable[[str], str] = default_redact
-    return chosen
+    return default_redact if config.resolve(config.REDACT, redact, check=True) else None
 
 
-def configure(
+def init(
     sink: str | Sink | None = None,
     service: str | None = None,
     environment: str | None = None,
@@ -213,66 +208,76 @@ def configure(
     flush_interval: float | None = None,
     disabled: bool | None = None,
 ) -> None:
-    """The body of ``llmsight.init`` (documented there)."""
-    previous = _state.client
-    if previous is not None:
-        with guard("shutting down the previous client"):
-            previous.worker.shutdown(2.0)
-    _state.client = None
-    _state.retired = None
-    _state.configured = True
-    _state.disabled = bool(config.resolve(config.DISABLED, disabled))
-    if _state.disabled:
-        log.info("llmsight: disabled; monitored functions run untouched")
-        return
+    """Configure the SDK. Each argument falls back to its ``LLMSIGHT_*`` variable, then the default.
+
+    - ``sink``: ``file:///path/to/spool`` (default ``file://~/.llmsight/spool``) or
+      ``kafka://host:9092[,host2:9092]/topic``. A malformed URL logs a warning and falls back
+      to the default spool.
+    - ``sample_rate``: fraction of traces recorded, decided once per trace.
+    - ``redact``: True (default: e-mails, phones, cards, IBANs, keys, tokens, IPs), False, or
+      your own ``str -> str`` function.
+    - ``prices``: ``{"model": [input, output]}`` in USD per 1M tokens, over the defaults and
+      the ``LLMSIGHT_PRICES`` file.
+    - ``max_text_chars``, ``queue_size``, ``batch_size``, ``flush_interval``: see the settings.
+    - ``disabled``: monitored functions run untouched and nothing is recorded.
+
+    Each argument is checked by its variable's parser in :mod:`llmsight.config`; a bad one is
+    logged once and its default used. Calling ``init`` again replaces the previous configuration
+    (its queue is flushed first). ``init`` never raises: a failure is logged and monitored
+    functions run unmonitored.
+    """
+    try:
+        previous = _state.client
+        if previous is not None:
+            with guard("shutting down the previous client"):
+                previous.worker.shutdown(2.0)
+        _state.client = None
+        _state.retired = None
+        _state.configured = True
+        _state.disabled = config.resolve(config.DISABLED, disabled, check=True)
+        if _state.disabled:
+            log.info("llmsight: disabled; monitored functions run untouched")
+            return
+        sink_url, sink_obj = _sink(sink)
+        _state.client = Client(
+            sink=sink_obj,
+            sink_url=sink_url,
+            service=config.resolve(config.SERVICE, service, check=True),
+            environment=config.resolve(config.ENVIRONMENT, environment, check=True),
+            sample_rate=config.resolve(config.SAMPLE_RATE, sample_rate, check=True),
+            redactor=_redactor(redact),
+            prices=load_prices(config.resolve(config.PRICES), prices),
+            max_text_chars=config.resolve(config.MAX_TEXT_CHARS, max_text_chars, check=True),
+            queue_size=config.resolve(config.QUEUE_SIZE, queue_size, check=True),
+            batch_size=config.resolve(config.BATCH_SIZE, batch_size, check=True),
+            flush_interval=config.resolve(config.FLUSH_INTERVAL_S, flush_interval, check=True),
+        )
+        with guard("starting the worker"):
+            _state.client.worker.start()
+        if not _state.atexit_registered:
+            atexit.register(_at_exit)
+            _state.atexit_registered = True
+        log.debug("llmsight: configured, sink %s", sink_url)
+    except Exception as exc:
+        internal_error("init", exc)
+
+
+def _sink(sink: str | Sink | None) -> tuple[str, Sink]:
+    """(URL, sink): a Sink object as it is, else one built from the URL, else the default spool."""
+    if isinstance(sink, Sink):
+        return "<object>", sink
     segment_bytes = config.resolve(config.SPOOL_SEGMENT_BYTES)
     fsync = config.resolve(config.SPOOL_FSYNC)
-    sink_url = "<object>"
-    sink_obj: Sink
-    if isinstance(sink, Sink):
-        sink_obj = sink
-    else:
-        sink_url = str(config.resolve(config.SINK, sink))
-        try:
-            sink_obj = make_sink(sink_url, segment_bytes=segment_bytes, fsync=fsync,
-                                 spill_dir=config.resolve(config.SPILL_DIR),
-                                 spill_max_bytes=config.resolve(config.SPILL_MAX_BYTES))
-        except Exception as exc:
-            default = str(config.SINK.default)
-            log.warning("llmsight: cannot use sink %r (%s); writing to the default spool %s instead",
-                        sink_url, exc, default)
-            sink_url = default
-            sink_obj = FileSink(spool_path(default), segment_bytes, fsync)
-    rate = config.resolve(config.SAMPLE_RATE, sample_rate)
-    if not isinstance(rate, (int, float)) or not 0.0 <= float(rate) <= 1.0:
-        log.warning("llmsight: sample_rate=%r is not between 0 and 1; using 1.0", rate)
-        rate = 1.0
-    _state.client = Client(
-        sink=sink_obj,
-        sink_url=sink_url,
-        service=str(config.resolve(config.SERVICE, service)),
-        environment=str(config.resolve(config.ENVIRONMENT, environment)),
-        sample_rate=float(rate),
-        redactor=_redactor(redact),
-        prices=load_prices(config.resolve(config.PRICES), prices),
-        max_text_chars=_positive(config.resolve(config.MAX_TEXT_CHARS, max_text_chars), config.MAX_TEXT_CHARS),
-        queue_size=_positive(config.resolve(config.QUEUE_SIZE, queue_size), config.QUEUE_SIZE),
-        batch_size=_positive(config.resolve(config.BATCH_SIZE, batch_size), config.BATCH_SIZE),
-        flush_interval=_positive(config.resolve(config.FLUSH_INTERVAL_S, flush_interval), config.FLUSH_INTERVAL_S),
-    )
-    with guard("starting the worker"):
-        _state.client.worker.start()
-    if not _state.atexit_registered:
-        atexit.register(_at_exit)
-        _state.atexit_registered = True
-    log.debug("llmsight: configured, sink %s", sink_url)
-
-
-def _positive(value: Any, setting: config.Setting) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        log.warning("llmsight: %s=%r must be above 0; using %r", setting.name, value, setting.default)
-        return setting.default
-    return value
+    sink_url = str(config.resolve(config.SINK, sink, check=True))
+    try:
+        return sink_url, make_sink(sink_url, segment_bytes=segment_bytes, fsync=fsync,
+                                   spill_dir=config.resolve(config.SPILL_DIR),
+                                   spill_max_bytes=config.resolve(config.SPILL_MAX_BYTES))
+    except Exception as exc:
+        default = str(config.SINK.default)
+        log.warning("llmsight: cannot use sink %r (%s); writing to the default spool %s instead",
+                    sink_url, exc, default)
+        return default, FileSink(spool_path(default), segment_bytes, fsync)
 
 
 def active_client() -> Client | None:
@@ -284,11 +289,7 @@ def active_client() -> Client | None:
         return None
     with _state.lock:
         if not _state.configured:
-            try:
-                configure()
-            except Exception as exc:
-                internal_error("configuring from the environment", exc)
-                _state.configured, _state.disabled = True, True
+            init()  # never raises; after a failure later calls run unmonitored
     return _state.client
 
 
@@ -354,4 +355,4 @@ def _after_fork_in_child() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
-__all__ = ["CallContext", "CallMeta", "Client", "active_client", "configure", "flush", "shutdown", "stats"]
+__all__ = ["CallContext", "CallMeta", "Client", "active_client", "flush", "init", "shutdown", "stats"]

@@ -10,6 +10,9 @@ Two ways to read a setting:
 * ``resolve(setting, strict=True)`` — the services' way. A bad value raises
   :class:`ConfigError` with a message that names the variable, the value and what is expected.
 
+``resolve(setting, argument, check=True)`` reads an explicit argument through the same parser
+(``llmsight.init`` does), so a setting's rule is written once, here.
+
 The README's configuration table is checked against :data:`SETTINGS` by a test.
 """
 
@@ -273,24 +276,35 @@ NOTIFY_MAX_ATTEMPTS = _define("LLMSIGHT_NOTIFY_MAX_ATTEMPTS", 6, _parse_positive
                               "Attempts per notification (exponential backoff between them).", "analyzers")
 
 
-def resolve(setting: Setting, override: Any = None, *, strict: bool = False) -> Any:
+def resolve(setting: Setting, override: Any = None, *, strict: bool = False, check: bool = False) -> Any:
     """Return the setting's value: ``override`` if given, else the environment, else the default.
 
-    With ``strict`` a bad environment value raises :class:`ConfigError`; without it the
-    problem is logged once and the default is returned.
+    With ``strict`` a bad value raises :class:`ConfigError`; without it the problem is logged
+    once and the default is returned. An ``override`` is taken as it is unless ``check`` is set:
+    then it goes through the setting's parser like the variable would (as text, so ``0.5`` and
+    ``"0.5"`` read alike). The SDK checks ``init()``'s arguments this way.
     """
     if override is not None:
-        return override
+        if not check:
+            return override
+        return _parse(setting, override if isinstance(override, str) else str(override), "argument", strict)
     raw = os.environ.get(setting.name)
     if raw is None or raw == "":
         return setting.default
+    return _parse(setting, raw, "environment", strict)
+
+
+def _parse(setting: Setting, raw: str, source: str, strict: bool) -> Any:
     try:
         return setting.parse(raw)
     except (ValueError, TypeError) as exc:
-        message = f"{setting.name}={raw!r} is not valid: {exc}. {setting.doc}"
+        given = f"{setting.name}={raw!r}" + (" (an argument)" if source == "argument" else "")
+        message = f"{given} is not valid: {exc}. {setting.doc}"
         if strict:
             raise ConfigError(message) from None
-        _warn_once(setting.name, f"{message} Using the default {setting.default!r}.")
+        # Once per variable; once per distinct bad argument (init() may be called again with another).
+        key = setting.name if source == "environment" else f"{setting.name} argument {raw}"
+        _warn_once(key, f"{message} Using the default {setting.default!r}.")
         return setting.default
 
 

@@ -496,3 +496,65 @@ def test_stats_still_report_after_shutdown(sink):
     assert llmsight.stats() == {"sent": 1, "dropped": 0, "spilled": 0, "failed": 0}
     llmsight.init(sink=MemorySink())
     assert llmsight.stats() == {"sent": 0, "dropped": 0, "spilled": 0, "failed": 0}
+
+
+def test_bad_init_arguments_are_logged_once_and_replaced_by_their_defaults(monkeypatch, caplog):
+    from llmsight import config
+
+    monkeypatch.setattr(config, "_warned", set())  # "once" is per process: start this test afresh
+    memory = MemorySink()
+    bad = dict(service="  ", sample_rate=2.0, max_text_chars=True, queue_size=0, batch_size="many",
+               flush_interval=-1.0, disabled="perhaps")
+    try:
+        for _ in range(2):
+            llmsight.init(sink=memory, redact=False, **bad)
+        client = sdk_client._state.client
+        assert (client.service, client.sample_rate, client.max_text_chars) == (
+            config.SERVICE.default, config.SAMPLE_RATE.default, config.MAX_TEXT_CHARS.default)
+        worker = client.worker
+        assert (worker._maxlen, worker._batch_size, worker._interval) == (
+            config.QUEUE_SIZE.default, config.BATCH_SIZE.default, config.FLUSH_INTERVAL_S.default)
+        assert sdk_client._state.disabled is False
+
+        @llmsight.monitor
+        def ask(q):
+            return "a"
+
+        assert ask("q") == "a"
+        [event] = events(memory)
+        assert event["service"] == config.SERVICE.default
+    finally:
+        llmsight.shutdown(2)
+    warned = [r.getMessage() for r in caplog.records if "(an argument) is not valid" in r.getMessage()]
+    named = sorted(message.split("=")[0].removeprefix("llmsight: ") for message in warned)
+    assert named == sorted(["LLMSIGHT_SERVICE", "LLMSIGHT_SAMPLE_RATE", "LLMSIGHT_MAX_TEXT_CHARS",
+                            "LLMSIGHT_QUEUE_SIZE", "LLMSIGHT_BATCH_SIZE", "LLMSIGHT_FLUSH_INTERVAL_S",
+                            "LLMSIGHT_DISABLED"])  # each once, though init ran twice
+
+
+def test_init_arguments_are_read_by_the_variables_parsers():
+    memory = MemorySink()
+    try:
+        llmsight.init(sink=memory, service=" svc ", sample_rate="0.5", queue_size="7", disabled="no", redact="off")
+        client = sdk_client._state.client
+        assert (client.service, client.sample_rate, client.worker._maxlen) == ("svc", 0.5, 7)
+        assert client.redactor is None
+        llmsight.init(sink=memory, disabled="yes")
+        assert sdk_client._state.client is None and sdk_client._state.disabled is True
+    finally:
+        llmsight.shutdown(2)
+
+
+def test_init_never_raises_and_calls_then_run_unmonitored(monkeypatch, caplog):
+    def broken(**_):
+        raise RuntimeError("client construction failed")
+
+    monkeypatch.setattr(sdk_client, "Client", broken)
+    assert llmsight.init(sink=MemorySink()) is None
+    assert "init failed" in caplog.text and "client construction failed" in caplog.text
+
+    @llmsight.monitor
+    def ask(q):
+        return "a"
+
+    assert ask("q") == "a" and sdk_client._state.client is None
