@@ -11,8 +11,9 @@ the next evaluation sends that notification once and clears the mark, so the per
 about an alert that outlived the silence, exactly once. A ``firing`` that was held back is sent as
 ``firing`` (the receivers never saw it open), whatever re-notifications or escalations followed it,
 during the silence or in the window that releases it. An acknowledged alert is not re-sent, as with
-re-notifications. An alert that resolves during the silence, or before its held-back ``firing`` went
-out, sends nothing afterwards.
+re-notifications. The recovery of an alert whose ``firing`` went out before the silence is still sent
+(it is not a page, and it closes the receivers' incident); an alert whose ``firing`` was held back
+sends no recovery, and nothing once the silence ends.
 
 Silences live in the ``alert_silences`` table (migration 0004), one row per change: removing a
 silence early writes a newer row of the same ``silence_id`` with ``removed_at`` set, and readers
@@ -118,8 +119,10 @@ def gate(silence: Silence | None, old: AlertState, new: AlertState, transition: 
             if unseen and new.state != "firing":
                 return _unmarked(new), transition, None  # so no recovery message either
             return _unmarked(new), transition, "firing" if unseen else transition
-        if new.state != "firing":  # resolved during the silence: nothing is owed any more
-            return _unmarked(new), transition, None
+        if new.state != "firing":
+            # Resolved during the silence. A recovery is not a page, and receivers that saw the alert
+            # open need it to close their incident; one that never went out is not followed by one.
+            return _unmarked(new), transition, None if old.held_back == "firing" else transition
         held = "firing" if old.held_back == "firing" else transition
         return replace(new, held_back=held, silenced_by=silence.silence_id), transition, None
     current = new if transition is not None else old

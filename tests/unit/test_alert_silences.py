@@ -166,10 +166,17 @@ def test_a_renotify_held_back_is_sent_as_a_renotify():
     assert transitions == [None, "renotify", "unsilenced", None] and sent == ["renotify"]
 
 
-def test_an_alert_that_resolves_under_the_silence_sends_nothing_afterwards():
+def test_an_alert_that_fires_and_resolves_under_the_silence_sends_nothing():
     st, transitions, sent = run([0.1, 0.0, 0.0, 0.0], [silence(T0 + timedelta(minutes=2))])
     assert transitions == ["firing", "resolved", None, None] and sent == []
     assert (st.state, st.held_back, st.silenced_by) == ("resolved", "", "")
+
+
+def test_the_recovery_of_an_alert_notified_before_the_silence_is_still_sent():
+    fired, _, sent_before = run([0.1], [])
+    st, transitions, sent = run([0.1, 0.0, 0.0], [silence(T0 + timedelta(hours=1))], state=fired, start=1)
+    assert sent_before == ["firing"] and transitions == [None, "resolved", None] and sent == ["resolved"]
+    assert st.held_back == ""
 
 
 def test_an_acknowledged_alert_is_not_sent_after_the_silence():
