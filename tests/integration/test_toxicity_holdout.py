@@ -1,16 +1,21 @@
 """The shipped toxicity heads on text they were not trained on, with the real MiniLM.
 
-* The shipped head (trained on both sources) on each source's held-out 15% (``in_holdout``,
-  never trained on): all 1,612 Stormfront sentences, and a fixed sample of 600 Davidson tweets.
-* The one-source heads, written by the same ``scripts/train-toxicity`` run, on the *other*
-  source: the generalisation to hate the head never saw. Stormfront's hate is mostly implicit
-  (few slurs); Davidson's is mostly explicit profanity.
+* The shipped head (trained on both sources and the hand-written seeds) on each source's held-out
+  15% (``in_holdout``, never trained on): all 1,612 Stormfront sentences, and a fixed sample of
+  600 Davidson tweets.
+* The one-source heads (one source and the seeds), written by the same ``scripts/train-toxicity``
+  run, on the *other* source: the generalisation to hate the head never saw. Stormfront's hate is
+  mostly implicit (few slurs); Davidson's is mostly explicit profanity.
+* The shipped head on the hand-written hidden-style check (``toxicity_check.json``: implicit
+  statements about groups and matched benign ones), which nothing was trained or tuned on.
 
 The floors are the figures measured on these very texts (analyzers/data/TOXICITY.md) less 0.01
 for float noise across machines, and 0.02 on the Davidson sample; a worse recipe, head or
 normalisation drops below them. Scoring is whole-text here (``sentences=False``): the sentence
 pass changes these AUCs by under 0.002 and is covered by the unit tests.
 """
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -48,7 +53,7 @@ def _score(head: str, held_out, source: str) -> tuple[float, float, np.ndarray, 
     return roc_auc_score(labels, scores), float(scorer.is_toxic(scores[labels == 0]).mean()), labels, scorer
 
 
-@pytest.mark.parametrize("source, auc_floor, max_fpr", [("davidson", 0.95, 0.2), ("stormfront", 0.82, 0.17)])
+@pytest.mark.parametrize("source, auc_floor, max_fpr", [("davidson", 0.955, 0.11), ("stormfront", 0.82, 0.16)])
 def test_shipped_head_on_held_out_texts(held_out, source, auc_floor, max_fpr):
     auc, fpr, _, scorer = _score("toxicity_head.npz", held_out, source)
     assert scorer.threshold == 0.5
@@ -56,8 +61,20 @@ def test_shipped_head_on_held_out_texts(held_out, source, auc_floor, max_fpr):
     assert fpr <= max_fpr
 
 
-@pytest.mark.parametrize("trained_on, scored_on, floor", [("davidson", "stormfront", 0.76),
-                                                          ("stormfront", "davidson", 0.94)])
+@pytest.mark.parametrize("trained_on, scored_on, floor", [("davidson", "stormfront", 0.765),
+                                                          ("stormfront", "davidson", 0.945)])
 def test_one_source_head_generalises_to_the_other_source(held_out, trained_on, scored_on, floor):
     auc, _, _, _ = _score(f"toxicity_head_{trained_on}_only.npz", held_out, scored_on)
     assert auc >= floor
+
+
+def test_shipped_head_on_the_hidden_style_check():
+    """Measured 0.911 (0.828 for the same recipe trained without the seeds); floor 0.01 below."""
+    check = json.loads((HEAD_PATH.parent / "toxicity_check.json").read_text())
+    texts = check["toxic"] + check["benign"]
+    labels = np.r_[np.ones(len(check["toxic"])), np.zeros(len(check["benign"]))]
+    scorer = ToxicityScorer(sentences=False)
+    scores = scorer.score(texts)
+    assert len(texts) == 96
+    assert roc_auc_score(labels, scores) >= 0.90
+    assert scorer.is_toxic(scores[labels == 0]).mean() <= 0.125

@@ -52,7 +52,8 @@ def test_shipped_head_is_small_portable_and_credited():
     assert HEAD_PATH.stat().st_size < 200_000
     head = Head.load(HEAD_PATH)
     assert head.embedding_dim == 384 and head.uses_profanity
-    assert set(head.metadata["trained_on"]) == {"davidson", "stormfront"}
+    assert set(head.metadata["trained_on"]) == {"davidson", "stormfront", "seeds"}
+    assert head.metadata["seeds"] == {"toxic": 286, "benign": 269}
     assert any("Davidson" in c for c in head.metadata["credits"])
     assert any("de Gibert" in c for c in head.metadata["credits"])
     assert 0.0 < head.metadata["threshold"] < 1.0
