@@ -9,10 +9,11 @@ on top of two things the server install already has,
 * the probability given by alt-profanity-check, a linear model over word n-grams that knows slurs
   and profanity well.
 
-The head adds three standardised signals: a logistic regression on the embedding, the
-embedding's similarity to hand-written abusive anchor sentences (``toxicity_anchors.json``; what
-carries it to hate its training sources do not show) and the profanity logit. A text of several
-sentences also scores at least as high as its worst sentence (``LLMSIGHT_TOXICITY_SENTENCES``).
+The head adds three standardised signals: a logistic regression on the embeddings of
+hand-written seed sentences (``toxicity_seeds.json`` and ``toxicity_anchors.json``; what carries it
+to hate its training sources do not show), the profanity logit, and a logistic regression on the
+embeddings of the two sources below. A text of several sentences also scores at least as high as
+its worst sentence (``LLMSIGHT_TOXICITY_SENTENCES``).
 
 The head is trained by ``scripts/train-toxicity`` (deterministic) on two public data sets held in
 ``shared/data/toxicity`` and credited here as their licences ask:
