@@ -86,3 +86,19 @@ def test_threshold_setting_overrides_the_heads_own(monkeypatch):
     monkeypatch.delenv("LLMSIGHT_TOXICITY_THRESHOLD")
     assert ToxicityScorer().threshold == Head.load(HEAD_PATH).metadata["threshold"]
     assert ToxicityScorer(threshold=0.25).threshold == 0.25
+
+
+def test_hand_written_seeds_and_check_are_balanced_and_disjoint():
+    """The seeds are trained on and the check set only scored: no sentence may be in both."""
+    import json
+
+    folder = HEAD_PATH.parent
+    seeds = json.loads((folder / "toxicity_seeds.json").read_text())
+    check = json.loads((folder / "toxicity_check.json").read_text())
+    toxic = [t for kind in seeds["toxic"].values() for t in kind]
+    benign = [t for kind in seeds["benign"].values() for t in kind]
+    assert (len(toxic), len(benign)) == (254, 249)
+    assert len(set(toxic + benign)) == len(toxic) + len(benign)
+    assert (len(check["toxic"]), len(check["benign"])) == (48, 48)
+    seen = {normalize(t).lower() for t in toxic + benign}
+    assert not seen & {normalize(t).lower() for t in check["toxic"] + check["benign"]}
