@@ -48,8 +48,10 @@ def _struct(name: str, kind: str, fields: dict[str, tuple[tuple[type, ...], bool
     required = [(f, annotation(types)) for f, (types, req) in fields.items() if req]
     optional = [(f, Optional[annotation(types)], None)  # noqa: UP045
                 for f, (types, req) in fields.items() if not req]
+    # gc=False: a batch holds thousands of these; untracked, they cost the cyclic garbage collector
+    # nothing (they never form cycles: their fields are strings, numbers and plain dicts).
     return msgspec.defstruct(name, [("schema_version", int), *required, *optional],
-                             tag_field="type", tag=kind, module=__name__)
+                             tag_field="type", tag=kind, module=__name__, gc=False)
 
 
 LlmCall = _struct("LlmCall", LLM_CALL, LLM_CALL_FIELDS)

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from llmsight.collector import Collector
@@ -19,21 +20,40 @@ from llmsight.spool import hostname
 
 
 class FakeStore:
-    """Records inserts; the first ``failures`` attempts raise as an unreachable server would."""
+    """Records inserts; the first ``failures`` attempts raise as an unreachable server would.
+
+    The collector writes events and feedback with ``raw_insert`` (JSON columns) and dead letters
+    with ``insert`` (Native); both are recorded the same way.
+    """
 
     def __init__(self, failures: int = 0) -> None:
         self.failures = failures
         self.attempts = 0
         self.inserts: list[tuple[str, int, str]] = []
 
-    def insert(self, table: str, data: Any, *, column_names: list[str], column_oriented: bool,
-               settings: dict[str, str]) -> None:
+    def attempt(self) -> None:
         self.attempts += 1
-        assert column_oriented and len(data) == len(column_names)
         if self.failures:
             self.failures -= 1
             raise ConnectionError("store down")
+
+    def insert(self, table: str, data: Any, *, column_names: list[str], column_oriented: bool,
+               settings: dict[str, str], column_type_names: list[str] | None = None) -> None:
+        assert column_oriented and len(data) == len(column_names)
+        assert column_type_names is None or len(column_type_names) == len(column_names)
+        self.attempt()
         self.inserts.append((table, len(data[0]), settings["insert_deduplication_token"]))
+
+    def raw_insert(self, table: str, column_names: list[str], insert_block: bytes, *, settings: dict[str, str],
+                   fmt: str) -> None:
+        assert fmt == "JSONCompactColumns"
+        data = json.loads(insert_block)
+        assert len(data) == len(column_names)
+        self.attempt()
+        self.inserts.append((table, len(data[0]), settings["insert_deduplication_token"]))
+
+    def create_insert_context(self, table: str, column_names: list[str]) -> Any:
+        return SimpleNamespace(column_types=[SimpleNamespace(name="String") for _ in column_names])
 
 
 def event_line(i: int) -> bytes:
@@ -70,13 +90,13 @@ def test_nothing_is_committed_while_the_store_is_down_and_the_retry_reuses_the_t
     source, base = spool_with(tmp_path, [event_line(0), b"not json\n"])
     store = FakeStore(failures=3)
     seen_positions = []
-    original_insert = store.insert
+    original_attempt = store.attempt
 
-    def watching_insert(*args: Any, **kwargs: Any) -> None:
+    def watching_attempt() -> None:
         seen_positions.append(positions(tmp_path))
-        original_insert(*args, **kwargs)
+        original_attempt()
 
-    store.insert = watching_insert  # type: ignore[method-assign]
+    store.attempt = watching_attempt  # type: ignore[method-assign]
     stats = Collector(source, store, retry_max_s=0.05, http_port=0).run_until_idle(timeout_s=30)
     assert seen_positions[:4] == [None, None, None, None]  # no commit before the insert succeeded
     token = f"{base}-0-{len(event_line(0)) + 9}"
