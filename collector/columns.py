@@ -41,7 +41,9 @@ def _opt_float(events: Sequence[Any], name: str) -> list[float | None]:
 
 
 def _opt_u32(events: Sequence[Any], name: str) -> list[int | None]:
-    return [None if v is None else max(0, min(int(v), _U32_MAX)) for v in map(attrgetter(name), events)]
+    # The range test first: nearly every count is in range, and min/max calls cost more.
+    return [v if v is None or 0 <= v <= _U32_MAX else max(0, min(int(v), _U32_MAX))
+            for v in map(attrgetter(name), events)]
 
 
 def event_columns(events: Sequence[Any], sources: Sequence[str]) -> list[list[Any]]:
@@ -67,7 +69,7 @@ def event_columns(events: Sequence[Any], sources: Sequence[str]) -> list[list[An
         _opt_float(events, "cost_usd"),
         _or_empty(events, "user_id"),
         _or_empty(events, "session_id"),
-        [{str(k): str(v) for k, v in t.items()} if t else {} for t in map(attrgetter("tags"), events)],
+        [t or {} for t in map(attrgetter("tags"), events)],  # already strings (see decode._struct)
         [json.dumps(m, ensure_ascii=False) if m else "" for m in map(attrgetter("metadata"), events)],
         [1 if t else 0 for t in map(attrgetter("truncated"), events)],
         list(sources),

@@ -40,13 +40,18 @@ def _struct(name: str, kind: str, fields: dict[str, tuple[tuple[type, ...], bool
     Required fields come first (msgspec wants them before the defaults); a field that may be
     missing is ``Optional`` with ``None`` as default, since validate() takes null for any of them.
     ``ts`` is the ISO string as decoded; fast_decode() replaces it with the parsed datetime.
+    ``tags`` is stored as strings: the fast path takes only string values (what the SDK sends), so
+    the columns need not convert them; any other map goes the slow way, where from_validated()
+    converts it.
     """
-    def annotation(types: tuple[type, ...]) -> Any:
+    def annotation(field: str, types: tuple[type, ...]) -> Any:
+        if field == "tags":
+            return dict[str, str]
         # msgspec's float takes JSON integers too, as validate's (int, float) does; neither takes bool.
         return float if float in types else next(t for t in types if t is not type(None))
 
-    required = [(f, annotation(types)) for f, (types, req) in fields.items() if req]
-    optional = [(f, Optional[annotation(types)], None)  # noqa: UP045
+    required = [(f, annotation(f, types)) for f, (types, req) in fields.items() if req]
+    optional = [(f, Optional[annotation(f, types)], None)  # noqa: UP045
                 for f, (types, req) in fields.items() if not req]
     # gc=False: a batch holds thousands of these; untracked, they cost the cyclic garbage collector
     # nothing (they never form cycles: their fields are strings, numbers and plain dicts).
@@ -89,6 +94,9 @@ def slow_decode(raw: bytes) -> tuple[Any, LlmCall | Feedback]:
 
 
 def from_validated(event: dict[str, Any]) -> LlmCall | Feedback:
-    """The struct of an event ``validate()`` returned (its keys are exactly the struct's fields)."""
+    """The struct of an event ``validate()`` returned (its keys are exactly the struct's fields),
+    with ``tags`` turned to strings as the fast path would have them."""
     fields = {k: v for k, v in event.items() if k != "type"}
+    if fields.get("tags"):
+        fields["tags"] = {str(k): str(v) for k, v in fields["tags"].items()}
     return LlmCall(**fields) if event["type"] == LLM_CALL else Feedback(**fields)

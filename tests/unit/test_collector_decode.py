@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsight.collector.columns import event_columns, feedback_columns
-from llmsight.collector.decode import Feedback, LlmCall, fast_decode, from_validated
+from llmsight.collector.decode import Feedback, LlmCall, fast_decode, from_validated, slow_decode
 from llmsight.errors import SchemaError
 from llmsight.schema import FEEDBACK_FIELDS, LLM_CALL_FIELDS, validate
 
@@ -27,12 +27,19 @@ def test_the_structs_mirror_the_schema_field_tables() -> None:
     assert types["environment"] == Optional[str]  # not required, so null is taken too  # noqa: UP045
     assert types["tokens_in"] == Optional[int]  # noqa: UP045
     assert types["cost_usd"] == Optional[float]  # noqa: UP045
-    assert (types["tags"], types["truncated"]) == (Optional[dict], Optional[bool])  # noqa: UP045
+    assert (types["tags"], types["truncated"]) == (Optional[dict[str, str]], Optional[bool])  # noqa: UP045
+
+
+def test_tags_with_other_values_take_the_slow_path_and_come_out_as_strings() -> None:
+    raw = json.dumps({**GOOD, "tags": {"a": 1, "b": True, "c": None}}).encode()
+    assert fast_decode(raw) is None
+    _decoded, event = slow_decode(raw)
+    assert event.tags == {"a": "1", "b": "True", "c": "None"}
 
 
 GOOD = {"type": "llm_call", "schema_version": 1, "event_id": "0b6b4b0e-8d59-4c1e-9a43-4a3b8f0c9d11",
         "trace_id": "t", "ts": "2026-11-20T10:00:00.5Z", "service": "s", "name": "n", "latency_ms": 3,
-        "input": "héllo", "tags": {"a": 1}, "metadata": {"m": [1]}, "tokens_in": 2**40}
+        "input": "héllo", "tags": {"a": "1"}, "metadata": {"m": [1]}, "tokens_in": 2**40}
 
 
 def test_ordinary_events_take_the_fast_path() -> None:
