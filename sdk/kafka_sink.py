@@ -13,6 +13,10 @@
   events the producer gives up on are spilled.
 * When a TCP probe succeeds again, the spill is replayed oldest first; a segment is deleted
   once every event in it is acknowledged (or, if the broker fails again, re-spilled).
+* The sink keeps its own spill segments (paths, order, sizes) in memory: only this process
+  writes, claims, replays and deletes segments named with its pid, so the directory is listed
+  once at start (spill of an earlier process with this pid) and then every ``RESCAN_EVERY_S``
+  while Kafka is reachable, to claim the spill of processes that died since.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ PROBE_EVERY_S = 0.5  # while unreachable, how often to try a TCP connect
 PROBE_TIMEOUT_S = 0.25
 MAX_IN_FLIGHT = 50_000  # events handed to the producer and not yet acknowledged
 REPLAY_SLICE_S = 0.2  # longest stretch of replay per worker wake-up
+RESCAN_EVERY_S = 5.0  # while reachable, how often to list the spill directory for dead processes' spill
 
 
 def _compression(choice: str) -> str | None:
@@ -93,7 +98,7 @@ class KafkaSink(Sink):  # type: ignore[misc]
         self.spill_max_bytes = spill_max_bytes
         # Small spill segments, so that the byte cap drops old data in small steps.
         spill_segment = max(64 * 1024, min(segment_bytes, spill_max_bytes // 16))
-        self._spill = SpoolWriter(self.spill_dir, spill_segment, fsync)
+        self._spill = SpoolWriter(self.spill_dir, spill_segment, fsync, on_closed=self._segment_closed)
         self._compression = _compression(config.resolve(config.KAFKA_COMPRESSION))
         self._fresh()
 
@@ -107,11 +112,21 @@ class KafkaSink(Sink):  # type: ignore[misc]
         self._given_up: list[tuple[str, bytes]] = []  # failed deliveries, spilled by the worker thread
         self._replay: _Replay | None = None
         self._stats: Stats | None = None
+        # This process's spill segments other than the active one, oldest first: path -> (bytes,
+        # replayable). None until the directory is first listed. Replayable is False only for an
+        # ``.open`` segment left by an earlier process with this pid (never replayed, as before,
+        # but counted against the cap).
+        self._segments: dict[Path, tuple[int, bool]] | None = None
+        self._segment_bytes = 0  # the sum of their sizes
+        self._rescan_at = 0.0  # when _own_segments lists the directory again
 
     @property
     def busy(self) -> bool:
         """True while there is spill to replay, so the worker wakes often."""
-        return self._reachable and (self._replay is not None or self._spill_has_data())
+        if not self._reachable:
+            return False
+        # Not listed yet: wake soon, the next tick lists it.
+        return self._replay is not None or self._segments is None or self._spill_has_data()
 
     # -- the worker's calls --------------------------------------------------------------------------
 
@@ -144,6 +159,7 @@ class KafkaSink(Sink):  # type: ignore[misc]
         """Replay the spill and wait for every acknowledgement; if Kafka is away, True once all is spilled."""
         self._stats = stats
         deadline = time.monotonic() + timeout
+        self._rescan_at = 0.0  # a flush also replays the spill of processes that died meanwhile
         while True:
             self._spill_given_up(stats)
             if not self._check_reachable():
@@ -307,36 +323,78 @@ class KafkaSink(Sink):  # type: ignore[misc]
         stats.add(spilled=len(batch))
         self._enforce_cap(stats)
 
-    def _own_segments(self) -> list[Path]:
-        """Closed spill segments this process may replay: its own, and those of dead processes on
-        this host, which it first claims by renaming them to its own pid (rename is atomic, so
-        two processes never replay the same segment)."""
+    def _scan(self, claim: bool) -> None:
+        """List the spill directory into the in-memory view of this process's segments.
+
+        With ``claim``, closed segments of dead processes on this host are claimed first, by
+        renaming them to this pid (rename is atomic, so two processes never replay the same
+        segment). Other hosts' spill (a shared disk) and live processes' spill are left alone.
+        """
         mine, here = os.getpid(), hostname()
-        paths = []
+        active = self._spill.active_path
+        found: list[tuple[Path, bool]] = []
         for segment in list_segments(self.spill_dir):
             parsed = parse_base(segment.base)
-            if parsed is None or not segment.closed:
+            if parsed is None or segment.path == active:
                 continue
             created, host, pid, seq = parsed
             if host != here:
-                continue  # another host's spill (a shared disk): that host replays it
-            if pid == mine:
-                paths.append(segment.path)
                 continue
-            if pid_alive(pid):
-                continue  # a live process replays its own spill
+            if pid == mine:
+                found.append((segment.path, segment.closed))
+                continue
+            if not claim or not segment.closed or pid_alive(pid):
+                continue
             claimed = segment.path.with_name(f"{created:013d}-{host}-{mine}-{_CLAIMED_SEQ + seq % _CLAIMED_SEQ:06d}{CLOSED_SUFFIX}")
             try:
                 os.rename(segment.path, claimed)
             except OSError:
                 continue  # another process claimed it first
             log.info("llmsight: claimed spill segment %s of a dead process", segment.path.name)
-            paths.append(claimed)
-        paths.sort(key=lambda p: p.name)
-        return paths
+            found.append((claimed, True))
+        segments: dict[Path, tuple[int, bool]] = {}
+        for path, replayable in sorted(found, key=lambda item: item[0].name):
+            try:
+                segments[path] = (path.stat().st_size, replayable)
+            except OSError:
+                continue
+        self._segments = segments
+        self._segment_bytes = sum(size for size, _ in segments.values())
+        if claim:
+            self._rescan_at = time.monotonic() + RESCAN_EVERY_S
+
+    def _view(self) -> dict[Path, tuple[int, bool]]:
+        if self._segments is None:
+            self._scan(claim=False)  # the cap alone needs no claiming
+        assert self._segments is not None
+        return self._segments
+
+    def _segment_closed(self, path: Path, size: int) -> None:
+        """The spill writer closed a segment: add it to the view (without listing the directory)."""
+        segments = self._segments
+        if segments is None or path in segments:
+            return  # not listed yet: the first listing finds it
+        newest = next(reversed(segments), None)
+        segments[path] = (size, True)
+        self._segment_bytes += size
+        if newest is not None and path.name < newest.name:  # a clock step back: keep the order by name
+            self._segments = dict(sorted(segments.items(), key=lambda item: item[0].name))
+
+    def _segment_gone(self, path: Path) -> None:
+        if self._segments is not None and path in self._segments:
+            self._segment_bytes -= self._segments.pop(path)[0]
+
+    def _own_segments(self) -> list[Path]:
+        """Closed spill segments this process may replay, oldest first: its own, and those of dead
+        processes on this host, claimed when the directory is listed (at most every ``RESCAN_EVERY_S``)."""
+        if self._segments is None or time.monotonic() >= self._rescan_at:
+            self._scan(claim=True)
+        return [path for path, (_, replayable) in self._view().items() if replayable]
 
     def _spill_has_data(self) -> bool:
-        return self._spill.active_path is not None or bool(self._own_segments())
+        if self._spill.active_path is not None:
+            return True
+        return any(replayable for _, replayable in (self._segments or {}).values())
 
     def _enforce_cap(self, stats: Stats) -> None:
         """Keep this process's spill under the cap by deleting its oldest closed segments.
@@ -344,30 +402,27 @@ class KafkaSink(Sink):  # type: ignore[misc]
         Only this process's own segments count and are deleted: another process may still be
         writing or replaying its own.
         """
-        mine, here = os.getpid(), hostname()
-        sizes = []
-        for segment in list_segments(self.spill_dir):
-            parsed = parse_base(segment.base)
-            if parsed is None or parsed[1] != here or parsed[2] != mine:
-                continue
-            try:
-                sizes.append((segment.path, segment.path.stat().st_size))
-            except OSError:
-                continue
-        total = sum(size for _, size in sizes)
-        active = self._spill.active_path
+        segments = self._view()
+        total = self._segment_bytes + self._spill.active_bytes
+        if total <= self.spill_max_bytes:
+            return
         replaying = self._replay.path if self._replay is not None else None
-        for path, size in sizes:
+        for path, (size, _) in list(segments.items()):
             if total <= self.spill_max_bytes:
                 break
-            if path == active or path == replaying:
+            if path == replaying:
                 continue
             try:
                 with open(path, "rb") as handle:
                     lost = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
                 os.remove(path)
+            except FileNotFoundError:
+                self._segment_gone(path)  # removed behind our back: nothing to drop
+                total -= size
+                continue
             except OSError:
                 continue
+            self._segment_gone(path)
             total -= size
             stats.add(dropped=lost)
             log.warning("llmsight: spill over %d bytes; dropped %d oldest events", self.spill_max_bytes, lost)
@@ -388,7 +443,14 @@ class KafkaSink(Sink):  # type: ignore[misc]
             if replay.lines is not None:
                 if self._in_flight >= MAX_IN_FLIGHT:
                     return
-                item = next(replay.lines, None)
+                try:
+                    item = next(replay.lines, None)
+                except FileNotFoundError:  # removed behind our back: the view was stale
+                    log.warning("llmsight: spill segment %s vanished before its replay", replay.path.name)
+                    self._segment_gone(replay.path)
+                    self._rescan_at = 0.0
+                    replay.lines = None
+                    continue
                 if item is None:
                     replay.lines = None
                     continue
@@ -408,6 +470,7 @@ class KafkaSink(Sink):  # type: ignore[misc]
                 os.remove(replay.path)
             except OSError:
                 pass
+            self._segment_gone(replay.path)
             self._replay = None
 
     def _respill_rest(self, replay: _Replay, first: tuple[int, int, bytes]) -> None:

@@ -24,7 +24,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,13 +128,17 @@ class SpoolWriter:
     """Appends batches of encoded lines to this process's active segment and rotates it by size.
 
     Writes go straight to the file descriptor (no user-space buffer), so a forked child that
-    drops the writer cannot replay the parent's buffered bytes.
+    drops the writer cannot replay the parent's buffered bytes. ``on_closed(path, size)`` is
+    called after each rename to ``.jsonl``, so an owner can keep its list of segments without
+    listing the directory.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], segment_bytes: int, fsync: str = "batch") -> None:
+    def __init__(self, directory: str | os.PathLike[str], segment_bytes: int, fsync: str = "batch",
+                 on_closed: Callable[[Path, int], None] | None = None) -> None:
         self.directory = Path(directory).expanduser()
         self.segment_bytes = segment_bytes
         self.fsync = fsync
+        self.on_closed = on_closed
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
@@ -144,6 +148,11 @@ class SpoolWriter:
     @property
     def active_path(self) -> Path | None:
         return self._path
+
+    @property
+    def active_bytes(self) -> int:
+        """Bytes written to the active segment (0 when there is none)."""
+        return self._size
 
     def write(self, lines: Sequence[bytes]) -> None:
         """Append ``lines`` (each ending in ``"\\n"``); raises OSError if the disk refuses."""
@@ -180,7 +189,7 @@ class SpoolWriter:
 
     def rotate(self) -> None:
         """Close the active segment (rename it to ``.jsonl``); the next write opens a new one."""
-        fd, path = self._fd, self._path
+        fd, path, size = self._fd, self._path, self._size
         self._fd, self._path, self._size = None, None, 0
         if fd is None or path is None:
             return
@@ -189,7 +198,10 @@ class SpoolWriter:
                 os.fsync(fd)
         finally:
             os.close(fd)
-            os.rename(path, path.with_name(path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX))
+            closed = path.with_name(path.name[: -len(OPEN_SUFFIX)] + CLOSED_SUFFIX)
+            os.rename(path, closed)
+            if self.on_closed is not None:
+                self.on_closed(closed, size)
 
     def close(self) -> None:
         self.rotate()
