@@ -50,6 +50,24 @@ def _open_span(client: Client) -> tuple[Span, Span | None]:
     return Span(parent.trace, new_id(128), parent.event, parent.sampled), parent
 
 
+def _begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
+        Client, Span, Span | None, tuple[Any, ...], dict[str, Any]] | None:
+    """Open the call's span: the client, the span, its parent and the arguments as they are now (for
+    the record: a list or dict the function changes later is recorded as it was passed); None when
+    the call is not monitored (before init, disabled, or llmsight failed)."""
+    try:
+        client = active_client()
+        if client is None:
+            return None
+        span, parent = _open_span(client)
+        if span.sampled:
+            args, kwargs = _copy_mutable(args, kwargs)
+        return client, span, parent, args, kwargs
+    except Exception as error:
+        internal_error("starting a monitored call", error)
+        return None
+
+
 def _finish(client: Client, meta: CallMeta, span: Span, parent: Span | None, args: tuple[Any, ...],
             kwargs: dict[str, Any], result: Any, chunks: list[Any] | None, exc: BaseException | None,
             t_wall: float, latency_ns: int, ttft_ns: int | None) -> None:
@@ -83,17 +101,10 @@ def _meta_for(fn: Callable[..., Any], name: str | None, model: str | None, promp
 def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            client = active_client()
-            if client is not None:
-                span, parent = _open_span(client)
-                if span.sampled:
-                    args, kwargs = _copy_mutable(args, kwargs)
-        except Exception as error:
-            internal_error("starting a monitored call", error)
-            client = None
-        if client is None:  # before init, disabled, or llmsight failed: the plain call
+        call = _begin(args, kwargs)
+        if call is None:  # before init, disabled, or llmsight failed: the plain call
             return fn(*args, **kwargs)
+        client, span, parent, rec_args, rec_kwargs = call
         token = CURRENT_SPAN.set(span)
         t_wall = _now()
         start = _clock()
@@ -102,11 +113,11 @@ def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]
         except BaseException as exc:
             latency = _clock() - start
             CURRENT_SPAN.reset(token)
-            _finish(client, meta, span, parent, args, kwargs, None, None, exc, t_wall, latency, None)
+            _finish(client, meta, span, parent, rec_args, rec_kwargs, None, None, exc, t_wall, latency, None)
             raise
         latency = _clock() - start
         CURRENT_SPAN.reset(token)
-        _finish(client, meta, span, parent, args, kwargs, result, None, None, t_wall, latency, None)
+        _finish(client, meta, span, parent, rec_args, rec_kwargs, result, None, None, t_wall, latency, None)
         return result
 
     return wrapper
@@ -115,17 +126,10 @@ def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]
 def _wrap_coroutine(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            client = active_client()
-            if client is not None:
-                span, parent = _open_span(client)
-                if span.sampled:
-                    args, kwargs = _copy_mutable(args, kwargs)
-        except Exception as error:
-            internal_error("starting a monitored call", error)
-            client = None
-        if client is None:  # before init, disabled, or llmsight failed: the plain call
+        call = _begin(args, kwargs)
+        if call is None:  # before init, disabled, or llmsight failed: the plain call
             return await fn(*args, **kwargs)
+        client, span, parent, rec_args, rec_kwargs = call
         token = CURRENT_SPAN.set(span)
         t_wall = _now()
         start = _clock()
@@ -134,11 +138,11 @@ def _wrap_coroutine(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
         except BaseException as exc:
             latency = _clock() - start
             CURRENT_SPAN.reset(token)
-            _finish(client, meta, span, parent, args, kwargs, None, None, exc, t_wall, latency, None)
+            _finish(client, meta, span, parent, rec_args, rec_kwargs, None, None, exc, t_wall, latency, None)
             raise
         latency = _clock() - start
         CURRENT_SPAN.reset(token)
-        _finish(client, meta, span, parent, args, kwargs, result, None, None, t_wall, latency, None)
+        _finish(client, meta, span, parent, rec_args, rec_kwargs, result, None, None, t_wall, latency, None)
         return result
 
     return wrapper
@@ -149,17 +153,10 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
     # chunks is not part of this call, and a token must be reset in the context that set it.
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        try:
-            client = active_client()
-            if client is not None:
-                span, parent = _open_span(client)
-                if span.sampled:
-                    args, kwargs = _copy_mutable(args, kwargs)
-        except Exception as error:
-            internal_error("starting a monitored call", error)
-            client = None
-        if client is None:
+        call = _begin(args, kwargs)
+        if call is None:
             return (yield from fn(*args, **kwargs))
+        client, span, parent, rec_args, rec_kwargs = call
         chunks: list[Any] = []
         ttft: int | None = None
         t_wall = _now()
@@ -172,10 +169,10 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
             try:
                 chunk = step(value)
             except StopIteration as stop:
-                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
                 return stop.value
             except BaseException as exc:
-                _finish_stream(client, meta, span, parent, args, kwargs, chunks, exc, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, exc, t_wall, start, ttft)
                 raise
             finally:
                 CURRENT_SPAN.reset(token)
@@ -187,7 +184,7 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
                 step = gen.send
             except GeneratorExit:  # the consumer stopped early: record what was streamed so far
                 gen.close()
-                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
                 raise
             except BaseException as exc:
                 step, value = gen.throw, exc
@@ -198,19 +195,12 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
 def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-        try:
-            client = active_client()
-            if client is not None:
-                span, parent = _open_span(client)
-                if span.sampled:
-                    args, kwargs = _copy_mutable(args, kwargs)
-        except Exception as error:
-            internal_error("starting a monitored call", error)
-            client = None
-        if client is None:
+        call = _begin(args, kwargs)
+        if call is None:
             async for item in fn(*args, **kwargs):
                 yield item
             return
+        client, span, parent, rec_args, rec_kwargs = call
         chunks: list[Any] = []
         ttft: int | None = None
         t_wall = _now()
@@ -223,10 +213,10 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
             try:
                 chunk = await step(value)
             except StopAsyncIteration:
-                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
                 return
             except BaseException as exc:
-                _finish_stream(client, meta, span, parent, args, kwargs, chunks, exc, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, exc, t_wall, start, ttft)
                 raise
             finally:
                 CURRENT_SPAN.reset(token)
@@ -238,7 +228,7 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
                 step = agen.asend
             except GeneratorExit:
                 await agen.aclose()
-                _finish_stream(client, meta, span, parent, args, kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
                 raise
             except BaseException as exc:
                 step, value = agen.athrow, exc

@@ -408,6 +408,23 @@ def test_list_arguments_are_recorded_as_at_call_time(sink):
     assert event["input"] == "user: hi"
 
 
+def test_the_function_gets_the_callers_own_arguments(sink):
+    # A common pattern: the LLM call appends its reply to the caller's conversation. The decorator
+    # must not hand the function copies (it copies only what it records).
+    @llmsight.monitor
+    def chat(messages, options):
+        messages.append({"role": "assistant", "content": "reply"})
+        options["seen"] = True
+        return "reply"
+
+    history = [{"role": "user", "content": "hi"}]
+    options: dict = {}
+    chat(history, options=options)
+    assert history[-1] == {"role": "assistant", "content": "reply"} and options == {"seen": True}
+    [event] = events(sink)
+    assert event["input"] == '{"messages": [{"role": "user", "content": "hi"}], "options": {}}'  # as passed
+
+
 def test_disabled_runs_untouched(monkeypatch):
     memory = MemorySink()
     llmsight.init(sink=memory, disabled=True)
