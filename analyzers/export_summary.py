@@ -182,14 +182,21 @@ def _details(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _topics(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
-    """The drift topics that moved most over the week, gathered across the windows' explanations."""
-    rows = client.query(
-        f"SELECT metric, {_SEG}, window_start, details FROM metrics FINAL WHERE granularity = '1m' "
+def _explained_windows(client: Any, week: IsoWeek, metrics: list[str], columns: str) -> list[tuple[Any, ...]]:
+    """``columns`` of the week's minute windows of ``metrics`` that carry details (their explanation
+    or examples), in metric, segment and time order."""
+    return client.query(
+        f"SELECT {columns} FROM metrics FINAL WHERE granularity = '1m' "
         f"AND metric IN ({{metrics:Array(String)}}) AND details != '' AND {_between('window_start')} "
         f"ORDER BY metric, {_SEG}, window_start",
-        parameters={**_params(week), "metrics": [names.DRIFT_INPUT, names.DRIFT_OUTPUT]},
+        parameters={**_params(week), "metrics": metrics},
     ).result_rows
+
+
+def _topics(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
+    """The drift topics that moved most over the week, gathered across the windows' explanations."""
+    rows = _explained_windows(client, week, [names.DRIFT_INPUT, names.DRIFT_OUTPUT],
+                              f"metric, {_SEG}, window_start, details")
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for metric, *rest in rows:
         segment, details = rest[:4], _details(rest[5])
@@ -289,12 +296,7 @@ def _toxic(client: Any, week: IsoWeek) -> tuple[list[dict[str, Any]], dict[str, 
     """The calls the analyzers flagged toxic this week (their examples), outputs listed with their texts."""
     from llmsight.redact import redact
 
-    rows = client.query(
-        f"SELECT metric, details FROM metrics FINAL WHERE granularity = '1m' "
-        f"AND metric IN ({{metrics:Array(String)}}) AND details != '' AND {_between('window_start')} "
-        f"ORDER BY metric, {_SEG}, window_start",
-        parameters={**_params(week), "metrics": [names.TOXICITY_OUTPUT, names.TOXICITY_INPUT]},
-    ).result_rows
+    rows = _explained_windows(client, week, [names.TOXICITY_OUTPUT, names.TOXICITY_INPUT], "metric, details")
     scores: dict[str, float] = {}
     output_scores: dict[str, float] = {}
     for metric, raw in rows:
