@@ -163,8 +163,7 @@ class Collector:
         if self.http_port and self._http is None:
             self._http = HealthServer(self.http_port, self.metrics, self.healthy, self.ready)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmsight-collector-insert")
-        gc_threshold = gc.get_threshold()
-        gc.set_threshold(max(gc_threshold[0], _GC_YOUNG_THRESHOLD), *gc_threshold[1:])
+        _raise_gc_threshold()
         self._set(running=True)
         log.info("collector: reading %s (batches of %d messages / %.1f s / %d bytes)",
                  self.source.url, self.batch_events, self.batch_seconds, self.batch_bytes)
@@ -175,7 +174,7 @@ class Collector:
         finally:
             self._set(running=False)
             self._writer.shutdown(wait=True)
-            gc.set_threshold(*gc_threshold)
+            _restore_gc_threshold()
             if failed:
                 # An error escaped the loop: forget what is not committed, so that calling run()
                 # again (llmsight up restarts its collector thread) reads it again.
@@ -345,37 +344,39 @@ class Collector:
         settings = {"insert_deduplication_token": checkpoint.token, "max_partitions_per_insert_block": 0}
         n_events, n_feedback, dead = batch.n_events, batch.n_feedback, batch.dead_letters
         if n_events:
-            self._insert_columns("events", EVENT_COLUMNS, batch.event_columns(), settings)
+            self._insert_json("events", EVENT_COLUMNS, batch.event_columns(), settings)
         if n_feedback:
-            self._insert_columns("feedback", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
+            self._insert_json("feedback", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
         if dead:
-            self._insert_columns("dead_letters", DEAD_LETTER_COLUMNS,
+            self._insert_native("dead_letters", DEAD_LETTER_COLUMNS,
                                  [[d.where for d in dead], [d.reason for d in dead], [d.raw for d in dead]], settings)
         elapsed = time.perf_counter() - started
         self._record(batch, elapsed)
         log.info("collector: batch of %d inserted in %.0f ms (%d events, %d feedback, %d dead letters)",
                  len(batch), elapsed * 1000, n_events, n_feedback, len(dead))
 
-    def _insert_columns(self, table: str, columns: list[str], data: list[list[Any]],
-                        settings: dict[str, Any]) -> None:
-        """Insert ``data`` (one list per column) into ``table``.
+    def _insert_json(self, table: str, columns: list[str], data: list[list[Any]],
+                     settings: dict[str, Any]) -> None:
+        """Insert ``data`` (one list per column) into ``table`` as one JSON document.
 
-        The columns go as one JSON document (``JSONCompactColumns``) that msgspec writes in C and
-        ClickHouse parses in C++ without the GIL: clickhouse-connect's Native encoder is Python,
-        and held the GIL for a third of each insert, slowing the thread reading the next batch.
-        The stored values are the same (tests/integration/test_collector_json_insert.py).
-        Dead letters keep arbitrary bytes, which JSON cannot carry; they, and any batch msgspec
-        cannot write (a str holding a lone surrogate), go the Native way.
+        msgspec writes it in C and ClickHouse parses it in C++ without the GIL: clickhouse-connect's
+        Native encoder is Python, and held the GIL for a third of each insert, slowing the thread
+        reading the next batch. The stored values are the same (test_collector_json_insert.py).
+        A batch msgspec cannot write (a str holding a lone surrogate) goes the Native way.
         """
-        if table != "dead_letters":
-            try:
-                payload = _json_columns(data)
-            except (msgspec.EncodeError, UnicodeEncodeError, TypeError) as exc:
-                log.warning("collector: %s batch not writable as JSON (%s); inserting it as Native", table, exc)
-            else:
-                self.client.raw_insert(table, columns, payload, settings={**settings, **_JSON_INPUT},
-                                       fmt="JSONCompactColumns")
-                return
+        try:
+            payload = _json_columns(data)
+        except (msgspec.EncodeError, UnicodeEncodeError, TypeError) as exc:
+            log.warning("collector: %s batch not writable as JSON (%s); inserting it as Native", table, exc)
+            self._insert_native(table, columns, data, settings)
+            return
+        self.client.raw_insert(table, columns, payload, settings={**settings, **_JSON_INPUT},
+                               fmt="JSONCompactColumns")
+
+    def _insert_native(self, table: str, columns: list[str], data: list[list[Any]],
+                       settings: dict[str, Any]) -> None:
+        """Insert through clickhouse-connect's Native encoder (dead letters: arbitrary bytes, which
+        JSON cannot carry)."""
         # Without the column types, clickhouse-connect asks the store (DESCRIBE TABLE) before every
         # insert: one extra query per table and batch. They are asked once per collector instead.
         types = self._column_types.get(table)
@@ -462,6 +463,30 @@ class Collector:
         log.warning("collector: insert before a rebalance failed (%s); %d messages will be replayed "
                     "by the partitions' next owner", _short(exc), messages)
         self._set(insert_errors=self._stats.insert_errors + 1, store_up=False)
+
+
+# The GC threshold is the process's: with several collectors running at once (N in one process,
+# or `llmsight up`), the first to start raises it and the last to stop restores it.
+_gc_lock = threading.Lock()
+_gc_running = 0
+_gc_saved: tuple[int, ...] = ()
+
+
+def _raise_gc_threshold() -> None:
+    global _gc_running, _gc_saved
+    with _gc_lock:
+        if _gc_running == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(max(_gc_saved[0], _GC_YOUNG_THRESHOLD), *_gc_saved[1:])
+        _gc_running += 1
+
+
+def _restore_gc_threshold() -> None:
+    global _gc_running
+    with _gc_lock:
+        _gc_running -= 1
+        if _gc_running == 0:
+            gc.set_threshold(*_gc_saved)
 
 
 @dataclass

@@ -75,8 +75,8 @@ def test_json_columns_store_what_the_native_insert_stores(store_client: Any, tmp
     raw_insert = store_client.raw_insert
     monkeypatch.setattr(store_client, "raw_insert", lambda table, *a, **k: (inserted.append(table),
                                                                              raw_insert(table, *a, **k)))
-    collector._insert_columns("events", EVENT_COLUMNS, batch.event_columns(), settings)
-    collector._insert_columns("feedback", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
+    collector._insert_json("events", EVENT_COLUMNS, batch.event_columns(), settings)
+    collector._insert_json("feedback", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
     assert inserted == ["events", "feedback"]  # both went the JSON way
 
     def unwritable(_data: Any) -> bytes:
@@ -84,8 +84,8 @@ def test_json_columns_store_what_the_native_insert_stores(store_client: Any, tmp
 
     # The fallback: what msgspec cannot write goes through clickhouse-connect's Native insert.
     monkeypatch.setattr(collector_module, "_json_columns", unwritable)
-    collector._insert_columns("events_native", EVENT_COLUMNS, batch.event_columns(), settings)
-    collector._insert_columns("feedback_native", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
+    collector._insert_json("events_native", EVENT_COLUMNS, batch.event_columns(), settings)
+    collector._insert_json("feedback_native", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
     assert inserted == ["events", "feedback"]
 
     events = _stored(store_client, "events", EVENT_COLUMNS)

@@ -206,3 +206,33 @@ def test_run_can_be_called_again_after_an_error_and_stores_everything_once(tmp_p
     assert sorted(set(tokens)) == sorted(f"{base}-{a}-{b}" for a, b in zip(ends, ends[1:], strict=False))
     assert stats.running is False and stats.events >= 10
     assert not (tmp_path / f"{base}.jsonl").exists()  # committed to its end, so removed
+
+
+def test_the_gc_threshold_is_raised_while_collectors_run_and_restored_after_the_last(tmp_path: Path) -> None:
+    import gc
+
+    from llmsight.collector import collector as collector_module
+
+    before = gc.get_threshold()
+    seen = []
+
+    class Store(FakeStore):
+        def raw_insert(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(gc.get_threshold()[0])
+            super().raw_insert(*args, **kwargs)
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Collector(spool_with(tmp_path / "a", [event_line(0)])[0], Store(), http_port=0)
+    second = Collector(spool_with(tmp_path / "b", [event_line(1)])[0], Store(), http_port=0)
+    # Overlapping runs (as two collectors of one process would): the first to stop must not put the
+    # threshold back while the other still runs, and the last one must.
+    collector_module._raise_gc_threshold()
+    try:
+        first.run_until_idle(timeout_s=30)
+        assert gc.get_threshold() == (max(before[0], collector_module._GC_YOUNG_THRESHOLD), *before[1:])
+        second.run_until_idle(timeout_s=30)
+    finally:
+        collector_module._restore_gc_threshold()
+    assert seen == [max(before[0], collector_module._GC_YOUNG_THRESHOLD)] * 2
+    assert gc.get_threshold() == before
