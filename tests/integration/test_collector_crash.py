@@ -60,24 +60,26 @@ def rows_stored(port: int) -> float:
 def crash_and_replay(source: str, db: Path, rng: random.Random) -> list[float]:
     """Start, SIGKILL after a random number of stored rows, three times; then run until idle."""
     killed_at = []
-    for _ in range(KILLS):
+    for kill in range(KILLS):
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", source],
-                                env=collector_env(db, port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The log goes to a file: a pipe nobody reads while the collector runs can fill and block it.
+        log_path = db.parent / f"collector-{kill}.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", source],
+                                    env=collector_env(db, port), stdout=subprocess.DEVNULL, stderr=log)
         target = rng.uniform(5_000, 45_000)
         deadline = time.monotonic() + 120
         try:
             while rows_stored(port) < target:
-                assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
-                assert time.monotonic() < deadline, "the collector made no progress in 120 s"
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, (f"the collector made no progress in 120 s (target {target:.0f}, "
+                                                     f"stored {rows_stored(port)}):\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.05)
             time.sleep(rng.uniform(0, 0.5))  # land anywhere in the batch cycle
             killed_at.append(rows_stored(port))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-            if proc.stderr:
-                proc.stderr.close()
     final = subprocess.run([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", source, "--until-idle"],
                            env=collector_env(db, 0), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-3000:]
