@@ -123,13 +123,52 @@ def profanity_logits(texts: Sequence[str]) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+LEXICON_PATH = Path(__file__).parent / "data" / "toxicity_lexicon.json"
+_ENDINGS = r"(?:s|es|ed|ing|in|er|ers|y|a|az|z)?"
+_lexicon: list[re.Pattern[str]] = []
+
+
+def _lexicon_patterns() -> list[re.Pattern[str]]:
+    """One pattern per kind of ``toxicity_lexicon.json``: whole words with common endings, and inner stems."""
+    if not _lexicon:
+        stored = json.loads(LEXICON_PATH.read_text())
+        patterns = []
+        for kind, words in stored["words"].items():
+            ordered = sorted(set(words), key=len, reverse=True)
+            pattern = r"\b(?:" + "|".join(re.escape(w).replace(r"\-", "[- ]?") for w in ordered) + r")" + _ENDINGS + r"\b"
+            inner = sorted(set(stored["inner"].get(kind, [])), key=len, reverse=True)
+            if inner:
+                pattern += r"|\w*(?:" + "|".join(re.escape(stem) for stem in inner) + r")\w*"
+            patterns.append(re.compile(pattern, re.IGNORECASE))
+        _lexicon[:] = patterns
+    return _lexicon
+
+
+def lexicon_hits(texts: Sequence[str]) -> np.ndarray:
+    """For each (normalised) text, the sum over the lexicon's kinds of log(1 + words of that kind).
+
+    The lexicon (``toxicity_lexicon.json``) is hand-written: profanity, slurs, dehumanising words
+    and insults. It lets a head know crude abuse without alt-profanity-check, which has seen
+    Davidson's tweets, so that the cross-source figure on Davidson can be measured honestly.
+    """
+    patterns = _lexicon_patterns()
+    return np.array([sum(np.log1p(len(p.findall(t))) for p in patterns) for t in texts], dtype=np.float64)
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
 
 
 # -- the shipped head ---------------------------------------------------------------------------
+# The text features a head may read after the embedding, in the order its metadata lists them.
+_EXTRA_FEATURES = {"profanity_logit": profanity_logits, "lexicon_hits": lexicon_hits}
+
+
 class Head:
-    """A small numpy network over [embedding, profanity logit]: standardise, dense layers, calibrate.
+    """A small numpy network over [embedding, text features]: standardise, dense layers, calibrate.
+
+    The text features are those of ``metadata["features"]`` after ``minilm``: ``profanity_logit``
+    (alt-profanity-check) and ``lexicon_hits`` (:func:`lexicon_hits`).
 
     Stored as ``.npz`` (no pickle): ``mean``, ``scale``, ``W0``/``b0`` ... ``W{k}``/``b{k}``
     (ReLU between layers), ``calibration`` = (a, b) of the Platt step ``sigmoid(a * z + b)`` and
@@ -144,7 +183,11 @@ class Head:
         self.calibration = tuple(float(v) for v in arrays["calibration"])
         self.metadata = metadata
         self.embedding_dim = int(metadata["embedding_dim"])
-        self.uses_profanity = "profanity_logit" in metadata["features"]
+        self.extra_features = [f for f in metadata["features"] if f != "minilm"]
+        unknown = set(self.extra_features) - set(_EXTRA_FEATURES)
+        if unknown:
+            raise ConfigError(f"toxicity head needs features this llmsight does not have: {sorted(unknown)}")
+        self.uses_profanity = "profanity_logit" in self.extra_features
 
     @classmethod
     def load(cls, path: str | Path) -> Head:
@@ -165,10 +208,11 @@ class Head:
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.embedding_dim:
             raise ValueError(f"expected embeddings of shape (n, {self.embedding_dim}), got {emb.shape}")
-        if not self.uses_profanity:
+        if not self.extra_features:
             return emb
         cleaned = [normalize(t) for t in texts]
-        return np.hstack([emb, profanity_logits(cleaned).astype(np.float32)[:, None]])
+        return np.hstack([emb] + [_EXTRA_FEATURES[name](cleaned).astype(np.float32)[:, None]
+                                  for name in self.extra_features])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         x = (features - self.mean) / self.scale

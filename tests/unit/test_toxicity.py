@@ -8,7 +8,8 @@ calibrated threshold.
 import numpy as np
 import pytest
 
-from llmsight.analyzers.toxicity import HEAD_PATH, Head, ToxicityScorer, in_holdout, normalize
+from llmsight.analyzers.toxicity import HEAD_PATH, Head, ToxicityScorer, in_holdout, lexicon_hits, normalize
+from llmsight.errors import ConfigError
 
 INSULTS = [
     "Are you stupid? Figure out your card yourself, I'm not your babysitter.",
@@ -52,6 +53,8 @@ def test_shipped_head_is_small_portable_and_credited():
     assert HEAD_PATH.stat().st_size < 200_000
     head = Head.load(HEAD_PATH)
     assert head.embedding_dim == 384 and head.uses_profanity
+    assert head.extra_features == ["profanity_logit", "lexicon_hits"]
+    assert head.layers[0][0].shape == (386, 1)
     assert set(head.metadata["trained_on"]) == {"davidson", "stormfront", "seeds"}
     assert head.metadata["seeds"] == {"toxic": 286, "benign": 269}
     assert any("Davidson" in c for c in head.metadata["credits"])
@@ -102,3 +105,40 @@ def test_hand_written_seeds_and_check_are_balanced_and_disjoint():
     assert (len(check["toxic"]), len(check["benign"])) == (48, 48)
     seen = {normalize(t).lower() for t in toxic + benign}
     assert not seen & {normalize(t).lower() for t in check["toxic"] + check["benign"]}
+
+
+def test_lexicon_counts_whole_words_and_inner_stems_per_kind():
+    hits = lexicon_hits([
+        "How are you? Take the trash out, then crackers and cheese at the zoo with a monkey.",
+        "Classes pass the assessment; cumulative totals; Scunthorpe is a town.",
+        "you stupid fucking idiot",
+        "what bullshit",
+        "a camel jockey and a camel-jockey",
+        "",
+    ])
+    # Everyday words are not in the list, and a stem inside an innocent word does not count...
+    assert hits[0] == 0.0 and hits[1] == 0.0 and hits[5] == 0.0
+    # ...but inner stems do: one word of profanity (fucking) and two insults (stupid, idiot).
+    assert hits[2] == pytest.approx(np.log(2) + np.log(3))
+    assert hits[3] == pytest.approx(np.log(2))
+    # A hyphenated entry matches with a space or a hyphen, or with neither.
+    assert hits[4] == pytest.approx(np.log(3))
+
+
+def test_a_head_without_profanity_check_reads_the_lexicon_alone():
+    head = Head.load(HEAD_PATH.with_name("toxicity_head_stormfront_only_without_profanity.npz"))
+    assert head.extra_features == ["lexicon_hits"] and not head.uses_profanity
+    texts = ["Fuck off, you stupid bitch.", "Your new card should arrive within 5 working days."]
+    features = head.features(np.zeros((2, 384), dtype=np.float32), texts)
+    assert features.shape == (2, 385)
+    np.testing.assert_allclose(features[:, -1], lexicon_hits([normalize(t) for t in texts]))
+    assert features[0, -1] > 0 and features[1, -1] == 0
+
+
+def test_a_head_asking_for_an_unknown_feature_is_refused(tmp_path):
+    stored = dict(np.load(HEAD_PATH, allow_pickle=False))
+    arrays = {k: v for k, v in stored.items() if k not in ("format", "metadata")}
+    metadata = Head.load(HEAD_PATH).metadata | {"features": ["minilm", "sentiment"]}
+    Head.save(tmp_path / "head.npz", arrays, metadata)
+    with pytest.raises(ConfigError, match="sentiment"):
+        Head.load(tmp_path / "head.npz")
