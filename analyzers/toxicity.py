@@ -7,12 +7,14 @@ on top of two things the server install already has,
 * the all-MiniLM-L6-v2 sentence embedding of the text (384 numbers; the scheduler passes the
   embeddings it has cached already, through :meth:`ToxicityScorer.score_embeddings`), and
 * the probability given by alt-profanity-check, a linear model over word n-grams that knows slurs
-  and profanity well.
+  and profanity well, and
+* the hits of a hand-written lexicon of profanity, slurs, dehumanising words and insults
+  (``toxicity_lexicon.json``, :func:`lexicon_hits`).
 
-The head adds three standardised signals: a logistic regression on the embeddings of
+The head adds four standardised signals: a logistic regression on the embeddings of
 hand-written seed sentences (``toxicity_seeds.json`` and ``toxicity_anchors.json``; what carries it
-to hate its training sources do not show), the profanity logit, and a logistic regression on the
-embeddings of the two sources below. A text of several sentences also scores at least as high as
+to hate its training sources do not show), the profanity logit, the lexicon hits, and a logistic
+regression on the embeddings of the two sources below. A text of several sentences also scores at least as high as
 its worst sentence (``LLMSIGHT_TOXICITY_SENTENCES``).
 
 The head is trained by ``scripts/train-toxicity`` (deterministic) on two public data sets held in

@@ -356,7 +356,8 @@ DRIFT_PERMUTATIONS = _define("LLMSIGHT_DRIFT_PERMUTATIONS", 500, _parse_positive
 # -- Analyzers: toxicity, acceptance, operations (llmsight.analyzers.toxicity, .acceptance, .operations) --
 TOXICITY_MODEL = _define("LLMSIGHT_TOXICITY_MODEL", "", _parse_text,
                          "Local Hugging Face text-classification folder or Detoxify checkpoint for toxicity; "
-                         "empty means the small head shipped in the package (MiniLM + alt-profanity-check).", "analyzers")
+                         "empty means the small head shipped in the package (MiniLM, a lexicon and alt-profanity-check).",
+                         "analyzers")
 TOXICITY_THRESHOLD = _define("LLMSIGHT_TOXICITY_THRESHOLD", None, _parse_fraction,
                              "Probability at or above which a text counts as toxic in toxicity_rate_*; "
                              "empty means the model's own calibrated threshold (0.5 for a plugged-in model).",
