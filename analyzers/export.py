@@ -248,19 +248,25 @@ def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], si
         parameters=params, settings=_JOIN_SETTINGS,
     ).result_rows
     allocation = allocate({tuple(row[:4]): int(row[4]) for row in strata}, size)
+    drawn = sorted((key, k) for key, k in allocation.items() if k > 0)
     sampled: list[tuple[Any, ...]] = []
-    in_stratum = " AND ".join(f"e.{col} = {{s_{col}:String}}" for col in SEGMENT_KEYS)
-    for key, k in sorted(allocation.items()):
-        if k == 0:
-            continue
-        # A hash of the event id salted with the week's seed: a uniform, repeatable draw.
+    if drawn:
+        # One pass over the week for every stratum (one query per stratum re-joined the whole week each
+        # time): rank each stratum's calls by a hash of the event id salted with the week's seed (a
+        # uniform, repeatable draw) and keep its first k. Strata are bound as tuples, so no separator
+        # can collide with a segment's name; one not drawn from has index 0, and arr[0] is 0 in ClickHouse.
+        quota = f"{{quotas:Array(UInt64)}}[indexOf({{strata:Array(Tuple(String, String, String, String))}}, ({_SEGMENT}))]"
+        ranked = _review_sql(
+            f"{_REVIEW_FIELDS}, {quota} AS quota, row_number() OVER (PARTITION BY {_SEGMENT} "
+            f"ORDER BY cityHash64(toString(e.event_id), {{seed:UInt64}}), e.event_id) AS draw",
+            f"NOT {_FLAGGED}", "")
         rows = client.query(
-            _review_sql(_REVIEW_FIELDS, f"NOT {_FLAGGED} AND {in_stratum}",
-                        f"ORDER BY cityHash64(toString(e.event_id), {{seed:UInt64}}), e.event_id LIMIT {int(k)}"),
-            parameters={**params, **{f"s_{col}": value for col, value in zip(SEGMENT_KEYS, key, strict=True)}},
+            f"SELECT * EXCEPT (quota, draw) FROM ({ranked}) WHERE draw <= quota",
+            parameters={**params, "strata": [key for key, _ in drawn], "quotas": [k for _, k in drawn]},
             settings=_JOIN_SETTINGS,
         ).result_rows
-        sampled.extend(sorted(rows, key=lambda r: (r[2], r[1])))
+        # Strata in key order, each stratum's calls by time: the order the per-stratum queries gave.
+        sampled = sorted(rows, key=lambda r: (tuple(r[3:7]), r[2], r[1]))
 
     out = []
     for flag_kind, rows in (("flagged", flagged), ("random", sampled)):
