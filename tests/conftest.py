@@ -59,3 +59,15 @@ def shared_data() -> Path:
         raise RuntimeError(f"{SHARED_DATA} is missing: tests need ../shared/data beside the checkout")
     return SHARED_DATA
 from tests.kafka import kafka_broker  # noqa: E402,F401  (the session Kafka broker fixture)
+
+
+@pytest.fixture
+def streamlit_on_localhost():
+    """Streamlit's server.address set to 127.0.0.1 for one test (AppTest leaves it unset: every
+    interface, which asks for a login), then put back."""
+    from streamlit import config
+
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)

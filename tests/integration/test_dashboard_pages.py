@@ -63,16 +63,9 @@ def alert(alert_id: str, state: str, segment: tuple[str, ...], changed: dt.datet
     return [row[c] for c in ALERT_COLUMNS]
 
 
-@pytest.fixture(autouse=True)
-def listening_on_localhost():
-    """AppTest leaves server.address unset, which means every interface (and a login); tests of the
-    pages listen on localhost, the login has its own tests."""
-    from streamlit import config
-
-    before = config.get_option("server.address")
-    config.set_option("server.address", "127.0.0.1")
-    yield
-    config.set_option("server.address", before)
+# AppTest leaves server.address unset, which means every interface (and a login): these pages listen
+# on localhost; the login has its own tests.
+pytestmark = pytest.mark.usefixtures("streamlit_on_localhost")
 
 
 @pytest.fixture
