@@ -42,6 +42,7 @@ Any other model can be plugged in with ``ToxicityScorer(model=PATH)`` or ``LLMSI
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -127,23 +128,21 @@ def profanity_logits(texts: Sequence[str]) -> np.ndarray:
 
 LEXICON_PATH = Path(__file__).parent / "data" / "toxicity_lexicon.json"
 _ENDINGS = r"(?:s|es|ed|ing|in|er|ers|y|a|az|z)?"
-_lexicon: list[re.Pattern[str]] = []
 
 
+@functools.cache
 def _lexicon_patterns() -> list[re.Pattern[str]]:
     """One pattern per kind of ``toxicity_lexicon.json``: whole words with common endings, and inner stems."""
-    if not _lexicon:
-        stored = json.loads(LEXICON_PATH.read_text())
-        patterns = []
-        for kind, words in stored["words"].items():
-            ordered = sorted(set(words), key=len, reverse=True)
-            pattern = r"\b(?:" + "|".join(re.escape(w).replace(r"\-", "[- ]?") for w in ordered) + r")" + _ENDINGS + r"\b"
-            inner = sorted(set(stored["inner"].get(kind, [])), key=len, reverse=True)
-            if inner:
-                pattern += r"|\w*(?:" + "|".join(re.escape(stem) for stem in inner) + r")\w*"
-            patterns.append(re.compile(pattern, re.IGNORECASE))
-        _lexicon[:] = patterns
-    return _lexicon
+    stored = json.loads(LEXICON_PATH.read_text())
+    patterns = []
+    for kind, words in stored["words"].items():
+        ordered = sorted(set(words), key=len, reverse=True)
+        pattern = r"\b(?:" + "|".join(re.escape(w).replace(r"\-", "[- ]?") for w in ordered) + r")" + _ENDINGS + r"\b"
+        inner = sorted(set(stored["inner"].get(kind, [])), key=len, reverse=True)
+        if inner:
+            pattern += r"|\w*(?:" + "|".join(re.escape(stem) for stem in inner) + r")\w*"
+        patterns.append(re.compile(pattern, re.IGNORECASE))
+    return patterns
 
 
 def lexicon_hits(texts: Sequence[str]) -> np.ndarray:
@@ -162,8 +161,9 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 # -- the shipped head ---------------------------------------------------------------------------
-# The text features a head may read after the embedding, in the order its metadata lists them.
-_EXTRA_FEATURES = {"profanity_logit": profanity_logits, "lexicon_hits": lexicon_hits}
+# The text features a head may read after the embedding (each of normalised texts), in the order its
+# metadata lists them; scripts/train-toxicity computes its training features from the same table.
+TEXT_FEATURES = {"profanity_logit": profanity_logits, "lexicon_hits": lexicon_hits}
 
 
 class Head:
@@ -186,10 +186,9 @@ class Head:
         self.metadata = metadata
         self.embedding_dim = int(metadata["embedding_dim"])
         self.extra_features = [f for f in metadata["features"] if f != "minilm"]
-        unknown = set(self.extra_features) - set(_EXTRA_FEATURES)
+        unknown = set(self.extra_features) - set(TEXT_FEATURES)
         if unknown:
             raise ConfigError(f"toxicity head needs features this llmsight does not have: {sorted(unknown)}")
-        self.uses_profanity = "profanity_logit" in self.extra_features
 
     @classmethod
     def load(cls, path: str | Path) -> Head:
@@ -213,7 +212,7 @@ class Head:
         if not self.extra_features:
             return emb
         cleaned = [normalize(t) for t in texts]
-        return np.hstack([emb] + [_EXTRA_FEATURES[name](cleaned).astype(np.float32)[:, None]
+        return np.hstack([emb] + [TEXT_FEATURES[name](cleaned).astype(np.float32)[:, None]
                                   for name in self.extra_features])
 
     def logits(self, features: np.ndarray) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_holdout_split_is_deterministic_and_about_fifteen_percent():
 def test_shipped_head_is_small_portable_and_credited():
     assert HEAD_PATH.stat().st_size < 200_000
     head = Head.load(HEAD_PATH)
-    assert head.embedding_dim == 384 and head.uses_profanity
+    assert head.embedding_dim == 384
     assert head.extra_features == ["profanity_logit", "lexicon_hits"]
     assert head.layers[0][0].shape == (386, 1)
     assert set(head.metadata["trained_on"]) == {"davidson", "stormfront", "seeds"}
@@ -127,7 +127,7 @@ def test_lexicon_counts_whole_words_and_inner_stems_per_kind():
 
 def test_a_head_without_profanity_check_reads_the_lexicon_alone():
     head = Head.load(HEAD_PATH.with_name("toxicity_head_stormfront_only_without_profanity.npz"))
-    assert head.extra_features == ["lexicon_hits"] and not head.uses_profanity
+    assert head.extra_features == ["lexicon_hits"]
     texts = ["Fuck off, you stupid bitch.", "Your new card should arrive within 5 working days."]
     features = head.features(np.zeros((2, 384), dtype=np.float32), texts)
     assert features.shape == (2, 385)
