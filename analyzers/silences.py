@@ -83,13 +83,24 @@ def matching(silences: list[Silence], rule: str, segment: dict[str, str], now: d
 
 def parse_silence_for(raw: str) -> timedelta:
     """A silence's length from ``30m``, ``2h`` or ``1d``; :class:`ConfigError` when it cannot be one."""
-    seconds = parse_duration(raw, "silence duration")
-    if seconds <= 0:
-        raise ConfigError(f"silence duration: {raw!r} must be longer than zero (for example 30m, 2h, 1d)")
-    if seconds > MAX_SILENCE.total_seconds():
-        raise ConfigError(f"silence duration: {raw!r} is longer than {MAX_SILENCE.days} days; "
+    return _check_length(timedelta(seconds=parse_duration(raw, "silence duration")), repr(raw))
+
+
+def _check_length(length: timedelta, shown: str) -> timedelta:
+    """The one rule for how long a silence may last: more than zero, at most MAX_SILENCE."""
+    if length <= timedelta(0):
+        raise ConfigError(f"silence duration: {shown} must be longer than zero (for example 30m, 2h, 1d)")
+    if length > MAX_SILENCE:
+        raise ConfigError(f"silence duration: {shown} is longer than {MAX_SILENCE.days} days; "
                           "to stop a rule for good, change the rules file (LLMSIGHT_RULES)")
-    return timedelta(seconds=seconds)
+    return length
+
+
+def check_rule(rule: str, rules: list[Rule]) -> None:
+    """:class:`ConfigError` naming the known rules when ``rule`` is not one of them."""
+    if rule not in {r.name for r in rules}:
+        known = ", ".join(sorted(r.name for r in rules))
+        raise ConfigError(f"no alert rule named {rule!r}; the rules are: {known}")
 
 
 def time_left(silence: Silence, now: datetime) -> str:
@@ -170,16 +181,14 @@ def _silence(rec: dict[str, Any]) -> Silence:
 def create_silence(client: Any, rule: str, segment: dict[str, str], duration: timedelta, created_by: str,
                    reason: str = "", *, rules: list[Rule] | None = None, now: datetime | None = None) -> Silence:
     """Silence ``rule`` on ``segment`` for ``duration``; with ``rules``, an unknown rule name is refused."""
-    if rules is not None and rule not in {r.name for r in rules}:
-        known = ", ".join(sorted(r.name for r in rules))
-        raise ConfigError(f"no alert rule named {rule!r}; the rules are: {known}")
+    if rules is not None:
+        check_rule(rule, rules)
     unknown = sorted(set(segment) - set(SEGMENT_KEYS))
     if unknown:
         raise ConfigError(f"silence segment keys {unknown} are not among {SEGMENT_KEYS}")
     if not created_by.strip():
         raise ConfigError("a silence needs the name of who creates it")
-    if duration <= timedelta(0) or duration > MAX_SILENCE:
-        raise ConfigError(f"a silence lasts more than zero and at most {MAX_SILENCE.days} days")
+    _check_length(duration, str(duration))
     now = utc(now or datetime.now(timezone.utc))
     silence = Silence(
         silence_id=uuid.uuid4().hex[:12], rule=rule,

@@ -40,7 +40,7 @@ def silence(
     """Silence a rule's alerts (optionally on one segment) for a while: recorded, not notified."""
     from llmsight import store
     from llmsight.analyzers.alert_rules import load_rules
-    from llmsight.analyzers.silences import create_silence, parse_silence_for
+    from llmsight.analyzers.silences import check_rule, create_silence, parse_silence_for
     from llmsight.errors import ConfigError
 
     try:
@@ -48,9 +48,10 @@ def silence(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--for") from None
     rules = load_rules()
-    if rule not in {r.name for r in rules}:
-        known = ", ".join(sorted(r.name for r in rules))
-        raise typer.BadParameter(f"no alert rule named {rule!r}; the rules are: {known}", param_hint="RULE")
+    try:
+        check_rule(rule, rules)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RULE") from None
     if not by.strip():
         raise typer.BadParameter("say who silences", param_hint="--by")
     segment = {"service": service, "name": name, "model": model, "prompt_version": prompt_version}

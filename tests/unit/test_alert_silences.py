@@ -90,6 +90,11 @@ def test_creating_a_silence_refuses_an_unknown_rule_before_touching_the_store():
         create_silence(None, "tox", {}, timedelta(hours=1), " ", rules=[RULE])
     with pytest.raises(ConfigError, match="segment keys \\['region'\\]"):
         create_silence(None, "tox", {"region": "eu"}, timedelta(hours=1), "ana", rules=[RULE])
+    # The same length rule as the CLI's --for, for callers that pass a timedelta.
+    with pytest.raises(ConfigError, match="longer than 30 days"):
+        create_silence(None, "tox", {}, timedelta(days=30, seconds=1), "ana", rules=[RULE])
+    with pytest.raises(ConfigError, match="longer than zero"):
+        create_silence(None, "tox", {}, timedelta(0), "ana", rules=[RULE])
 
 
 # -- the engine's per-alert step with silences, as AlertEngine.evaluate runs it ------------------------
