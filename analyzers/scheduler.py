@@ -114,10 +114,16 @@ class AnalyzerService:
         return windows
 
     def backfill(self, start: datetime, end: datetime) -> int:
-        """Recompute every base window, hour and day between ``start`` and ``end`` (no alerts, no notifications)."""
+        """Recompute every whole base window, hour and day inside ``start``..``end`` (no alerts, no notifications).
+
+        A window that starts before ``start`` is left alone, as is one that ends after ``end``:
+        backfilling 02:58..03:00 recomputes two minute windows, not the hour 02:00..03:00.
+        """
         count = 0
         for granularity, seconds in ((BASE_GRANULARITY, self.schedule.window_s), *ROLLUPS.items()):
             cursor = floor_time(start, seconds)
+            if cursor < start:
+                cursor += timedelta(seconds=seconds)
             while cursor + timedelta(seconds=seconds) <= end:
                 self.run_window(Window(cursor, cursor + timedelta(seconds=seconds), granularity),
                                 evaluate_alerts=False)

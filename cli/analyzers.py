@@ -29,7 +29,7 @@ def _interrupt(*_: object) -> None:
 def analyzers(
     once: bool = typer.Option(False, "--once", help="Analyze the windows that are due, evaluate alerts, exit."),
     backfill: tuple[str, str] | None = typer.Option(None, "--backfill", metavar="FROM TO",
-                                             help="Recompute every window between two ISO 8601 UTC times "
+                                             help="Recompute every whole window between two ISO 8601 UTC times "
                                                   "(minute windows, hours and days; no alerts), then exit."),
     url: str = typer.Option(None, "--url", help="Store URL; default LLMSIGHT_CLICKHOUSE_URL."),
 ) -> None:

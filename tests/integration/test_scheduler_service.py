@@ -129,6 +129,21 @@ def test_backfill_recomputes_windows_without_alerts(store_client, now):
     assert load_states(store_client) == {}
 
 
+def test_backfill_takes_only_whole_windows_inside_the_range(store_client, now, monkeypatch):
+    service = _service(store_client)
+    done: list[Window] = []
+    monkeypatch.setattr(service, "run_window", lambda window, evaluate_alerts=True: done.append(window))
+    hour = floor_time(now, 3600)
+    # 02:58..03:00 ends on an hour boundary, yet the hour 02:00..03:00 started before it.
+    assert service.backfill(hour + timedelta(minutes=58), hour + timedelta(hours=1)) == 2
+    assert [(w.granularity, w.start) for w in done] == [("1m", hour + timedelta(minutes=m)) for m in (58, 59)]
+    done.clear()
+    # 01:59:30..03:00:30 holds the minutes 02:00..02:59 and the hour 02:00, nothing more.
+    assert service.backfill(hour - timedelta(seconds=30), hour + timedelta(hours=1, seconds=30)) == 61
+    assert [w.start for w in done if w.granularity == "1h"] == [hour]
+    assert min(w.start for w in done) == hour and max(w.end for w in done) == hour + timedelta(hours=1)
+
+
 def test_jobs_never_overlap_and_health_endpoints_answer(store_client, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMSIGHT_EXPORT_DIR", str(tmp_path))
     service = _service(store_client, window_s=10)
