@@ -79,6 +79,11 @@ def _stop_broker(state: Path) -> None:
     subprocess.run([sys.executable, str(script), "stop", "--dir", str(state)], capture_output=True, timeout=120)
 
 
+def _progress(step: str) -> None:
+    """One line on stderr per phase, so a run that stalls shows where."""
+    print(f"bench ingest: {step}", file=sys.stderr, flush=True)
+
+
 def _produce(bootstrap: str, topic: str, values: list[bytes], partitions: int) -> None:
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
@@ -98,7 +103,7 @@ def _produce(bootstrap: str, topic: str, values: list[bytes], partitions: int) -
         producer.close()
 
 
-def _raw_loop(bootstrap: str, topic: str, n: int, batch: int) -> float:
+def _raw_loop(bootstrap: str, topic: str, n: int, batch: int, timeout_s: float) -> float:
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
@@ -107,8 +112,12 @@ def _raw_loop(bootstrap: str, topic: str, n: int, batch: int) -> float:
     loads = json.loads
     seen = 0
     first = None
+    deadline = time.monotonic() + timeout_s
     try:
         while seen < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"bench: the raw loop read {seen} of {n} messages in {timeout_s:.0f} s "
+                                   f"(assigned: {sorted(tp.partition for tp in consumer.assignment())})")
             polled = consumer.poll(timeout_ms=1000)
             if polled and first is None:
                 first = time.perf_counter()
@@ -122,7 +131,7 @@ def _raw_loop(bootstrap: str, topic: str, n: int, batch: int) -> float:
         consumer.close(autocommit=False)
 
 
-def _timed_collector(source: Any, client: Any, n: int, batch: int) -> tuple[float, Any]:
+def _timed_collector(source: Any, client: Any, n: int, batch: int, timeout_s: float) -> tuple[float, Any]:
     from llmsight.collector import Collector
 
     first: list[float] = []
@@ -143,7 +152,10 @@ def _timed_collector(source: Any, client: Any, n: int, batch: int) -> tuple[floa
 
     source.poll, source.commit = timed_poll, timed_commit
     collector = Collector(source, client, http_port=0, batch_events=batch)
-    stats = collector.run_until_idle(timeout_s=600)
+    try:
+        stats = collector.run_until_idle(timeout_s=timeout_s)
+    finally:
+        collector.close()  # leave the consumer group now, not at exit
     if stats.messages != n:
         raise RuntimeError(f"bench: the collector read {stats.messages} messages, expected {n}")
     # From the first message read to the last batch stored and committed (the idle check after it,
@@ -159,6 +171,8 @@ def main(
     rounds: int = typer.Option(3, "--rounds", min=1, help="Raw-loop/collector pairs; the medians are reported."),
     batch: int = typer.Option(None, "--batch", help="Collector batch size (messages); default: "
                                                      "LLMSIGHT_COLLECTOR_BATCH_EVENTS's."),
+    timeout_s: float = typer.Option(600, "--timeout", min=1, help="Seconds each read of the topic may take "
+                                                                   "before the run fails, saying where."),
 ) -> None:
     import logging
 
@@ -178,17 +192,20 @@ def main(
             bootstrap = _start_broker(work / "kafka")
         values = make_events(events)
         topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
+        _progress(f"producing {events} events to {topic} on {bootstrap}")
         _produce(bootstrap, topic, values, partitions)
 
         # Rounds of (raw loop, collector) on the same topic, each with fresh consumer groups and a
         # fresh database: a burst of load from a neighbour then spoils one round, not the figure.
         raw_rates, kafka_rates, ratios, stored = [], [], [], []
         for round_no in range(rounds):
-            raw_rates.append(_raw_loop(bootstrap, topic, events, batch))
+            _progress(f"round {round_no + 1}/{rounds}: raw loop")
+            raw_rates.append(_raw_loop(bootstrap, topic, events, batch, timeout_s))
+            _progress(f"round {round_no + 1}/{rounds}: collector from Kafka")
             client = store.connect(f"chdb://{work / 'chdb'}", f"bench_kafka_{round_no}")
             store.migrate(client)
             source = KafkaSource([bootstrap], topic, group_id=f"bench-collector-{uuid.uuid4().hex[:8]}")
-            kafka_rate, kafka_stats = _timed_collector(source, client, events, batch)
+            kafka_rate, kafka_stats = _timed_collector(source, client, events, batch, timeout_s)
             kafka_rates.append(kafka_rate)
             ratios.append(kafka_rate / raw_rates[-1])
             stored.append(int(client.query("SELECT count() FROM events FINAL").result_rows[0][0]) + int(
@@ -202,7 +219,8 @@ def main(
         writer.close()
         spool_client = store.connect(f"chdb://{work / 'chdb'}", "bench_spool")
         store.migrate(spool_client)
-        spool_eps, _ = _timed_collector(SpoolSource(spool), spool_client, events, batch)
+        _progress("collector from the spool")
+        spool_eps, _ = _timed_collector(SpoolSource(spool), spool_client, events, batch, timeout_s)
 
         from llmsight.collector.batch import Chunk, decode_chunk
 

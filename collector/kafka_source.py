@@ -36,6 +36,11 @@ try:  # kafka-python checks each record batch's CRC32C; in pure Python that cost
 except ImportError:
     _FAST_CRC = False
 
+# kafka-python's position(), committed() and end_offsets() block without limit by default (a
+# position whose offset reset is still in flight can wait for ever); the collector's loop must
+# not, so each call gets this bound and an unknown answer is treated as "not known yet".
+_CALL_TIMEOUT_MS = 5000
+
 
 class KafkaSource(Source):
     """Reads ``topic`` as a member of the consumer group ``group_id``."""
@@ -124,8 +129,11 @@ class KafkaSource(Source):
             offset = self._committed.get(tp)
             if offset is None:
                 try:
-                    offset = self._consumer.committed(tp)
-                except KafkaError:
+                    offset = self._consumer.committed(tp, timeout_ms=_CALL_TIMEOUT_MS)
+                except KafkaError as exc:
+                    # Not knowing loses nothing: replaying from the start is folded by dedup.
+                    log.warning("collector: committed offset of %s unknown (%s); reading it again from "
+                                "the start", _names([tp]), exc)
                     offset = None
             if offset is None:
                 self._consumer.seek_to_beginning(tp)  # never committed: auto_offset_reset=earliest
@@ -148,7 +156,7 @@ class KafkaSource(Source):
             return None
         try:
             if exact:
-                ends = self._consumer.end_offsets(list(assigned))
+                ends = self._consumer.end_offsets(list(assigned), timeout_ms=_CALL_TIMEOUT_MS)
             else:  # the high watermark kafka-python saw in its last fetch response: no round trip
                 ends = {tp: self._consumer.highwater(tp) for tp in assigned}
             total = 0
@@ -158,7 +166,7 @@ class KafkaSource(Source):
                     return None
                 position = self._next.get(tp)
                 if position is None:
-                    position = self._consumer.position(tp) if exact else None
+                    position = self._consumer.position(tp, timeout_ms=_CALL_TIMEOUT_MS) if exact else None
                 if position is None:
                     return None
                 total += max(0, end - position)

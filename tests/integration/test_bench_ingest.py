@@ -9,11 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_bench_ingest_reports_both_rates_and_stores_every_event(kafka_broker) -> None:
     command = [str(Path(sys.executable).with_name("llmsight")), "bench", "ingest", "--json", "--events", "3000",
-               "--rounds", "2", "--batch", "1000", "--bootstrap", kafka_broker.bootstrap]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+               "--rounds", "2", "--batch", "1000", "--bootstrap", kafka_broker.bootstrap, "--timeout", "90"]
+    # Five reads of the topic at most 90 s each: the bench fails and says where before this does.
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
+        pytest.fail(f"bench ingest still running after 600 s; its stderr ends with:\n{stderr[-3000:]}")
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert (figures["events"], figures["rounds"], figures["batch"], figures["stored_final"]) == (3000, 2, 1000, 3000)
