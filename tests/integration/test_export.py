@@ -308,6 +308,7 @@ def test_cli_exports_a_week_and_reports_json(seeded, tmp_path, store_url, store_
 def test_weekly_job_is_scheduled_for_monday_morning_and_exports_the_last_week(store_client, tmp_path, monkeypatch):
     from apscheduler.schedulers.background import BackgroundScheduler
 
+    from llmsight.analyzers import export as export_module
     from llmsight.analyzers.export import last_complete_week, run_scheduled_export, schedule_weekly_export
 
     scheduler = BackgroundScheduler(timezone=timezone.utc)
@@ -323,8 +324,18 @@ def test_weekly_job_is_scheduled_for_monday_morning_and_exports_the_last_week(st
     finally:
         scheduler.shutdown(wait=False)
 
+    # The job reads the clock for its week and the assert read it again: a run across Monday 00:00 UTC
+    # saw two different "last weeks". The export module's clock is frozen at the last instant of a Sunday.
+    sunday = IsoWeek.containing(datetime.now(timezone.utc)).start - timedelta(microseconds=1)
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return sunday.astimezone(tz) if tz else sunday.replace(tzinfo=None)
+
+    monkeypatch.setattr(export_module, "datetime", Frozen)
     result = run_scheduled_export(tmp_path, store_client)
-    assert result.week == last_complete_week()
+    assert result.week == last_complete_week() == IsoWeek.containing(sunday - timedelta(days=7))
     assert (tmp_path / result.week.label / "report.html").exists()
 
 
