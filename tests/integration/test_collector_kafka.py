@@ -8,12 +8,16 @@ import random
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import clickhouse_connect
 from kafka import KafkaProducer
 
 from llmsight.collector import Collector, source_from_url
+
+# Yesterday, not a fixed date: rows past the store's 90-day TTL vanish on a merge.
+DAY = (datetime.now(timezone.utc) - timedelta(days=1)).date().isoformat()
 
 
 def events(n: int, seed: int) -> list[bytes]:
@@ -24,10 +28,10 @@ def events(n: int, seed: int) -> list[bytes]:
         event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         if i % 10 == 9:
             event = {"type": "feedback", "schema_version": 1, "event_id": event_id, "trace_id": f"t{i - 1}",
-                     "ts": "2026-11-20T10:00:01Z", "accepted": i % 20 == 9}
+                     "ts": f"{DAY}T10:00:01Z", "accepted": i % 20 == 9}
         else:
             event = {"type": "llm_call", "schema_version": 1, "event_id": event_id, "trace_id": f"t{i}",
-                     "ts": "2026-11-20T10:00:00.123456Z", "service": "bank", "name": "answer",
+                     "ts": f"{DAY}T10:00:00.123456Z", "service": "bank", "name": "answer",
                      "model": "m1", "input": f"question {i}", "output": f"answer {i}",
                      "latency_ms": 100 + i % 50, "tokens_in": 12, "tokens_out": 40}
         out.append(json.dumps(event, separators=(",", ":")).encode())

@@ -20,7 +20,9 @@ HOSTILE = [
     "ünï'cødé \u202e 😀 \"quoted\"",
     "`backtick`; SELECT 1",
 ]
-NOW = dt.datetime(2026, 11, 20, 12, 0, 0)
+# Noon UTC yesterday, not a fixed date: rows older than the store's retention (90 days) vanish on a merge,
+# so a fixed date would start failing 90 days after it (the 10-day-old trace first).
+NOW = dt.datetime.combine(dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1), dt.time(12))
 
 
 def _event(service: str, text: str) -> list[object]:

@@ -6,10 +6,13 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 
 from llmsight import store
 from llmsight.store import EVENT_COLUMNS, event_row
+
+# Yesterday, not a fixed date: rows past the 90-day TTL vanish on a merge, even from a plain count().
+DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 
 TABLES = {"events", "feedback", "embeddings", "metrics", "alerts", "alert_silences", "dead_letters",
           "schema_migrations"}
@@ -18,7 +21,7 @@ TABLES = {"events", "feedback", "embeddings", "metrics", "alerts", "alert_silenc
 def _event(i: int) -> dict:
     return {
         "event_id": str(uuid.UUID(int=i + 1)), "trace_id": f"tr{i}", "parent_id": None,
-        "ts": datetime(2026, 11, 20, 12, 0, i % 60, tzinfo=timezone.utc), "service": "svc",
+        "ts": datetime.combine(DAY, time(12, 0, i % 60), timezone.utc), "service": "svc",
         "environment": "prod", "name": "answer", "model": "m", "prompt_version": "v1",
         "input": f"question {i}", "output": "answer", "error": None, "error_type": None,
         "latency_ms": 12.5, "ttft_ms": None, "tokens_in": 3, "tokens_out": 5, "cost_usd": 0.001,

@@ -50,7 +50,8 @@ def test_python_rule_reads_a_parsed_details_dict_like_its_json() -> None:
 
 def _sql_verdicts(client, cases: list[tuple], alpha: float) -> dict[str, bool]:
     """The SQL rule's verdict on each case, stored as a real metrics row."""
-    start = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)
+    # Midnight UTC yesterday, not a fixed date: FINAL drops rows past the 90-day TTL.
+    start = dt.datetime.combine(dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1), dt.time(), dt.UTC)
     rows = []
     for index, (_, value, threshold, p_value, details, *_) in enumerate(cases):
         row = dict(window_start=start, window_end=start + dt.timedelta(minutes=1), granularity="1m",
