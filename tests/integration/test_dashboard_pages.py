@@ -285,9 +285,13 @@ def test_safety_page_shows_toxicity_rates(seeded):
 
 def test_export_page_runs_the_weekly_export_and_offers_the_files(seeded, tmp_path, monkeypatch):
     monkeypatch.setenv("LLMSIGHT_EXPORT_DIR", str(tmp_path))
-    week = "{}-W{:02d}".format(*(filters.now() - dt.timedelta(hours=1)).isocalendar()[:2])
+    # One reading of the clock for both the week and its count (Python's clock then the server's
+    # now64() named different weeks when read either side of Monday 01:00 UTC).
+    moment = filters.now() - dt.timedelta(hours=1)
+    week = "{}-W{:02d}".format(*moment.isocalendar()[:2])
     in_week = seeded.query(
-        "SELECT count() FROM events WHERE toYearWeek(ts, 3) = toYearWeek(now64(3) - INTERVAL 1 HOUR, 3)"
+        "SELECT count() FROM events WHERE toYearWeek(ts, 3) = toYearWeek({moment:DateTime64(6, 'UTC')}, 3)",
+        parameters={"moment": moment},
     ).result_rows[0][0]
     app = page("export")
     app.text_input(key="export_week").input(week)
