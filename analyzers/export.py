@@ -6,10 +6,18 @@
 * ``review_sample.csv``: the calls people should label (every call flagged toxic or rejected by
   its user, plus a stratified random sample of the rest) with empty ``reviewer_verdict`` and
   ``reviewer_notes`` columns; the summary tables as CSV beside it;
-* ``report.html``: the report (see :mod:`llmsight.analyzers.export_html`).
+* ``report.html``: the report (see :mod:`llmsight.analyzers.export_html`);
+* ``export.json``: the week's bounds and when its feedback was counted until (``feedback_until``).
 
-Rerunning a week gives byte-identical files: every read has a total order, the random sample's
-seed is derived from the week, and nothing records the time of the export. The figures
+Feedback often comes after the call, so a call's verdict is looked for until ``FEEDBACK_GRACE``
+after the week (Tuesday 00:00 UTC), but never past the moment the export runs: feedback is counted
+while ``ts < feedback_until = min(week.end + FEEDBACK_GRACE, now)`` (:func:`feedback_cutoff`). An
+export run after the grace is final; one run before it is provisional, and says so in
+``export.json`` and at the top of ``report.html``; a rerun after the grace gives the final figures.
+
+Rerunning a week after its grace gives byte-identical files: every read has a total order and is
+cut at fixed times, the random sample's seed is derived from the week, and nothing records the time
+of the export (a provisional export records ``feedback_until``, the moment it ran). The figures
 (segments, acceptance, alerts, drift topics) are computed in :mod:`llmsight.analyzers.export_summary`.
 """
 
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import logging
 import re
 import time
@@ -34,8 +43,10 @@ log = logging.getLogger("llmsight.analyzers.export")
 FORMATS = ("parquet", "csv", "html")
 SEGMENT_KEYS = ("service", "name", "model", "prompt_version")
 RAW_TABLES = ("events", "feedback", "metrics", "alerts")
-# Feedback often comes a little after the call; a call's verdict is looked for this long after the week.
+# Feedback often comes a little after the call; a call's verdict is looked for this long after the week
+# (until Tuesday 00:00 UTC), and never past the moment the export runs (see feedback_cutoff).
 FEEDBACK_GRACE = timedelta(days=1)
+MANIFEST = "export.json"
 REVIEW_COLUMNS = [
     "week", "flag", "trace_id", "event_id", "ts", "service", "name", "model", "prompt_version",
     "input", "output", "error", "latency_ms", "toxicity_score", "accepted", "score", "comment",
@@ -97,8 +108,48 @@ def parse_week(text: str | None, now: datetime | None = None) -> IsoWeek:
 
 
 def last_complete_week(now: datetime | None = None) -> IsoWeek:
-    """The ISO week before the one ``now`` is in."""
+    """The ISO week before the one ``now`` is in (from Monday 00:00 UTC on, although its feedback
+    grace runs until Tuesday 00:00 UTC: an export of it before then is provisional and says so)."""
     return IsoWeek.containing(now or datetime.now(timezone.utc)).previous()
+
+
+def feedback_cutoff(week: IsoWeek, now: datetime | None = None) -> datetime:
+    """The instant the week's feedback is counted until (exclusive): the end of its grace period
+    (``week.end + FEEDBACK_GRACE``), or ``now`` (down to the whole second) if that is earlier."""
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
+    return min(week.end + FEEDBACK_GRACE, moment)
+
+
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def feedback_statement(week: IsoWeek, feedback_until: datetime) -> str:
+    """The sentence the export carries about its feedback: final, or provisional and until when."""
+    grace_end = week.end + FEEDBACK_GRACE
+    if feedback_until >= grace_end:
+        return (f"Final: feedback counted until {_utc_text(grace_end)}, the end of the grace period for "
+                "late feedback; a rerun writes the same figures.")
+    return (f"Provisional: feedback counted until {_utc_text(feedback_until)}; the grace period for late "
+            f"feedback ends {_utc_text(grace_end)}; rerun the export after it for final figures.")
+
+
+def manifest(week: IsoWeek, feedback_until: datetime) -> dict[str, Any]:
+    """``export.json``: the week's bounds and the feedback cutoff (no time of the export otherwise)."""
+    grace_end = week.end + FEEDBACK_GRACE
+    return {"week": week.label, "start": _iso_ms(week.start), "end": _iso_ms(week.end),
+            "feedback_grace_end": _iso_ms(grace_end), "feedback_until": _iso_ms(feedback_until),
+            "provisional": feedback_until < grace_end, "feedback": feedback_statement(week, feedback_until)}
+
+
+def _feedback_notice_html(week: IsoWeek, feedback_until: datetime) -> str:
+    from html import escape
+
+    text = escape(feedback_statement(week, feedback_until))
+    if feedback_until >= week.end + FEEDBACK_GRACE:
+        return f'<p class="sub" id="feedback-cutoff">{text}</p>'
+    return ('<p id="feedback-cutoff" style="border:2px solid #b00020;border-radius:6px;padding:8px 12px;'
+            f'color:#b00020;font-weight:600">{text}</p>')
 
 
 def week_seed(week: IsoWeek) -> int:
@@ -152,14 +203,18 @@ def _days(week: IsoWeek) -> list[tuple[datetime, datetime]]:
     return [(week.start + timedelta(days=d), week.start + timedelta(days=d + 1)) for d in range(7)]
 
 
-def write_parquet(client: Any, table: str, week: IsoWeek, path: Path, progress: Progress | None = None) -> int:
-    """Write the week's rows of ``table`` to ``path`` one day at a time (memory stays bounded); returns rows."""
+def write_parquet(client: Any, table: str, week: IsoWeek, path: Path, progress: Progress | None = None,
+                  until: datetime | None = None) -> int:
+    """Write the week's rows of ``table`` to ``path`` one day at a time (memory stays bounded); returns rows.
+    ``until`` cuts the rows earlier than the week's end (the feedback cutoff of a provisional export)."""
     import pyarrow.parquet as pq
 
     writer = None
     rows = 0
     try:
         for index, (start, end) in enumerate(_days(week)):
+            if until is not None:
+                end = max(start, min(end, until))
             chunk = read_raw(client, table, start, end)
             if writer is None:
                 schema = chunk.schema
@@ -181,7 +236,8 @@ def write_parquet(client: Any, table: str, week: IsoWeek, path: Path, progress: 
 
 _REVIEW_FIELDS = """e.trace_id, toString(e.event_id) AS event_id, e.ts, e.service, e.name, e.model, e.prompt_version,
        e.input, e.output, e.error, e.latency_ms, f.verdict, f.last_score, f.last_comment"""
-# The week's calls with their user's latest verdict (looked for until FEEDBACK_GRACE after the week).
+# The week's calls with their user's latest verdict (looked for until feedback_until: FEEDBACK_GRACE after
+# the week, or the moment the export runs if that is earlier).
 _REVIEW_FROM = """
 FROM (SELECT * FROM events FINAL WHERE {week}) AS e
 LEFT JOIN (
@@ -198,7 +254,7 @@ _SEGMENT = "e.service, e.name, e.model, e.prompt_version"
 
 
 def _review_sql(fields: str, where: str, tail: str) -> str:
-    source = _REVIEW_FROM.format(week=_between("ts"), grace=_between("ts", "start", "grace_end"))
+    source = _REVIEW_FROM.format(week=_between("ts"), grace=_between("ts", "start", "feedback_until"))
     return f"SELECT {fields} {source} WHERE {where} {tail}"
 
 
@@ -233,13 +289,16 @@ def allocate(counts: dict[tuple[str, ...], int], size: int) -> dict[tuple[str, .
     return alloc
 
 
-def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], size: int) -> list[dict[str, Any]]:
+def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], size: int,
+                  feedback_until: datetime | None = None) -> list[dict[str, Any]]:
     """Every flagged call of the week (toxic output or input, or rejected by its user), then a stratified
-    random sample of ``size`` other calls, one stratum per segment; seeded by the week."""
+    random sample of ``size`` other calls, one stratum per segment; seeded by the week. Verdicts count
+    until ``feedback_until`` (default :func:`feedback_cutoff` now)."""
     from llmsight.redact import redact
 
+    until = feedback_until or feedback_cutoff(week)
     params: dict[str, Any] = {"start": _ts(week.start), "end": _ts(week.end),
-                              "grace_end": _ts(week.end + FEEDBACK_GRACE), "toxic": sorted(toxic_scores),
+                              "feedback_until": _ts(until), "toxic": sorted(toxic_scores),
                               "seed": week_seed(week)}
     flagged = client.query(_review_sql(_REVIEW_FIELDS, _FLAGGED, "ORDER BY e.ts, e.event_id"),
                            parameters=params, settings=_JOIN_SETTINGS).result_rows
@@ -314,13 +373,26 @@ class ExportResult:
     files: dict[str, Path] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    feedback_until: datetime | None = None  # feedback counted while ts < this (see feedback_cutoff)
+
+    @property
+    def provisional(self) -> bool:
+        """True when the export ran before the week's feedback grace ended: rerun it after for final figures."""
+        return self.feedback_until is not None and self.feedback_until < self.week.end + FEEDBACK_GRACE
+
+    @property
+    def feedback(self) -> str:
+        return "" if self.feedback_until is None else feedback_statement(self.week, self.feedback_until)
 
 
 def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
                 formats: str | Iterable[str] = FORMATS, sample_size: int | None = None,
                 progress: Progress | None = None, evidently: bool = False, topics_by_week: bool = True,
-                embedder: Any = None) -> ExportResult:
+                embedder: Any = None, now: datetime | None = None) -> ExportResult:
     """Export one ISO week (default: the last complete one) to ``out_dir/<week>/``.
+
+    ``now`` (default: the clock, read once) picks the default week and cuts the feedback at
+    :func:`feedback_cutoff`: before the week's grace is over the export is provisional and says so.
 
     ``topics_by_week`` clusters a sample of this week's and last week's inputs with the embedding
     model (``embedder``, default :class:`~llmsight.analyzers.embeddings.Embedder`) for the drift
@@ -331,19 +403,27 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
     from llmsight.analyzers import export_summary
 
     started = time.monotonic()
-    week = week if isinstance(week, IsoWeek) else parse_week(week)
+    now = now or datetime.now(timezone.utc)
+    week = week if isinstance(week, IsoWeek) else parse_week(week, now)
     chosen = parse_formats(formats)
     size = config.resolve(config.EXPORT_SAMPLE_SIZE, sample_size, strict=True)
     directory = Path(out_dir).expanduser() / week.label
     directory.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(week, directory)
+    until = feedback_cutoff(week, now)
+    result = ExportResult(week, directory, feedback_until=until)
     log.info("export: %s (%s..%s) to %s as %s", week.label, _ts(week.start), _ts(week.end), directory,
              ",".join(chosen))
+    if result.provisional:
+        log.warning("export: %s: %s", week.label, result.feedback)
 
+    path = directory / MANIFEST
+    path.write_text(json.dumps(manifest(week, until), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    result.files[MANIFEST] = path
     if "parquet" in chosen:
         for table in RAW_TABLES:
             path = directory / f"{table}.parquet"
-            result.rows[table] = write_parquet(client, table, week, path, progress)
+            result.rows[table] = write_parquet(client, table, week, path, progress,
+                                               until=until if table == "feedback" else None)
             result.files[f"{table}.parquet"] = path
 
     if not {"csv", "html"} & set(chosen):
@@ -353,10 +433,10 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
     steps = ["summary", "review sample", "report"]
     if progress:
         progress("summary", 0, len(steps))
-    summary = export_summary.summarize(client, week, topics_by_week=topics_by_week, embedder=embedder)
+    summary = export_summary.summarize(client, week, topics_by_week=topics_by_week, embedder=embedder, now=now)
     if progress:
         progress("summary", 1, len(steps))
-    sample = review_sample(client, week, summary.toxic_scores, size)
+    sample = review_sample(client, week, summary.toxic_scores, size, feedback_until=until)
     result.rows["review_sample"] = len(sample)
     if progress:
         progress("review sample", 2, len(steps))
@@ -374,7 +454,11 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
 
         evidently_html = export_summary.evidently_drift_html(client, week) if evidently else None
         path = directory / "report.html"
-        path.write_text(export_html.render(summary, sample, evidently_html=evidently_html), encoding="utf-8")
+        html = export_html.render(summary, sample, evidently_html=evidently_html)
+        # The feedback statement goes above the overview, where nobody reading the figures can miss it.
+        html = html.replace('<section id="overview">',
+                            _feedback_notice_html(week, until) + '<section id="overview">', 1)
+        path.write_text(html, encoding="utf-8")
         result.files["report.html"] = path
     if progress:
         progress("report", 3, len(steps))
@@ -413,7 +497,12 @@ def cron_trigger(cron: str) -> Any:
 
 
 def run_scheduled_export(out_dir: str | Path, client: Any = None) -> ExportResult:
-    """The job body: export the last complete week (a rerun rewrites the same files)."""
+    """The job body: export the last complete week, its feedback counted until :func:`feedback_cutoff`.
+
+    At the default time (Tuesday 06:00 UTC) the week's feedback grace is over: the files are final,
+    and a rerun rewrites the same bytes. A schedule that fires earlier (Monday, say) writes a
+    provisional export, marked so in ``export.json`` and ``report.html``; a rerun after the grace
+    replaces it with the final figures."""
     if client is None:
         from llmsight import store
 
@@ -423,10 +512,16 @@ def run_scheduled_export(out_dir: str | Path, client: Any = None) -> ExportResul
 
 def schedule_weekly_export(scheduler: Any, out_dir: str | Path | None = None, cron: str | None = None,
                            client: Any = None) -> Any:
-    """Add the weekly export to an APScheduler ``scheduler`` (Monday 06:00 UTC unless ``cron``/
-    ``LLMSIGHT_EXPORT_CRON`` says otherwise), writing to ``out_dir``/``LLMSIGHT_EXPORT_DIR``."""
+    """Add the weekly export to an APScheduler ``scheduler`` (Tuesday 06:00 UTC, after the feedback grace,
+    unless ``cron``/``LLMSIGHT_EXPORT_CRON`` says otherwise), writing to ``out_dir``/``LLMSIGHT_EXPORT_DIR``."""
     directory = config.resolve(config.EXPORT_DIR, out_dir, strict=True)
-    trigger = cron_trigger(config.resolve(config.EXPORT_CRON, cron, strict=True))
+    schedule = config.resolve(config.EXPORT_CRON, cron, strict=True)
+    trigger = cron_trigger(schedule)
+    week = last_complete_week()
+    first = trigger.get_next_fire_time(None, week.end)
+    if first is not None and first < week.end + FEEDBACK_GRACE:
+        log.warning("export: the schedule %r runs before the week's feedback grace ends (Tuesday 00:00 UTC): "
+                    "those exports are provisional; a run after the grace gives the final figures", schedule)
     job = scheduler.add_job(run_scheduled_export, trigger, args=[directory, client], id="llmsight-weekly-export",
                             name="weekly quality-review export", replace_existing=True, coalesce=True,
                             max_instances=1, misfire_grace_time=6 * 3600)

@@ -9,7 +9,9 @@
 * flagged toxic outputs (the analyzers' toxic examples, joined to their calls, redacted);
 * the alerts that fired and how long each took to resolve.
 
-Everything read here is cut at the end of the week, so a later rerun sees the same rows.
+Everything read here is cut at the end of the week, and the feedback at the week's
+``feedback_until`` (:func:`llmsight.analyzers.export.feedback_cutoff`: the end of its grace period,
+or the moment of the export if earlier), so a rerun after the grace sees the same rows.
 """
 
 from __future__ import annotations
@@ -18,17 +20,17 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from llmsight.analyzers import drift, names
 from llmsight.analyzers.export import (
-    FEEDBACK_GRACE,
     SEGMENT_KEYS,
     IsoWeek,
     _between,
     _iso_ms,
     _ts,
+    feedback_cutoff,
 )
 from llmsight.analyzers.windows import utc
 
@@ -60,6 +62,7 @@ class WeeklySummary:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     toxic_scores: dict[str, float] = field(default_factory=dict)  # trace id -> highest score, inputs and outputs
     totals: dict[str, Any] = field(default_factory=dict)
+    feedback_until: datetime | None = None  # this week's feedback counted while ts < this
 
     def tables(self) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
         """The summary tables written as CSV beside the review sample."""
@@ -76,7 +79,7 @@ class WeeklySummary:
 
 
 def _params(week: IsoWeek) -> dict[str, str]:
-    return {"start": _ts(week.start), "end": _ts(week.end), "grace_end": _ts(week.end + FEEDBACK_GRACE)}
+    return {"start": _ts(week.start), "end": _ts(week.end)}
 
 
 def _r(value: Any, digits: int = 4) -> Any:
@@ -154,8 +157,9 @@ def _week_figures(client: Any, week: IsoWeek, daily: list[dict[str, Any]]) -> di
     return figures
 
 
-def _daily(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
-    """Calls, judged and accepted per day and segment: the week's calls joined to their user's latest verdict.
+def _daily(client: Any, week: IsoWeek, feedback_until: datetime) -> list[dict[str, Any]]:
+    """Calls, judged and accepted per day and segment: the week's calls joined to their user's latest verdict
+    given before ``feedback_until``.
 
     The one feedback join of a week: the report's chart shows these rows and :func:`_acceptance` sums them.
     """
@@ -163,10 +167,10 @@ def _daily(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
         f"SELECT toDate(e.ts) AS day, {_E_SEG}, count(), "
         f"countIf(f.verdict IS NOT NULL), countIf(f.verdict = 1) "
         f"FROM (SELECT trace_id, ts, {_SEG} FROM events FINAL WHERE {_between('ts')}) AS e "
-        f"LEFT JOIN ({_FEEDBACK_BY_TRACE.format(grace=_between('ts', 'start', 'grace_end'))}) AS f "
+        f"LEFT JOIN ({_FEEDBACK_BY_TRACE.format(grace=_between('ts', 'start', 'feedback_until'))}) AS f "
         f"ON f.trace_id = e.trace_id GROUP BY day, {_E_SEG} "
         f"ORDER BY day, {_E_SEG}",
-        parameters=_params(week), settings={"join_use_nulls": 1},
+        parameters={**_params(week), "feedback_until": _ts(feedback_until)}, settings={"join_use_nulls": 1},
     ).result_rows
     return [{"day": day.isoformat(), **dict(zip(SEGMENT_KEYS, key, strict=True)), "volume": int(volume),
              "judged": int(judged), "accepted": int(accepted)} for day, *key, volume, judged, accepted in rows]
@@ -365,14 +369,20 @@ def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
 
 
-def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedder: Any = None) -> WeeklySummary:
+def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedder: Any = None,
+              now: datetime | None = None) -> WeeklySummary:
     """Every figure of the report for ``week``, compared with the week before.
 
-    ``topics_by_week`` adds the week-against-week topics (it needs the embedding model)."""
+    Each week's feedback counts until its :func:`~llmsight.analyzers.export.feedback_cutoff` at ``now``
+    (default: the clock, read once). ``topics_by_week`` adds the week-against-week topics (it needs the
+    embedding model)."""
+    now = now or datetime.now(timezone.utc)
     previous = week.previous()
-    daily = _daily(client, week)
-    this, prev = _week_figures(client, week, daily), _week_figures(client, previous, _daily(client, previous))
-    summary = WeeklySummary(week)
+    until = feedback_cutoff(week, now)
+    daily = _daily(client, week, until)
+    this = _week_figures(client, week, daily)
+    prev = _week_figures(client, previous, _daily(client, previous, feedback_cutoff(previous, now)))
+    summary = WeeklySummary(week, feedback_until=until)
     for key in sorted(set(this) | set(prev)):
         row: dict[str, Any] = dict(zip(SEGMENT_KEYS, key, strict=True))
         for name in SEGMENT_FIGURES:

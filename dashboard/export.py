@@ -1,7 +1,9 @@
 """Export: run the weekly quality-review export for a week and download its files.
 
 The export is :func:`llmsight.analyzers.export.export_week`, the same code as ``llmsight export``
-and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``.
+and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``. The week offered is the last
+complete one; exported before its feedback grace ends (Tuesday 00:00 UTC) it is provisional, and the
+page says so, as the export's own files do.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from llmsight.dashboard.queries import Filters
 FORMATS = ("parquet", "csv", "html")
 
 
-def run_export(week: str, formats: list[str]) -> tuple[str, list[Path], dict[str, int]]:
-    """Export ``week`` with a progress bar; return its label, the files written and the row counts."""
+def run_export(week: str, formats: list[str]) -> tuple[str, list[Path], dict[str, int], str, bool]:
+    """Export ``week`` with a progress bar; return its label, the files written, the row counts, the
+    export's statement about its feedback, and whether it is provisional."""
     from llmsight.analyzers.export import export_week, parse_week
 
     bar = st.progress(0.0, text=f"Exporting {week}…")
@@ -31,7 +34,7 @@ def run_export(week: str, formats: list[str]) -> tuple[str, list[Path], dict[str
     out = config.resolve(config.EXPORT_DIR, strict=True)
     result = export_week(data.client(), parse_week(week), out, formats=formats, progress=progress)
     bar.empty()
-    return result.week.label, sorted(result.files.values()), dict(result.rows)
+    return result.week.label, sorted(result.files.values()), dict(result.rows), result.feedback, result.provisional
 
 
 def zipped(files: list[Path]) -> bytes:
@@ -44,27 +47,34 @@ def zipped(files: list[Path]) -> bytes:
 
 def render(f: Filters) -> None:
     del f  # the export covers a whole ISO week and every segment
-    from llmsight.analyzers.export import last_complete_week
+    from llmsight.analyzers.export import FEEDBACK_GRACE, last_complete_week
 
     st.title("Export")
     st.caption("The weekly quality review: per-segment figures against the week before, drift topics, flagged "
-               "outputs, acceptance by prompt version, alerts and a review sample to label.")
+               "outputs, acceptance by prompt version, alerts and a review sample to label. Feedback is counted "
+               f"until {FEEDBACK_GRACE.days} day after the week (Tuesday 00:00 UTC); an export before then is "
+               "provisional.")
     with st.form("export"):
         week = st.text_input("ISO week", value=last_complete_week().label, key="export_week")
         formats = st.multiselect("Formats", list(FORMATS), default=list(FORMATS), key="export_formats")
         submitted = st.form_submit_button("Run export", type="primary")
     if submitted:
         try:
-            label, files, rows = run_export(week.strip(), formats)
+            label, files, rows, feedback, provisional = run_export(week.strip(), formats)
         except Exception as exc:  # a bad week or a store error goes to the person who asked, not a traceback
             st.error(f"The export failed: {exc}")
             return
-        st.session_state["export_done"] = {"week": label, "files": [str(p) for p in files], "rows": rows}
+        st.session_state["export_done"] = {"week": label, "files": [str(p) for p in files], "rows": rows,
+                                           "feedback": feedback, "provisional": provisional}
     done = st.session_state.get("export_done")
     if not done:
         return
     files = [Path(p) for p in done["files"] if Path(p).exists()]
     st.success(f"Export of {done['week']}: {len(files)} files in {files[0].parent if files else '-'}.")
+    if done.get("provisional"):
+        st.warning(done["feedback"])
+    elif done.get("feedback"):
+        st.caption(done["feedback"])
     st.dataframe([{"file": p.name, "bytes": p.stat().st_size} for p in files], hide_index=True, width="stretch")
     st.caption("Rows: " + ", ".join(f"{k} {v:,}" for k, v in done["rows"].items()))
     st.download_button("Download all (zip)", zipped(files), file_name=f"llmsight-{done['week']}.zip",

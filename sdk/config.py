@@ -388,8 +388,10 @@ def _parse_export_cron(raw: str) -> str:
 
 EXPORT_DIR = _define("LLMSIGHT_EXPORT_DIR", "~/.llmsight/exports", _parse_str,
                      "Folder the weekly quality-review export writes to (one subfolder per ISO week).", "analyzers")
-EXPORT_CRON = _define("LLMSIGHT_EXPORT_CRON", "mon 06:00", _parse_export_cron,
-                      "When the weekly export runs, in UTC: 'DAY HH:MM' or a 5-field crontab line.", "analyzers")
+EXPORT_CRON = _define("LLMSIGHT_EXPORT_CRON", "tue 06:00", _parse_export_cron,
+                      "When the weekly export runs, in UTC: 'DAY HH:MM' or a 5-field crontab line. Tuesday, "
+                      "because feedback is counted until a day after the week (Tuesday 00:00 UTC); a run "
+                      "before that writes a provisional export and says so.", "analyzers")
 EXPORT_SAMPLE_SIZE = _define("LLMSIGHT_EXPORT_SAMPLE_SIZE", 200, _parse_positive_int,
                              "Calls drawn at random (stratified by segment) into the review sample, besides "
                              "every flagged call.", "analyzers")

@@ -153,7 +153,8 @@ def test_export_writes_every_file_with_the_weeks_rows(seeded, tmp_path):
     result = export_week(client, WEEK, tmp_path, sample_size=40, topics_by_week=False)
     folder = tmp_path / WEEK.label
     assert result.directory == folder
-    expected = {"events.parquet", "feedback.parquet", "metrics.parquet", "alerts.parquet", "review_sample.csv",
+    expected = {"export.json", "events.parquet", "feedback.parquet", "metrics.parquet", "alerts.parquet",
+                "review_sample.csv",
                 "segments.csv", "acceptance_by_version.csv", "daily.csv", "drift_topics.csv", "toxic_outputs.csv",
                 "alerts.csv", "report.html"}
     assert {p.name for p in folder.iterdir()} == expected
@@ -298,14 +299,15 @@ def test_cli_exports_a_week_and_reports_json(seeded, tmp_path, store_url, store_
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["week"] == WEEK.label
-    assert report["files"] == ["alerts.parquet", "events.parquet", "feedback.parquet", "metrics.parquet"]
+    assert report["files"] == ["alerts.parquet", "events.parquet", "export.json", "feedback.parquet",
+                               "metrics.parquet"]
     assert sorted(p.name for p in (tmp_path / WEEK.label).iterdir()) == report["files"]
     assert report["rows"]["events"] == seeded[1]["in_week"]
     bad = CliRunner().invoke(_build(), ["export", "--week", "2026-W99", "--out", str(tmp_path)])
     assert bad.exit_code != 0
 
 
-def test_weekly_job_is_scheduled_for_monday_morning_and_exports_the_last_week(store_client, tmp_path, monkeypatch):
+def test_weekly_job_is_scheduled_for_tuesday_morning_and_exports_the_last_week(store_client, tmp_path, monkeypatch):
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from llmsight.analyzers import export as export_module
@@ -316,10 +318,11 @@ def test_weekly_job_is_scheduled_for_monday_morning_and_exports_the_last_week(st
     try:
         job = schedule_weekly_export(scheduler, tmp_path, client=store_client)
         after = datetime(2026, 3, 4, 12, 0, tzinfo=timezone.utc)  # a Wednesday
-        assert job.trigger.get_next_fire_time(None, after) == datetime(2026, 3, 9, 6, 0, tzinfo=timezone.utc)
-        monkeypatch.setenv("LLMSIGHT_EXPORT_CRON", "0 7 * * 2")  # crontab: Tuesday
+        # Tuesday 06:00 UTC: after the week's feedback grace (Tuesday 00:00), so the export is final.
+        assert job.trigger.get_next_fire_time(None, after) == datetime(2026, 3, 10, 6, 0, tzinfo=timezone.utc)
+        monkeypatch.setenv("LLMSIGHT_EXPORT_CRON", "0 7 * * 3")  # crontab: Wednesday
         job = schedule_weekly_export(scheduler, tmp_path, client=store_client)
-        assert job.trigger.get_next_fire_time(None, after) == datetime(2026, 3, 10, 7, 0, tzinfo=timezone.utc)
+        assert job.trigger.get_next_fire_time(None, after) == datetime(2026, 3, 11, 7, 0, tzinfo=timezone.utc)
         assert len(scheduler.get_jobs()) == 1  # replaced, not added twice
     finally:
         scheduler.shutdown(wait=False)

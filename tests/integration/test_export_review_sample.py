@@ -73,7 +73,7 @@ def _reference_random(client: Any, week: IsoWeek, toxic_scores: dict[str, float]
     calls by the seeded hash, sorted by (ts, event_id) within the stratum, strata in key order."""
     sql, not_flagged, segment, settings = export._review_sql, f"NOT {export._FLAGGED}", export._SEGMENT, export._JOIN_SETTINGS
     params: dict[str, Any] = {"start": export._ts(week.start), "end": export._ts(week.end),
-                              "grace_end": export._ts(week.end + export.FEEDBACK_GRACE),
+                              "feedback_until": export._ts(week.end + export.FEEDBACK_GRACE),
                               "toxic": sorted(toxic_scores), "seed": export.week_seed(week)}
     strata = client.query(sql(f"{segment}, count() AS n", not_flagged, f"GROUP BY {segment} ORDER BY {segment}"),
                           parameters=params, settings=settings).result_rows
