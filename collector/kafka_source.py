@@ -77,6 +77,20 @@ class KafkaSource(Source):
             raise SinkError(f"collector: cannot connect to Kafka at {','.join(bootstrap)}: {exc}") from None
         except (TypeError, ValueError) as exc:  # an unknown or bad consumer option
             raise ConfigError(f"collector: bad Kafka consumer option: {exc}") from None
+        # Learn the topic's partitions before joining the group. Without this the first join has
+        # no metadata, assigns nothing, and a second join follows at once when the metadata
+        # arrives; under CPU load kafka-python 3.0.12 sometimes never finishes that second join
+        # (the member reads nothing until it is restarted: 6 of 30 starts on a busy 2-core
+        # machine, 0 of 30 with this call first).
+        try:
+            partitions = self._consumer.partitions_for_topic(topic)
+        except KafkaError as exc:
+            self._consumer.close(autocommit=False, timeout_ms=1000)
+            raise SinkError(f"collector: cannot read the metadata of topic {topic!r} at "
+                            f"{','.join(bootstrap)}: {exc}") from None
+        if not partitions:
+            log.warning("collector: topic %r has no partitions yet (not created?); joining the group "
+                        "and waiting for it", topic)
         self._consumer.subscribe([topic], listener=_Listener(self))
         self._ranges: dict[TopicPartition, list[int]] = {}  # polled, not yet sealed: [first, last]
         self._next: dict[TopicPartition, int] = {}  # next offset to poll, as far as we know
