@@ -142,16 +142,6 @@ def manifest(week: IsoWeek, feedback_until: datetime) -> dict[str, Any]:
             "provisional": feedback_until < grace_end, "feedback": feedback_statement(week, feedback_until)}
 
 
-def _feedback_notice_html(week: IsoWeek, feedback_until: datetime) -> str:
-    from html import escape
-
-    text = escape(feedback_statement(week, feedback_until))
-    if feedback_until >= week.end + FEEDBACK_GRACE:
-        return f'<p class="sub" id="feedback-cutoff">{text}</p>'
-    return ('<p id="feedback-cutoff" style="border:2px solid #b00020;border-radius:6px;padding:8px 12px;'
-            f'color:#b00020;font-weight:600">{text}</p>')
-
-
 def week_seed(week: IsoWeek) -> int:
     """The review sample's seed: a function of the week alone, so a rerun samples the same calls."""
     return int(hashlib.sha256(f"llmsight-export-{week.label}".encode()).hexdigest()[:15], 16)
@@ -454,10 +444,9 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
 
         evidently_html = export_summary.evidently_drift_html(client, week) if evidently else None
         path = directory / "report.html"
-        html = export_html.render(summary, sample, evidently_html=evidently_html)
-        # The feedback statement goes above the overview, where nobody reading the figures can miss it.
-        html = html.replace('<section id="overview">',
-                            _feedback_notice_html(week, until) + '<section id="overview">', 1)
+        html = export_html.render(summary, sample, evidently_html=evidently_html,
+                                  feedback_notice=feedback_statement(week, until),
+                                  provisional=until < week.end + FEEDBACK_GRACE)
         path.write_text(html, encoding="utf-8")
         result.files["report.html"] = path
     if progress:

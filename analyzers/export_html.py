@@ -27,7 +27,8 @@ th,td{border:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top}t
 td.num{text-align:right;font-variant-numeric:tabular-nums}.worse{color:#b00020;font-weight:600}
 .better{color:#137333}.cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:6px;
 padding:10px 14px;min-width:140px}.card b{display:block;font-size:22px}.muted{color:#888}
-.ex{color:#444;font-style:italic}svg text{font-size:11px;fill:#333}iframe{width:100%;height:900px;border:1px solid #ddd}
+.ex{color:#444;font-style:italic}.provisional{border:2px solid #b00020;border-radius:6px;padding:8px 12px;
+color:#b00020;font-weight:600}svg text{font-size:11px;fill:#333}iframe{width:100%;height:900px;border:1px solid #ddd}
 """
 
 # Which direction is bad for each figure (True: higher is worse), for the colour of a change.
@@ -293,10 +294,18 @@ def _review(sample: list[dict[str, Any]]) -> str:
             f'The first {len(shown)} are shown here.</p>{body}</section>')
 
 
-def render(summary: Any, sample: list[dict[str, Any]], evidently_html: str | None = None) -> str:
-    """The whole report as one HTML string."""
+def _feedback_notice(text: str, provisional: bool) -> str:
+    # Above the overview, where nobody reading the figures can miss a provisional export.
+    css = "provisional" if provisional else "sub"
+    return f'<p class="{css}" id="feedback-cutoff">{escape(text)}</p>'
+
+
+def render(summary: Any, sample: list[dict[str, Any]], evidently_html: str | None = None,
+           feedback_notice: str | None = None, provisional: bool = False) -> str:
+    """The whole report as one HTML string; ``feedback_notice`` says until when feedback was counted."""
     week = summary.week
-    sections = [_overview(summary, sample), _segments(summary), _volume(summary), _acceptance(summary),
+    sections = [_feedback_notice(feedback_notice, provisional)] if feedback_notice else []
+    sections += [_overview(summary, sample), _segments(summary), _volume(summary), _acceptance(summary),
                 _drift(summary), _toxicity(summary), _alerts(summary), _review(sample)]
     if evidently_html:
         sections.append('<section id="evidently"><h2>Evidently: text drift, this week against last week</h2>'

@@ -89,6 +89,7 @@ def test_an_early_export_is_provisional_and_the_rerun_after_the_grace_is_final(w
                  f"feedback ends {GRACE_END:%Y-%m-%d} 00:00:00 UTC; rerun the export after it for final figures.")
     assert info["feedback"] == statement
     assert html.index(statement) < html.index('<section id="overview">')
+    assert f'<p class="provisional" id="feedback-cutoff">{statement}</p>' in html  # the red box
     # Only verdicts given before 06:00 count, even the one stored already with a later time.
     assert sample == {_trace(1): "1", _trace(2): "0", _trace(3): "", _trace(4): "", _trace(5): "", _trace(6): ""}
     assert judged == 2
@@ -100,7 +101,7 @@ def test_an_early_export_is_provisional_and_the_rerun_after_the_grace_is_final(w
     final = _export(client, tmp_path / "final", None)
     info, sample, judged, html = _read(final)
     assert info["provisional"] is False and info["feedback_until"] == _iso(GRACE_END)
-    assert "Provisional" not in html
+    assert "Provisional" not in html and 'class="provisional"' not in html
     assert f"Final: feedback counted until {GRACE_END:%Y-%m-%d} 00:00:00 UTC" in html
     assert sample == {_trace(1): "1", _trace(2): "0", _trace(3): "0", _trace(4): "1", _trace(5): "", _trace(6): ""}
     assert judged == 4
