@@ -46,9 +46,13 @@ def export(
     if as_json:
         typer.echo(json.dumps({"week": result.week.label, "directory": str(result.directory),
                                "files": sorted(result.files), "rows": result.rows,
-                               "seconds": round(result.seconds, 2)}))
+                               "seconds": round(result.seconds, 2), "provisional": result.provisional,
+                               "feedback_until": result.feedback_until.isoformat()
+                               if result.feedback_until else None}))
         return
     typer.echo(f"export: {result.week.label} written to {result.directory} in {result.seconds:.1f} s")
     for name in sorted(result.files):
         typer.echo(f"  {name}")
     typer.echo("  rows: " + ", ".join(f"{k} {v:,}" for k, v in result.rows.items()))
+    if result.feedback:
+        typer.echo(f"  {result.feedback}")

@@ -303,6 +303,14 @@ def test_cli_exports_a_week_and_reports_json(seeded, tmp_path, store_url, store_
                                "metrics.parquet"]
     assert sorted(p.name for p in (tmp_path / WEEK.label).iterdir()) == report["files"]
     assert report["rows"]["events"] == seeded[1]["in_week"]
+    # Two weeks ago: the feedback grace is over, so the export is final and says until when it counted.
+    assert report["provisional"] is False
+    assert datetime.fromisoformat(report["feedback_until"]) == WEEK.end + timedelta(days=1)
+    text = CliRunner().invoke(_build(), [
+        "export", "--week", WEEK.label, "--format", "parquet", "--out", str(tmp_path), "--sample-size", "5",
+        "--url", store_url, "--database", store_database])
+    assert text.exit_code == 0, text.output
+    assert f"  Final: feedback counted until {WEEK.end + timedelta(days=1):%Y-%m-%d} 00:00:00 UTC" in text.output
     bad = CliRunner().invoke(_build(), ["export", "--week", "2026-W99", "--out", str(tmp_path)])
     assert bad.exit_code != 0
 
