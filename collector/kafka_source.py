@@ -80,8 +80,8 @@ class KafkaSource(Source):
         # Learn the topic's partitions before joining the group. Without this the first join has
         # no metadata, assigns nothing, and a second join follows at once when the metadata
         # arrives; under CPU load kafka-python 3.0.12 sometimes never finishes that second join
-        # (the member reads nothing until it is restarted: 6 of 30 starts on a busy 2-core
-        # machine, 0 of 30 with this call first).
+        # (the member reads nothing until it is restarted: 11 of 60 starts on a busy 2-core
+        # machine, 0 of 60 with this call first; scripts/collector-start-race measures it).
         try:
             partitions = self._consumer.partitions_for_topic(topic)
         except KafkaError as exc:
