@@ -445,8 +445,7 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
         evidently_html = export_summary.evidently_drift_html(client, week) if evidently else None
         path = directory / "report.html"
         html = export_html.render(summary, sample, evidently_html=evidently_html,
-                                  feedback_notice=feedback_statement(week, until),
-                                  provisional=until < week.end + FEEDBACK_GRACE)
+                                  feedback_notice=result.feedback, provisional=result.provisional)
         path.write_text(html, encoding="utf-8")
         result.files["report.html"] = path
     if progress:
