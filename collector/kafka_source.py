@@ -17,6 +17,7 @@ own thread calls, so the collector's batch is never touched by two threads at on
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -71,8 +72,21 @@ class KafkaSource(Source):
         if not _FAST_CRC and options.get("check_crcs", True):
             log.warning("collector: the crc32c package is missing, so kafka-python checks CRCs in pure "
                         "Python (several times slower): pip install crc32c")
+        self._options = options
+        self._session_s = session_ms / 1000
+        self._rebalance_since: float | None = None  # a join began and has not assigned partitions yet
+        self._consumer = self._join()
+        self._ranges: dict[TopicPartition, list[int]] = {}  # polled, not yet sealed: [first, last]
+        self._next: dict[TopicPartition, int] = {}  # next offset to poll, as far as we know
+        self._committed: dict[TopicPartition, int] = {}  # what this member committed last
+        self._generation = 0
+        self._last_poll_empty = False
+
+    def _join(self) -> KafkaConsumer:
+        """A consumer of the topic, subscribed as a member of the group."""
+        topic, bootstrap = self.topic, self.bootstrap
         try:
-            self._consumer = KafkaConsumer(**options)
+            consumer = KafkaConsumer(**self._options)
         except KafkaError as exc:
             raise SinkError(f"collector: cannot connect to Kafka at {','.join(bootstrap)}: {exc}") from None
         except (TypeError, ValueError) as exc:  # an unknown or bad consumer option
@@ -83,23 +97,41 @@ class KafkaSource(Source):
         # (the member reads nothing until it is restarted: 11 of 60 starts on a busy 2-core
         # machine, 0 of 60 with this call first; scripts/collector-start-race measures it).
         try:
-            partitions = self._consumer.partitions_for_topic(topic)
+            partitions = consumer.partitions_for_topic(topic)
         except KafkaError as exc:
-            self._consumer.close(autocommit=False, timeout_ms=1000)
+            consumer.close(autocommit=False, timeout_ms=1000)
             raise SinkError(f"collector: cannot read the metadata of topic {topic!r} at "
                             f"{','.join(bootstrap)}: {exc}") from None
         if not partitions:
             log.warning("collector: topic %r has no partitions yet (not created?); joining the group "
                         "and waiting for it", topic)
-        self._consumer.subscribe([topic], listener=_Listener(self))
-        self._ranges: dict[TopicPartition, list[int]] = {}  # polled, not yet sealed: [first, last]
-        self._next: dict[TopicPartition, int] = {}  # next offset to poll, as far as we know
-        self._committed: dict[TopicPartition, int] = {}  # what this member committed last
-        self._generation = 0
-        self._last_poll_empty = False
+        consumer.subscribe([topic], listener=_Listener(self))
+        return consumer
+
+    def _rejoin_if_stuck(self) -> None:
+        """Replace a consumer whose group join has not finished within the session timeout.
+
+        The same kafka-python 3.0.12 defect can strike at any later rebalance (after a missed
+        heartbeat on a busy machine, say): the member then holds no partitions and never gets
+        any. By the session timeout the broker has given up on such a member anyway, so a new
+        consumer joins in its place and reads on from the committed offsets.
+        """
+        since = self._rebalance_since
+        if since is None or time.monotonic() - since < self._session_s:
+            return
+        log.warning("collector: the group join of %s has not finished in %.0f s; joining again with a "
+                    "new consumer", self.topic, time.monotonic() - since)
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=1000)
+        except Exception:  # the old member is gone either way; its partitions were revoked or lost
+            log.debug("collector: closing the stuck consumer failed", exc_info=True)
+        self._partitions_changed()
+        self._rebalance_since = time.monotonic()
+        self._consumer = self._join()
 
     # -- reading ----------------------------------------------------------------------------------
     def poll(self, timeout_s: float, max_messages: int, max_bytes: int) -> list[Chunk]:
+        self._rejoin_if_stuck()
         polled = self._consumer.poll(timeout_ms=max(0, int(timeout_s * 1000)), max_records=max_messages)
         chunks = []
         for tp, records in polled.items():
@@ -230,6 +262,7 @@ class _Listener(AsyncConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         source = self.source
+        source._rebalance_since = source._rebalance_since or time.monotonic()
         checkpoint = source.on_revoke(False) if source.on_revoke is not None else None
         source._partitions_changed()
         if checkpoint is not None:
@@ -244,10 +277,12 @@ class _Listener(AsyncConsumerRebalanceListener):
             log.info("collector: partitions %s revoked", _names(revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.source._rebalance_since = None
         log.info("collector: partitions %s assigned", _names(assigned))
 
     async def on_partitions_lost(self, lost: Any) -> None:
         source = self.source
+        source._rebalance_since = source._rebalance_since or time.monotonic()
         if source.on_revoke is not None:
             source.on_revoke(True)
         source._partitions_changed()
