@@ -77,6 +77,15 @@ class IsoWeek:
     def end(self) -> datetime:
         return self.start + timedelta(days=7)
 
+    @property
+    def grace_end(self) -> datetime:
+        """Until when feedback on the week's calls is counted (``FEEDBACK_GRACE`` after its end)."""
+        return self.end + FEEDBACK_GRACE
+
+    def provisional(self, feedback_until: datetime) -> bool:
+        """Whether feedback counted only until ``feedback_until`` misses part of the grace period."""
+        return feedback_until < self.grace_end
+
     def previous(self) -> IsoWeek:
         return IsoWeek.containing(self.start - timedelta(days=1))
 
@@ -117,7 +126,7 @@ def feedback_cutoff(week: IsoWeek, now: datetime | None = None) -> datetime:
     """The instant the week's feedback is counted until (exclusive): the end of its grace period
     (``week.end + FEEDBACK_GRACE``), or ``now`` (down to the whole second) if that is earlier."""
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    return min(week.end + FEEDBACK_GRACE, moment)
+    return min(week.grace_end, moment)
 
 
 def _utc_text(value: datetime) -> str:
@@ -126,8 +135,8 @@ def _utc_text(value: datetime) -> str:
 
 def feedback_statement(week: IsoWeek, feedback_until: datetime) -> str:
     """The sentence the export carries about its feedback: final, or provisional and until when."""
-    grace_end = week.end + FEEDBACK_GRACE
-    if feedback_until >= grace_end:
+    grace_end = week.grace_end
+    if not week.provisional(feedback_until):
         return (f"Final: feedback counted until {_utc_text(grace_end)}, the end of the grace period for "
                 "late feedback; a rerun writes the same figures.")
     return (f"Provisional: feedback counted until {_utc_text(feedback_until)}; the grace period for late "
@@ -136,10 +145,9 @@ def feedback_statement(week: IsoWeek, feedback_until: datetime) -> str:
 
 def manifest(week: IsoWeek, feedback_until: datetime) -> dict[str, Any]:
     """``export.json``: the week's bounds and the feedback cutoff (no time of the export otherwise)."""
-    grace_end = week.end + FEEDBACK_GRACE
     return {"week": week.label, "start": _iso_ms(week.start), "end": _iso_ms(week.end),
-            "feedback_grace_end": _iso_ms(grace_end), "feedback_until": _iso_ms(feedback_until),
-            "provisional": feedback_until < grace_end, "feedback": feedback_statement(week, feedback_until)}
+            "feedback_grace_end": _iso_ms(week.grace_end), "feedback_until": _iso_ms(feedback_until),
+            "provisional": week.provisional(feedback_until), "feedback": feedback_statement(week, feedback_until)}
 
 
 def week_seed(week: IsoWeek) -> int:
@@ -368,7 +376,7 @@ class ExportResult:
     @property
     def provisional(self) -> bool:
         """True when the export ran before the week's feedback grace ended: rerun it after for final figures."""
-        return self.feedback_until is not None and self.feedback_until < self.week.end + FEEDBACK_GRACE
+        return self.feedback_until is not None and self.week.provisional(self.feedback_until)
 
     @property
     def feedback(self) -> str:
@@ -507,7 +515,7 @@ def schedule_weekly_export(scheduler: Any, out_dir: str | Path | None = None, cr
     trigger = cron_trigger(schedule)
     week = last_complete_week()
     first = trigger.get_next_fire_time(None, week.end)
-    if first is not None and first < week.end + FEEDBACK_GRACE:
+    if first is not None and week.provisional(first):
         log.warning("export: the schedule %r runs before the week's feedback grace ends (Tuesday 00:00 UTC): "
                     "those exports are provisional; a run after the grace gives the final figures", schedule)
     job = scheduler.add_job(run_scheduled_export, trigger, args=[directory, client], id="llmsight-weekly-export",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -18,12 +19,14 @@ from llmsight import config
 from llmsight.dashboard import data
 from llmsight.dashboard.queries import Filters
 
+if TYPE_CHECKING:
+    from llmsight.analyzers.export import ExportResult
+
 FORMATS = ("parquet", "csv", "html")
 
 
-def run_export(week: str, formats: list[str]) -> tuple[str, list[Path], dict[str, int], str, bool]:
-    """Export ``week`` with a progress bar; return its label, the files written, the row counts, the
-    export's statement about its feedback, and whether it is provisional."""
+def run_export(week: str, formats: list[str]) -> ExportResult:
+    """Export ``week`` with a progress bar."""
     from llmsight.analyzers.export import export_week, parse_week
 
     bar = st.progress(0.0, text=f"Exporting {week}…")
@@ -34,7 +37,7 @@ def run_export(week: str, formats: list[str]) -> tuple[str, list[Path], dict[str
     out = config.resolve(config.EXPORT_DIR, strict=True)
     result = export_week(data.client(), parse_week(week), out, formats=formats, progress=progress)
     bar.empty()
-    return result.week.label, sorted(result.files.values()), dict(result.rows), result.feedback, result.provisional
+    return result
 
 
 def zipped(files: list[Path]) -> bytes:
@@ -60,12 +63,13 @@ def render(f: Filters) -> None:
         submitted = st.form_submit_button("Run export", type="primary")
     if submitted:
         try:
-            label, files, rows, feedback, provisional = run_export(week.strip(), formats)
+            result = run_export(week.strip(), formats)
         except Exception as exc:  # a bad week or a store error goes to the person who asked, not a traceback
             st.error(f"The export failed: {exc}")
             return
-        st.session_state["export_done"] = {"week": label, "files": [str(p) for p in files], "rows": rows,
-                                           "feedback": feedback, "provisional": provisional}
+        st.session_state["export_done"] = {"week": result.week.label, "rows": dict(result.rows),
+                                           "files": [str(p) for p in sorted(result.files.values())],
+                                           "feedback": result.feedback, "provisional": result.provisional}
     done = st.session_state.get("export_done")
     if not done:
         return

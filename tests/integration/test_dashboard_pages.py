@@ -301,6 +301,8 @@ def test_export_page_runs_the_weekly_export_and_offers_the_files(seeded, tmp_pat
     written = sorted(p.name for p in (tmp_path / week).iterdir())
     assert "events.parquet" in written and "report.html" in written
     assert app.success[0].value.startswith(f"Export of {week}: {len(written)} files")
+    # The week is this one (or last, up to Monday 01:00): its feedback grace is not over yet.
+    assert app.warning[0].value.startswith("Provisional: feedback counted until ")
     listing = frame(app, "file", "bytes")
     assert sorted(listing["file"]) == written
     rows = next(c.value for c in app.caption if c.value.startswith("Rows: "))
