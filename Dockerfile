@@ -25,6 +25,9 @@ COPY sdk ./sdk
 COPY store ./store
 COPY collector ./collector
 COPY analyzers ./analyzers
+COPY alerts ./alerts
+COPY review ./review
+COPY scheduler ./scheduler
 COPY dashboard ./dashboard
 COPY cli ./cli
 COPY demo ./demo

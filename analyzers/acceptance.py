@@ -28,11 +28,11 @@ from typing import Any
 
 from scipy import stats
 
-from llmsight import config
+from llmsight.analyzers import settings
 
-DEFAULT_ALPHA: float = config.ACCEPTANCE_ALPHA.default
-DEFAULT_MIN_EFFECT: float = config.ACCEPTANCE_MIN_EFFECT.default
-DEFAULT_MIN_N: int = config.ACCEPTANCE_MIN_N.default
+DEFAULT_ALPHA: float = settings.ACCEPTANCE_ALPHA.default
+DEFAULT_MIN_EFFECT: float = settings.ACCEPTANCE_MIN_EFFECT.default
+DEFAULT_MIN_N: int = settings.ACCEPTANCE_MIN_N.default
 
 Interval = tuple[float, float]
 # Rates are ratios of ints: 0.70 - 0.65 is 0.0499999... in floats and must still count as 0.05.

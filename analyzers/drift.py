@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from llmsight import config
+from llmsight.analyzers import settings
 
 log = logging.getLogger("llmsight.analyzers")
 
@@ -109,7 +110,7 @@ def row_drifted(value: float | None, threshold: float | None, p_value: float | N
     if verdict is not None:
         return verdict
     if _present(p_value):
-        return bool(p_value < config.resolve(config.DRIFT_ALPHA, alpha, strict=True))
+        return bool(p_value < config.resolve(settings.DRIFT_ALPHA, alpha, strict=True))
     if _present(threshold) and _present(value):
         return bool(value > threshold)
     return False
@@ -117,7 +118,7 @@ def row_drifted(value: float | None, threshold: float | None, p_value: float | N
 
 def row_drifted_sql(alpha: float | None = None, table: str = "") -> str:
     """row_drifted() as a ClickHouse expression over the metrics columns (``table.`` prefixes them)."""
-    alpha = config.resolve(config.DRIFT_ALPHA, alpha, strict=True)
+    alpha = config.resolve(settings.DRIFT_ALPHA, alpha, strict=True)
     value, threshold, p_value, details = (f"{table}.{c}" if table else c
                                           for c in ("value", "threshold", "p_value", "details"))
     return (f"multiIf(JSONType({details}, '{VERDICT_KEY}') = 'Bool', JSONExtractBool({details}, '{VERDICT_KEY}'), "
@@ -154,9 +155,9 @@ def embedding_drift(reference: np.ndarray, current: np.ndarray, method: str = "a
     if method not in METHODS:
         raise ValueError(f"unknown drift method {method!r}; expected one of {', '.join(METHODS)}")
     method = "knn" if method == "auto" else method
-    alpha = config.resolve(config.DRIFT_ALPHA, alpha, strict=True)
-    permutations = config.resolve(config.DRIFT_PERMUTATIONS, permutations, strict=True)
-    min_samples = config.resolve(config.DRIFT_MIN_N, min_samples, strict=True)
+    alpha = config.resolve(settings.DRIFT_ALPHA, alpha, strict=True)
+    permutations = config.resolve(settings.DRIFT_PERMUTATIONS, permutations, strict=True)
+    min_samples = config.resolve(settings.DRIFT_MIN_N, min_samples, strict=True)
     reference = _unit_rows(reference)
     current = _unit_rows(current)
     n_ref, n_cur = len(reference), len(current)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from llmsight import config
+from llmsight.analyzers import settings
 from llmsight.errors import ConfigError
 
 log = logging.getLogger("llmsight.analyzers")
@@ -58,7 +59,7 @@ def resolve_model(model: str | None = None) -> tuple[str, Path]:
     The name is what cache rows are keyed by: ``all-MiniLM-L6-v2`` for the bundled model, the
     folder's absolute path for any other.
     """
-    chosen = model or config.resolve(config.EMBEDDING_MODEL, strict=True)
+    chosen = model or config.resolve(settings.EMBEDDING_MODEL, strict=True)
     if not chosen:
         path = bundled_model_path()
         name = DEFAULT_MODEL_NAME
@@ -113,10 +114,10 @@ class Embedder:
     def __init__(self, model: str | None = None, *, backend: str | None = None,
                  batch_size: int | None = None) -> None:
         self.model_name, self.model_path = resolve_model(model)
-        self.backend = backend or config.resolve(config.EMBEDDING_BACKEND, strict=True)
+        self.backend = backend or config.resolve(settings.EMBEDDING_BACKEND, strict=True)
         if self.backend not in BACKENDS:
             raise ConfigError(f"embedding backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
-        self.batch_size = batch_size or config.resolve(config.EMBEDDING_BATCH_SIZE, strict=True)
+        self.batch_size = batch_size or config.resolve(settings.EMBEDDING_BATCH_SIZE, strict=True)
         self.calls = 0
         self.texts_encoded = 0
 
@@ -244,7 +245,7 @@ def stratified_sample(keys: Sequence[Hashable], cap: int | None = None, *, seed:
     ``LLMSIGHT_SAMPLE_PER_WINDOW``.
     """
     if cap is None:
-        cap = config.resolve(config.SAMPLE_PER_WINDOW, strict=True)
+        cap = config.resolve(settings.SAMPLE_PER_WINDOW, strict=True)
     n = len(keys)
     if n <= cap:
         return np.arange(n)

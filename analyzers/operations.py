@@ -3,7 +3,7 @@
 Pure functions, no I/O. The inputs are plain sequences, a pandas DataFrame of ``events`` rows
 (columns as in :data:`llmsight.store.rows.EVENT_COLUMNS`), or the scheduler's
 :class:`llmsight.analyzers.windows.Calls`. The results are keyed by the metric names of
-:mod:`llmsight.analyzers.names`, each with the number of values behind it, ready to be written as
+:mod:`llmsight.store.names`, each with the number of values behind it, ready to be written as
 ``metrics`` rows.
 
 Conventions, so the dashboard, the alerts and the export agree:
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from llmsight.analyzers import names
+from llmsight.store import names
 
 Figure = tuple[float, int]  # (value, n)
 

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from llmsight import config
+from llmsight.analyzers import settings
 from llmsight.errors import ConfigError
 
 log = logging.getLogger("llmsight.analyzers.toxicity")
@@ -359,7 +360,7 @@ class ToxicityScorer:
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, threshold: float | None = None,
                  embedder: Any = None, sentences: bool | None = None) -> None:
-        chosen = model if model is not None else config.resolve(config.TOXICITY_MODEL, strict=True)
+        chosen = model if model is not None else config.resolve(settings.TOXICITY_MODEL, strict=True)
         path = Path(chosen).expanduser().resolve() if chosen else HEAD_PATH
         if not path.exists():
             raise ConfigError(f"toxicity model {path} does not exist: set LLMSIGHT_TOXICITY_MODEL to a local "
@@ -367,14 +368,14 @@ class ToxicityScorer:
         self.path = path
         self.model = _load(path)
         if threshold is None:
-            threshold = config.resolve(config.TOXICITY_THRESHOLD, strict=True)
+            threshold = config.resolve(settings.TOXICITY_THRESHOLD, strict=True)
         if threshold is None:
             # The shipped head carries the threshold chosen when it was trained (see its metadata).
             threshold = self.model.metadata.get("threshold", 0.5) if isinstance(self.model, Head) else 0.5
         self.threshold = float(threshold)
         self._embedder = embedder
         self.sentences = bool(sentences if sentences is not None
-                              else config.resolve(config.TOXICITY_SENTENCES, strict=True))
+                              else config.resolve(settings.TOXICITY_SENTENCES, strict=True))
 
     @property
     def uses_embeddings(self) -> bool:

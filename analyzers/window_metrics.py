@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from llmsight.analyzers import names
 from llmsight.analyzers.windows import (
     FEATURE_KEYS,
     SEGMENT_KEYS,
@@ -44,8 +43,9 @@ from llmsight.analyzers.windows import (
     reference_means,
     segments_in,
 )
+from llmsight.store import names
 
-log = logging.getLogger("llmsight.analyzers.scheduler")
+log = logging.getLogger("llmsight.scheduler.service")
 
 _EXAMPLES = 3
 
@@ -63,17 +63,18 @@ class AnalysisSettings:
     @classmethod
     def from_env(cls) -> AnalysisSettings:
         from llmsight import config
+        from llmsight.analyzers import settings
         from llmsight.schema import parse_ts
 
-        raw = config.resolve(config.BASELINE, strict=True)
+        raw = config.resolve(settings.BASELINE, strict=True)
         baseline = None
         if raw:
             first, _, last = raw.partition("/")
             baseline = (parse_ts(first.strip()), parse_ts(last.strip()))
-        return cls(reference=config.resolve(config.REFERENCE, strict=True),
-                   reference_s=config.resolve(config.REFERENCE_SECONDS, strict=True), baseline=baseline,
-                   sample=config.resolve(config.SAMPLE_PER_WINDOW, strict=True),
-                   drift_min_n=config.resolve(config.DRIFT_MIN_N, strict=True))
+        return cls(reference=config.resolve(settings.REFERENCE, strict=True),
+                   reference_s=config.resolve(settings.REFERENCE_SECONDS, strict=True), baseline=baseline,
+                   sample=config.resolve(settings.SAMPLE_PER_WINDOW, strict=True),
+                   drift_min_n=config.resolve(settings.DRIFT_MIN_N, strict=True))
 
 
 class WindowAnalyzer:

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 
 from llmsight.store import METRIC_COLUMNS
+from llmsight.store.names import FEATURE_KEYS, SEGMENT_KEYS
+from llmsight.store.times import iso_s, utc
 
 log = logging.getLogger("llmsight.analyzers.windows")
 
-SEGMENT_KEYS = ("service", "name", "model", "prompt_version")
-FEATURE_KEYS = ("service", "name", "model")
 BASE_GRANULARITY = "1m"  # the scheduler's base window is stored as 1m whatever its length (see names.py)
 ROLLUPS = {"1h": 3600, "1d": 86400}
 
@@ -40,7 +40,7 @@ class Window:
     granularity: str = BASE_GRANULARITY
 
     def __str__(self) -> str:
-        return f"{self.granularity} {_iso(self.start)}..{_iso(self.end)}"
+        return f"{self.granularity} {iso_s(self.start)}..{iso_s(self.end)}"
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,6 @@ class Calls:
     sample_trace_ids: list[str] = field(default_factory=list)
     sample_inputs: list[str] = field(default_factory=list)
     sample_outputs: list[str] = field(default_factory=list)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def floor_time(ts: datetime, seconds: int) -> datetime:
@@ -216,7 +208,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso_s(value)
     return str(value)
 
 

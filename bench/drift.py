@@ -102,7 +102,7 @@ def make_windows(intents: np.ndarray, n: int, shares: tuple[float, ...], trials:
     return windows
 
 
-def _methods(alpha: float, permutations: int) -> dict[str, Callable[[np.ndarray, np.ndarray], bool]]:
+def drift_methods(alpha: float, permutations: int) -> dict[str, Callable[[np.ndarray, np.ndarray], bool]]:
     import pandas as pd
     from evidently.legacy.metrics.data_drift.embedding_drift_methods import model
 
@@ -196,7 +196,7 @@ def main(
     shares = (0.0, *(float(share) for share in shares_text.split(",")))
     texts, intents = load_banking77(data)
     vectors, embedding = embed_cached(texts, backend, None)
-    chosen = {name: fn for name, fn in _methods(alpha, permutations).items() if name in methods.split(",")}
+    chosen = {name: fn for name, fn in drift_methods(alpha, permutations).items() if name in methods.split(",")}
     windows = make_windows(intents, n, shares, trials, seed, novel_intents)
     results = run_trials(vectors, windows, chosen, shares)
     large = time_large(vectors, {k: v for k, v in chosen.items() if k != "mmd_permutation"}, large_n,

@@ -53,7 +53,7 @@ def main(
     """Texts/s of fp32 sentence-transformers vs int8 ONNX, their agreement, and drift power with each."""
     import torch
 
-    from llmsight.bench.drift import _methods, embed_cached, load_banking77, make_windows, run_trials
+    from llmsight.bench.drift import drift_methods, embed_cached, load_banking77, make_windows, run_trials
     from llmsight.bench.report import emit
 
     all_texts, intents = load_banking77(data)
@@ -69,7 +69,7 @@ def main(
     if drift_trials:
         shares = (0.0, 0.1, 0.2)
         windows = make_windows(intents, 500, shares, drift_trials, seed)
-        knn = {"llmsight_knn": _methods(0.01, 500)["llmsight_knn"]}
+        knn = {"llmsight_knn": drift_methods(0.01, 500)["llmsight_knn"]}
         for label, backend in (("drift_fp32", "torch"), ("drift_int8", "onnx-int8")):
             vectors, _ = embed_cached(all_texts, backend, None)
             rates = run_trials(vectors, windows, knn, shares)["llmsight_knn"]["rates"]

@@ -178,11 +178,12 @@ def main(
 
     from llmsight import config, store
     from llmsight.bench.report import emit
+    from llmsight.collector import settings as collector_settings
     from llmsight.collector.kafka_source import KafkaSource
     from llmsight.collector.spool_source import SpoolSource
     from llmsight.spool import SpoolWriter
 
-    batch = batch or config.resolve(config.COLLECTOR_BATCH_EVENTS, strict=True)
+    batch = batch or config.resolve(collector_settings.COLLECTOR_BATCH_EVENTS, strict=True)
     logging.getLogger("llmsight.collector").setLevel(logging.WARNING)  # one line per batch is noise here
     logging.getLogger("kafka").setLevel(logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="llmsight-bench-ingest-"))

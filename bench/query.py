@@ -173,9 +173,9 @@ def _alerts(client: Any, end: dt.datetime) -> None:
 
 def page_queries(f: Any) -> dict[str, list[tuple[str, tuple[Any, ...]]]]:
     """What each page runs on one load with the view ``f`` (see the pages' ``render``)."""
-    from llmsight.dashboard import filters, queries
+    from llmsight.store import queries
 
-    bucket = filters.bucket_seconds(f.span)
+    bucket = queries.bucket_seconds(f.span)
     both = queries.Filters(f.baseline().start, f.end, f.services, f.models, f.prompt_versions, f.environments)
     menus = ("segment_values", (f.end - dt.timedelta(days=30), f.end - dt.timedelta(days=1)))
     return {
@@ -208,7 +208,7 @@ def lower_hex_trace(number: int) -> str:
 
 
 def time_pages(client: Any, views: dict[str, Any], repeat: int) -> dict[str, dict[str, float]]:
-    from llmsight.dashboard import queries
+    from llmsight.store import queries
 
     figures: dict[str, dict[str, float]] = {}
     for view_name, view in views.items():
@@ -244,7 +244,7 @@ def main(
     """Dashboard query speed: p50/p95 per page's query set over 10M seeded events in chdb."""
     from llmsight import store
     from llmsight.bench.report import emit
-    from llmsight.dashboard import filters, queries
+    from llmsight.store import queries
 
     directory = path or tempfile.mkdtemp(prefix="llmsight-bench-query-")
     client = store.connect(f"chdb://{directory}", "bench_query")
@@ -255,9 +255,9 @@ def main(
     client.command("OPTIMIZE TABLE metrics FINAL")
     counts = {table: int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
               for table in ("events", "feedback", "metrics", "alerts")}
-    view = filters.view_for("24h", end)
+    view = queries.view_for("24h", end)
     service = queries.Filters(view.start, view.end, services=("support-bot",))
-    week = filters.view_for("7d", end)
+    week = queries.view_for("7d", end)
     figures: dict[str, Any] = {"rows": counts, "seed": {k: round(v, 1) for k, v in timings.items()}}
     load_before = os.getloadavg()[0]
     figures["pages"] = time_pages(client, {"24h": view, "24h_service": service, "7d": week}, repeat)

@@ -39,11 +39,12 @@ def analyzers(
     rollups) and serves /healthz, /readyz and /metrics on LLMSIGHT_ANALYZERS_HTTP_PORT.
     """
     from llmsight import config, store
-    from llmsight.analyzers.scheduler import AnalyzerService
+    from llmsight.scheduler.service import AnalyzerService
+    from llmsight.store import settings as store_settings
 
     start_raw, end_raw = backfill or (None, None)
     client = store.connect(url)
-    store.migrate(client, cluster=config.resolve(config.CLICKHOUSE_CLUSTER, strict=True) or None)
+    store.migrate(client, cluster=config.resolve(store_settings.CLICKHOUSE_CLUSTER, strict=True) or None)
     service = AnalyzerService(client)  # reads and checks every setting and the rules: fails fast
     if start_raw is not None:
         start, end = _parse_time(start_raw, "--backfill"), _parse_time(end_raw, "--backfill")
@@ -79,8 +80,8 @@ def list_alerts(
 ) -> None:
     """The current alerts (the latest state of each rule and segment)."""
     from llmsight import store
-    from llmsight.analyzers.alerts import load_states
-    from llmsight.analyzers.silences import load_silences, matching, time_left
+    from llmsight.alerts.engine import load_states
+    from llmsight.alerts.silences import load_silences, matching, time_left
 
     client = store.connect(url)
     now = datetime.now(timezone.utc)
@@ -113,7 +114,7 @@ def ack(
 ) -> None:
     """Acknowledge an alert: no more re-notifications until it resolves."""
     from llmsight import store
-    from llmsight.analyzers.alerts import acknowledge
+    from llmsight.alerts.engine import acknowledge
 
     acknowledge(store.connect(url), alert_id, by, note, datetime.now(timezone.utc))
     typer.echo(f"alerts: {alert_id} acknowledged by {by}")

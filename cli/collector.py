@@ -25,12 +25,13 @@ def collector(
     """
     from llmsight import config, store
     from llmsight.collector import Collector, source_from_url
+    from llmsight.store import settings as store_settings
 
     url = source or config.resolve(config.SINK, strict=True)
     started = time.perf_counter()
     # The store first: a collector that cannot write must not join a consumer group.
     client = store.connect()
-    applied = store.migrate(client, cluster=config.resolve(config.CLICKHOUSE_CLUSTER, strict=True) or None)
+    applied = store.migrate(client, cluster=config.resolve(store_settings.CLICKHOUSE_CLUSTER, strict=True) or None)
     if applied:
         log.info("collector: applied migrations %s", ", ".join(applied))
     options: dict[str, Any] = {"group_id": group} if group and url.startswith("kafka://") else {}

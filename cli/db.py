@@ -16,10 +16,11 @@ def migrate(
 ) -> None:
     """Create or upgrade the schema. Safe to run again: applied migrations are skipped."""
     from llmsight import config, store
+    from llmsight.store import settings as store_settings
 
     started = time.perf_counter()
     client = store.connect(url, database)
-    cluster = config.resolve(config.CLICKHOUSE_CLUSTER, strict=True) or None
+    cluster = config.resolve(store_settings.CLICKHOUSE_CLUSTER, strict=True) or None
     applied = store.migrate(client, cluster=cluster)
     elapsed = (time.perf_counter() - started) * 1000
     target = store.parse_url(url, database).display()

@@ -42,10 +42,6 @@ def switch_after(duration: float | None) -> float:
     return max(20.0, min(DEFAULT_SWITCH_S, 0.4 * duration))
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def demo(
     headless: bool = typer.Option(False, "--headless", help="No dashboard: run, report the alerts, exit."),
     duration: float = typer.Option(None, "--duration", min=10,
@@ -59,10 +55,12 @@ def demo(
 ) -> None:
     """Run the embedded stack with a synthetic app that ships a bad prompt version partway through."""
     from llmsight import config, store
-    from llmsight.analyzers.scheduler import ScheduleSettings
     from llmsight.analyzers.window_metrics import AnalysisSettings
     from llmsight.cli.up import EmbeddedStack
     from llmsight.demo.app import SyntheticApp
+    from llmsight.scheduler.service import ScheduleSettings
+    from llmsight.store import settings as store_settings
+    from llmsight.store.times import iso_ms
 
     if headless and duration is None:
         raise typer.BadParameter("--headless needs --duration", param_hint="--duration")
@@ -71,7 +69,7 @@ def demo(
     store_url = f"chdb://{root / 'db'}"
     sink_url = f"file://{root / 'spool'}"
     # The dashboard and the SDK read these; set them for this process only.
-    os.environ[config.CLICKHOUSE_URL.name] = store_url
+    os.environ[store_settings.CLICKHOUSE_URL.name] = store_url
     os.environ[config.SINK.name] = sink_url
     switch_s = switch if switch is not None else switch_after(duration)
     stack = None
@@ -93,7 +91,7 @@ def demo(
         app = SyntheticApp(sink_url, switch_at, rate=rate)
         app.start()
         if not as_json:
-            typer.echo(f"llmsight demo: data in {root}; v2 ships at {_iso(switch_at)} ({switch_s:.0f} s from now)")
+            typer.echo(f"llmsight demo: data in {root}; v2 ships at {iso_ms(switch_at)} ({switch_s:.0f} s from now)")
         if headless:
             _wait(duration)
         else:
@@ -107,10 +105,10 @@ def demo(
         app = None
         if stack.error is not None:
             raise stack.error
-        from llmsight.analyzers.alerts import fired_alerts
+        from llmsight.alerts.engine import fired_alerts
 
         alerts = fired_alerts(stack.client)
-        report = {"switch_at": _iso(switch_at), "alerts": [
+        report = {"switch_at": iso_ms(switch_at), "alerts": [
             {k: a[k] for k in ("rule", "metric", "severity", "segment", "fired_at")} for a in alerts]}
         if as_json:
             typer.echo(json.dumps(report))

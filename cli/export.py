@@ -26,11 +26,13 @@ def export(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from llmsight import config, store
-    from llmsight.analyzers.export import export_week, parse_formats, parse_week
+    from llmsight.review import settings as review_settings
+    from llmsight.review.export import export_week, parse_formats
+    from llmsight.review.weeks import parse_week
 
     chosen_week = parse_week(week)
     chosen_formats = parse_formats(formats)
-    out_dir = config.resolve(config.EXPORT_DIR, out, strict=True)
+    out_dir = config.resolve(review_settings.EXPORT_DIR, out, strict=True)
     client = store.connect(url, database)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=as_json) as bar:

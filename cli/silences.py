@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from llmsight.analyzers.silences import Silence
+    from llmsight.alerts.silences import Silence
 
 
 def _who() -> str:
@@ -39,8 +39,8 @@ def silence(
 ) -> None:
     """Silence a rule's alerts (optionally on one segment) for a while: recorded, not notified."""
     from llmsight import store
-    from llmsight.analyzers.alert_rules import load_rules
-    from llmsight.analyzers.silences import check_rule, create_silence, parse_silence_for
+    from llmsight.alerts.rules import load_rules
+    from llmsight.alerts.silences import check_rule, create_silence, parse_silence_for
     from llmsight.errors import ConfigError
 
     try:
@@ -69,7 +69,7 @@ def silences(
 ) -> None:
     """The active silences, soonest to end first, with the time left."""
     from llmsight import store
-    from llmsight.analyzers.silences import load_silences, time_left
+    from llmsight.alerts.silences import load_silences, time_left
 
     now = datetime.now(timezone.utc)
     active = load_silences(store.connect(url), now)
@@ -91,7 +91,7 @@ def unsilence(
 ) -> None:
     """End a silence now; a still-firing alert it held back notifies at the next evaluation."""
     from llmsight import store
-    from llmsight.analyzers.silences import remove_silence
+    from llmsight.alerts.silences import remove_silence
     from llmsight.errors import LlmsightError
 
     try:
@@ -106,7 +106,7 @@ def _when(value: datetime) -> str:
 
 
 def _as_dict(s: Silence, now: datetime) -> dict[str, object]:
-    from llmsight.analyzers.silences import time_left
+    from llmsight.alerts.silences import time_left
 
     return {"silence_id": s.silence_id, "rule": s.rule, "segment": s.segment, "until": s.until.isoformat(),
             "left": time_left(s, now), "created_by": s.created_by, "reason": s.reason,

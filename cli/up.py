@@ -25,17 +25,19 @@ class EmbeddedStack:
     def __init__(self, store_url: str | None = None, sink_url: str | None = None, *, http_port: int | None = None,
                  collector_http_port: int | None = None, schedule: Any = None, analysis: Any = None) -> None:
         from llmsight import config, store
-        from llmsight.analyzers.scheduler import AnalyzerService, ScheduleSettings
+        from llmsight.collector import settings as collector_settings
+        from llmsight.scheduler.service import AnalyzerService, ScheduleSettings
+        from llmsight.store import settings as store_settings
 
         # Every setting is read (strictly) before anything starts: a bad value stops us here.
         self.sink_url = sink_url or config.resolve(config.SINK, strict=True)
         self.client = store.connect(store_url)
-        store.migrate(self.client, cluster=config.resolve(config.CLICKHOUSE_CLUSTER, strict=True) or None)
+        store.migrate(self.client, cluster=config.resolve(store_settings.CLICKHOUSE_CLUSTER, strict=True) or None)
         schedule = schedule or ScheduleSettings.from_env()
         if http_port is not None:
             schedule = ScheduleSettings(schedule.window_s, schedule.lag_s, schedule.catchup, http_port)
         self.service = AnalyzerService(self.client, schedule=schedule, analysis=analysis)
-        self.collector_http_port = config.resolve(config.COLLECTOR_HTTP_PORT, collector_http_port, strict=True)
+        self.collector_http_port = config.resolve(collector_settings.COLLECTOR_HTTP_PORT, collector_http_port, strict=True)
         self._stop = threading.Event()
         self.error: Exception | None = None
         self._collector_thread: threading.Thread | None = None

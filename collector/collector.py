@@ -33,6 +33,7 @@ from typing import Any
 import msgspec
 
 from llmsight import config
+from llmsight.collector import settings
 from llmsight.collector.batch import Batch
 from llmsight.collector.observability import CollectorMetrics, HealthServer
 from llmsight.collector.source import Checkpoint, Source
@@ -85,13 +86,13 @@ class Collector:
                  http_port: int | None = None, metrics: CollectorMetrics | None = None) -> None:
         self.source = source
         self.client = client
-        self.batch_events = config.resolve(config.COLLECTOR_BATCH_EVENTS, batch_events, strict=True)
-        self.batch_seconds = config.resolve(config.COLLECTOR_BATCH_SECONDS, batch_seconds, strict=True)
-        self.batch_bytes = config.resolve(config.COLLECTOR_BATCH_BYTES, batch_bytes, strict=True)
-        self.max_message_bytes = config.resolve(config.COLLECTOR_MAX_MESSAGE_BYTES, max_message_bytes,
+        self.batch_events = config.resolve(settings.COLLECTOR_BATCH_EVENTS, batch_events, strict=True)
+        self.batch_seconds = config.resolve(settings.COLLECTOR_BATCH_SECONDS, batch_seconds, strict=True)
+        self.batch_bytes = config.resolve(settings.COLLECTOR_BATCH_BYTES, batch_bytes, strict=True)
+        self.max_message_bytes = config.resolve(settings.COLLECTOR_MAX_MESSAGE_BYTES, max_message_bytes,
                                                 strict=True)
-        self.retry_max_s = config.resolve(config.COLLECTOR_RETRY_MAX_S, retry_max_s, strict=True)
-        self.http_port = config.resolve(config.COLLECTOR_HTTP_PORT, http_port, strict=True)
+        self.retry_max_s = config.resolve(settings.COLLECTOR_RETRY_MAX_S, retry_max_s, strict=True)
+        self.http_port = config.resolve(settings.COLLECTOR_HTTP_PORT, http_port, strict=True)
         self.metrics = metrics or CollectorMetrics()
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()

@@ -24,6 +24,7 @@ from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, OffsetAndMetada
 from kafka.errors import KafkaError
 
 from llmsight import config
+from llmsight.collector import settings
 from llmsight.collector.batch import Chunk
 from llmsight.collector.source import Checkpoint, Source, make_token
 from llmsight.errors import ConfigError, SinkError
@@ -50,9 +51,9 @@ class KafkaSource(Source):
                  max_poll_records: int | None = None, **consumer_options: Any) -> None:
         self.topic = topic
         self.bootstrap = bootstrap
-        self.group_id = group_id or config.resolve(config.COLLECTOR_GROUP, strict=True)
+        self.group_id = group_id or config.resolve(settings.COLLECTOR_GROUP, strict=True)
         self.url = f"kafka://{','.join(bootstrap)}/{topic}"
-        session_ms = int(config.resolve(config.COLLECTOR_SESSION_TIMEOUT_S, strict=True) * 1000)
+        session_ms = int(config.resolve(settings.COLLECTOR_SESSION_TIMEOUT_S, strict=True) * 1000)
         options: dict[str, Any] = {
             "bootstrap_servers": bootstrap,
             "group_id": self.group_id,
@@ -62,7 +63,7 @@ class KafkaSource(Source):
             "bootstrap_timeout_ms": 10_000,
             "session_timeout_ms": session_ms,
             "heartbeat_interval_ms": min(3000, session_ms // 3),  # fail fast on a wrong address instead of after 30 s
-            "max_poll_records": max_poll_records or config.resolve(config.COLLECTOR_BATCH_EVENTS, strict=True),
+            "max_poll_records": max_poll_records or config.resolve(settings.COLLECTOR_BATCH_EVENTS, strict=True),
             # Big fetches: fewer round trips per batch; the collector's batch bounds what it keeps.
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
             "fetch_max_bytes": 64 * 1024 * 1024,

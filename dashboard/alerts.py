@@ -1,7 +1,7 @@
 """Alerts: firing, pending and resolved alerts with their evidence; acknowledge one with a note, or silence it.
 
 An acknowledgement is a new row in the ``alerts`` table written by the alert engine's own
-:func:`llmsight.analyzers.alerts.acknowledge`; it stops re-notifications until the alert resolves.
+:func:`llmsight.alerts.engine.acknowledge`; it stops re-notifications until the alert resolves.
 A silence (:mod:`llmsight.dashboard.silences`) holds every notification back for a set time.
 """
 
@@ -14,7 +14,7 @@ import streamlit as st
 
 from llmsight.dashboard import data, silences
 from llmsight.dashboard.data import q
-from llmsight.dashboard.queries import Filters
+from llmsight.store.queries import Filters
 
 TABS = (("firing", "Firing"), ("pending", "Pending"), ("resolved", "Resolved"))
 COLUMNS = ["rule", "severity", "state", "service", "name", "model", "prompt_version", "value", "threshold",
@@ -57,7 +57,7 @@ def acknowledge_form(alert: pd.Series) -> None:
         note = st.text_area("Note", key="ack_note", placeholder="What you are doing about it")
         submitted = st.form_submit_button("Acknowledge (silence re-notifications until it resolves)")
     if submitted:
-        from llmsight.analyzers.alerts import acknowledge
+        from llmsight.alerts.engine import acknowledge
         from llmsight.errors import LlmsightError
 
         try:

@@ -12,10 +12,21 @@ from dataclasses import dataclass
 import streamlit as st
 
 from llmsight import config
-from llmsight.dashboard import alerts, auth, drift, export, feedback, filters, overview, safety, traces
-from llmsight.dashboard.queries import Filters
+from llmsight.dashboard import (
+    alerts,
+    auth,
+    drift,
+    export,
+    feedback,
+    filters,
+    overview,
+    safety,
+    settings,
+    traces,
+)
+from llmsight.store.queries import Filters
 
-REFRESH_S = config.resolve(config.DASHBOARD_REFRESH_S, strict=True)
+REFRESH_S = config.resolve(settings.DASHBOARD_REFRESH_S, strict=True)
 
 
 @dataclass(frozen=True)

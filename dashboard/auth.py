@@ -16,6 +16,7 @@ import ipaddress
 import streamlit as st
 
 from llmsight import config
+from llmsight.dashboard import settings
 from llmsight.errors import ConfigError
 
 _SESSION_KEY = "llmsight_authenticated"
@@ -40,7 +41,7 @@ def oidc_configured() -> bool:
 
 
 def password() -> str:
-    return config.resolve(config.DASHBOARD_PASSWORD, strict=True) or ""
+    return config.resolve(settings.DASHBOARD_PASSWORD, strict=True) or ""
 
 
 def check_startup(address: str) -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from llmsight.analyzers import names
-from llmsight.dashboard import charts, figures, filters
+from llmsight.dashboard import charts, figures
 from llmsight.dashboard.data import q
-from llmsight.dashboard.queries import Filters
+from llmsight.store import names, queries
+from llmsight.store.queries import Filters
 
 log = logging.getLogger("llmsight.dashboard")
 
@@ -30,7 +30,7 @@ def score_chart(f: Filters, metric: str) -> pd.DataFrame:
     if rows.empty:
         st.info("No drift test ran in this range and segment yet.")
         return rows
-    preferred = filters.granularity_for(f.span)
+    preferred = queries.granularity_for(f.span)
     available = set(rows["granularity"])
     chosen = preferred if preferred in available else min(available, key=names.GRANULARITIES.index)
     rows = rows[rows["granularity"] == chosen].copy()

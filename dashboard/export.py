@@ -1,6 +1,6 @@
 """Export: run the weekly quality-review export for a week and download its files.
 
-The export is :func:`llmsight.analyzers.export.export_week`, the same code as ``llmsight export``
+The export is :func:`llmsight.review.export.export_week`, the same code as ``llmsight export``
 and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``. The week offered is the last
 complete one; exported before its feedback grace ends (Tuesday 00:00 UTC) it is provisional, and the
 page says so, as the export's own files do.
@@ -17,24 +17,26 @@ import streamlit as st
 
 from llmsight import config
 from llmsight.dashboard import data
-from llmsight.dashboard.queries import Filters
+from llmsight.review import settings as review_settings
+from llmsight.store.queries import Filters
 
 if TYPE_CHECKING:
-    from llmsight.analyzers.export import ExportResult
+    from llmsight.review.export import ExportResult
 
 FORMATS = ("parquet", "csv", "html")
 
 
 def run_export(week: str, formats: list[str]) -> ExportResult:
     """Export ``week`` with a progress bar."""
-    from llmsight.analyzers.export import export_week, parse_week
+    from llmsight.review.export import export_week
+    from llmsight.review.weeks import parse_week
 
     bar = st.progress(0.0, text=f"Exporting {week}…")
 
     def progress(step: str, done: int, total: int) -> None:
         bar.progress(min(1.0, done / total) if total else 1.0, text=f"{step}: {done} of {total}")
 
-    out = config.resolve(config.EXPORT_DIR, strict=True)
+    out = config.resolve(review_settings.EXPORT_DIR, strict=True)
     result = export_week(data.client(), parse_week(week), out, formats=formats, progress=progress)
     bar.empty()
     return result
@@ -50,7 +52,7 @@ def zipped(files: list[Path]) -> bytes:
 
 def render(f: Filters) -> None:
     del f  # the export covers a whole ISO week and every segment
-    from llmsight.analyzers.export import FEEDBACK_GRACE, last_complete_week
+    from llmsight.review.weeks import FEEDBACK_GRACE, last_complete_week
 
     st.title("Export")
     st.caption("The weekly quality review: per-segment figures against the week before, drift topics, flagged "

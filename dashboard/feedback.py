@@ -6,16 +6,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmsight.dashboard import charts, figures, filters
+from llmsight.dashboard import charts, figures
 from llmsight.dashboard.data import q
-from llmsight.dashboard.queries import Filters
+from llmsight.store import queries
+from llmsight.store.queries import Filters
 
 
 def acceptance_rows(f: Filters) -> pd.DataFrame:
-    rows = q("acceptance_by_version", f, filters.bucket_seconds(f.span))
+    rows = q("acceptance_by_version", f, queries.bucket_seconds(f.span))
     if rows.empty:
         return rows
-    preferred = filters.granularity_for(f.span)
+    preferred = queries.granularity_for(f.span)
     available = set(rows["granularity"])
     chosen = preferred if preferred in available else min(available, key=["1m", "1h", "1d"].index)
     return rows[rows["granularity"] == chosen]

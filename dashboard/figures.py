@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from llmsight.analyzers import drift, names
+from llmsight.analyzers import drift
 from llmsight.analyzers.acceptance import wilson_interval
+from llmsight.store import names
 
 # How each overview metric combines across segments and buckets: "count" sums n, "sum" sums
 # values, "rate" is sum(value * n) / sum(n).
@@ -179,7 +180,7 @@ def drift_summary(latest: pd.DataFrame) -> tuple[int, int]:
 
 def segment_label(row: pd.Series) -> str:
     """service/name/model/prompt_version, the segment as people read it."""
-    return "/".join(str(row[c]) for c in ("service", "name", "model", "prompt_version"))
+    return "/".join(str(row[c]) for c in names.SEGMENT_KEYS)
 
 
 def format_value(metric: str, value: float | None) -> str:

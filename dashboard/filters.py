@@ -11,57 +11,14 @@ import datetime as dt
 import streamlit as st
 
 from llmsight.dashboard import data
-from llmsight.dashboard.queries import Filters
+from llmsight.store.queries import DEFAULT_RANGE, RANGES, Filters, now, view_for
 
-RANGES = {
-    "1h": dt.timedelta(hours=1),
-    "6h": dt.timedelta(hours=6),
-    "24h": dt.timedelta(hours=24),
-    "7d": dt.timedelta(days=7),
-    "30d": dt.timedelta(days=30),
-}
-DEFAULT_RANGE = "24h"
 SEGMENT_PARAMS = (
     ("service", "services", "Service"),
     ("model", "models", "Model"),
     ("prompt_version", "prompt_versions", "Prompt version"),
     ("environment", "environments", "Environment"),
 )
-GRANULARITY_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
-POINTS = 48
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def granularity_for(span: dt.timedelta) -> str:
-    """The metrics granularity that gives a readable number of points for a time range."""
-    if span <= dt.timedelta(hours=6):
-        return "1m"
-    if span <= dt.timedelta(days=7):
-        return "1h"
-    return "1d"
-
-
-def bucket_seconds(span: dt.timedelta) -> int:
-    """About 48 chart buckets over ``span``, each a whole number of metric windows."""
-    step = GRANULARITY_SECONDS[granularity_for(span)]
-    return max(step, int(span.total_seconds()) // POINTS // step * step)
-
-
-def view_for(range_key: str, at: dt.datetime | None = None, **segments: tuple[str, ...]) -> Filters:
-    """The view of a named range ending at the next bucket boundary after ``at`` (default now).
-
-    Aligning the end to a bucket keeps the current and the baseline period on whole buckets.
-    """
-    span = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
-    step = bucket_seconds(span)
-    epoch = int((at or now()).replace(tzinfo=dt.timezone.utc).timestamp())
-    end_epoch = (epoch // step + 1) * step
-    end = dt.datetime.fromtimestamp(end_epoch, dt.timezone.utc).replace(tzinfo=None)
-    return Filters(start=end - span, end=end, **segments)
-
 
 def filters_from_params(at: dt.datetime | None = None) -> Filters:
     """The current view, from the URL's query parameters."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmsight.analyzers import names
-from llmsight.dashboard import figures, filters
+from llmsight.dashboard import figures
 from llmsight.dashboard.data import q
-from llmsight.dashboard.queries import (
+from llmsight.store import names, queries
+from llmsight.store.queries import (
     ACTIVE_STATES,
     DRIFT_METRICS,
     OVERVIEW_METRICS,
@@ -34,9 +34,9 @@ def alert_banner(f: Filters) -> None:
 def kpis(f: Filters) -> tuple[list[figures.Kpi], str, list[float]]:
     """The headline figures, where they came from ("metrics" or "events"), and the drift score sparkline."""
     span = Filters(f.baseline().start, f.end, f.services, f.models, f.prompt_versions, f.environments)
-    bucket = filters.bucket_seconds(f.span)
+    bucket = queries.bucket_seconds(f.span)
     series = q("metric_series", span, OVERVIEW_METRICS + DRIFT_METRICS, bucket)
-    series = pick_granularity(series, filters.granularity_for(f.span))
+    series = pick_granularity(series, queries.granularity_for(f.span))
     result = figures.kpis_from_metrics(series, pd.Timestamp(f.start))
     drift_spark = figures.sparkline(series, DRIFT_METRICS, pd.Timestamp(f.start))
     if f.environments or result[0].value is None:

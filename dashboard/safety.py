@@ -9,17 +9,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmsight.analyzers import names
-from llmsight.dashboard import charts, figures, filters
+from llmsight.dashboard import charts, figures
 from llmsight.dashboard.data import q
-from llmsight.dashboard.queries import TOXICITY_METRICS, Filters, pick_granularity
+from llmsight.store import names, queries
+from llmsight.store.queries import TOXICITY_METRICS, Filters, pick_granularity
 
 LABELS = {names.TOXICITY_OUTPUT: "outputs", names.TOXICITY_INPUT: "inputs"}
 
 
 def rates(f: Filters) -> None:
-    bucket = filters.bucket_seconds(f.span)
-    series = pick_granularity(q("metric_series", f, TOXICITY_METRICS, bucket), filters.granularity_for(f.span))
+    bucket = queries.bucket_seconds(f.span)
+    series = pick_granularity(q("metric_series", f, TOXICITY_METRICS, bucket), queries.granularity_for(f.span))
     cols = st.columns(2)
     for col, metric in zip(cols, TOXICITY_METRICS, strict=True):
         rows = series[series["metric"] == metric] if not series.empty else series

@@ -13,8 +13,9 @@ import os
 import threading
 from pathlib import Path
 
-from llmsight import config, store
+from llmsight import store
 from llmsight.dashboard import auth
+from llmsight.store import settings as store_settings
 
 log = logging.getLogger("llmsight.dashboard")
 
@@ -54,7 +55,7 @@ def run(port: int = 8501, address: str = "127.0.0.1", url: str | None = None) ->
     from streamlit.web import bootstrap
 
     if url:
-        os.environ[config.CLICKHOUSE_URL.name] = url
+        os.environ[store_settings.CLICKHOUSE_URL.name] = url
     options = flag_options(port, address)
     # Streamlit looks for secrets.toml (the OIDC settings) next to the main script's config.
     st_config._main_script_path = str(SCRIPT)

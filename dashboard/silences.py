@@ -1,7 +1,7 @@
 """Silences on the alerts page: which alerts are silenced, a form to silence one, the active silences.
 
 A silence made here covers the chosen alert's rule on its exact segment, for 1, 4 or 24 hours. It is
-written by :func:`llmsight.analyzers.silences.create_silence`, the function the CLI uses too; the
+written by :func:`llmsight.alerts.silences.create_silence`, the function the CLI uses too; the
 alert engine reads it at its next evaluation.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from llmsight.analyzers.alert_rules import SEGMENT_KEYS
-from llmsight.analyzers.silences import DASHBOARD_DURATIONS, Silence, matching
+from llmsight.alerts.silences import DASHBOARD_DURATIONS, Silence, matching
 from llmsight.dashboard import data
 from llmsight.dashboard.data import q
+from llmsight.store.names import SEGMENT_KEYS
 
 SHOWN = ["silence_id", "rule", "service", "name", "model", "prompt_version", "until", "left", "created_by", "reason"]
 
@@ -52,7 +52,7 @@ def silence_form(alert: pd.Series) -> None:
         reason = st.text_input("Reason", key="silence_reason", placeholder="Known regression, rollback under way")
         submitted = st.form_submit_button("Silence")
     if submitted:
-        from llmsight.analyzers.silences import create_silence, parse_silence_for
+        from llmsight.alerts.silences import create_silence, parse_silence_for
         from llmsight.errors import LlmsightError
 
         segment = {k: str(alert[k]) for k in SEGMENT_KEYS}
@@ -80,7 +80,7 @@ def active_list() -> None:
         by = st.text_input("Ended by", key="unsilence_by")
         submitted = st.form_submit_button("End silence now")
     if submitted and chosen is not None:
-        from llmsight.analyzers.silences import remove_silence
+        from llmsight.alerts.silences import remove_silence
         from llmsight.errors import LlmsightError
 
         try:

@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from llmsight.analyzers import names
 from llmsight.dashboard import figures
 from llmsight.dashboard.data import q
-from llmsight.dashboard.queries import Filters
+from llmsight.store import names
+from llmsight.store.queries import Filters
 
 EVIDENCE_METRICS = (names.TOXICITY_OUTPUT, names.TOXICITY_INPUT, names.DRIFT_INPUT, names.DRIFT_OUTPUT,
                     names.ACCEPTANCE)

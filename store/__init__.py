@@ -1,4 +1,15 @@
-"""The ClickHouse store: client factory, migrations and the row shapes shared by writers and readers."""
+"""The ClickHouse store: what every other room reads and writes through.
+
+* ``client``: the client factory (``chdb://`` in-process or ``http(s)://`` server), ``migrate`` and
+  ``migrations/``: the schema; ``rows``: the column lists writers and readers share;
+* ``names``: metric names and the segment keys (the ``metrics`` table's contract);
+* ``queries``: the reads shared by several rooms (the dashboard's pages, the bench, alerting's latest
+  alert state), parameterised; ``times``: UTC and the text forms of a time;
+* ``settings``: ``LLMSIGHT_CLICKHOUSE_URL``, the cluster and the retention.
+
+The store imports only the SDK's schema, errors and settings registry (``pyproject.toml``'s
+import-linter contracts); every other room imports it.
+"""
 
 from llmsight.store.client import StoreURL, close_all, connect, parse_url
 from llmsight.store.migrate import load_migrations, migrate, render

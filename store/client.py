@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from llmsight import config
 from llmsight.errors import ConfigError, StoreError, StoreLockedError
+from llmsight.store import settings
 
 log = logging.getLogger("llmsight.store")
 
@@ -59,7 +60,7 @@ def parse_url(url: str | None = None, database: str | None = None) -> StoreURL:
     * ``chdb://~/.llmsight/db``, ``chdb:///abs/path``, optionally ``?database=name``;
     * ``http(s)://user:pass@host:8123/db``.
     """
-    raw = url if url is not None else config.resolve(config.CLICKHOUSE_URL, strict=True)
+    raw = url if url is not None else config.resolve(settings.CLICKHOUSE_URL, strict=True)
     parsed = urlparse(raw)
     query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
     if parsed.scheme == "chdb":

@@ -14,6 +14,7 @@ from typing import Any
 
 from llmsight import config
 from llmsight.store import cluster as cluster_sql
+from llmsight.store import settings
 
 log = logging.getLogger("llmsight.store")
 
@@ -40,7 +41,7 @@ def load_migrations() -> list[Migration]:
 def render(migration: Migration, database: str, *, ttl_days: int | None = None,
            cluster: str | None = None) -> list[str]:
     """The statements of one migration, with its placeholders filled in."""
-    ttl = ttl_days if ttl_days is not None else config.resolve(config.RETENTION_DAYS, strict=True)
+    ttl = ttl_days if ttl_days is not None else config.resolve(settings.RETENTION_DAYS, strict=True)
     if cluster:
         # Replicated local tables behind Distributed ones; the rules live in store/cluster.py.
         on_cluster = cluster_sql.on_cluster(cluster)

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from typer.testing import CliRunner
 
-from llmsight.analyzers.alert_rules import parse_rules
-from llmsight.analyzers.alerts import AlertEngine, load_states
-from llmsight.analyzers.silences import create_silence, load_silences, remove_silence
+from llmsight.alerts.engine import AlertEngine, load_states
+from llmsight.alerts.rules import parse_rules
+from llmsight.alerts.silences import create_silence, load_silences, remove_silence
 from llmsight.cli.app import _build
 from llmsight.errors import LlmsightError
 
@@ -48,7 +48,7 @@ def test_a_silenced_alert_is_recorded_but_not_notified_and_notifies_once_after_e
     engine = AlertEngine(store_client, RULES, recorder)
     made = create_silence(store_client, "output-toxicity", {"prompt_version": "v3"}, timedelta(minutes=2), "ana",
                           "rolling back v3", rules=RULES, now=T0)
-    caplog.set_level(logging.INFO, logger="llmsight.analyzers.alerts")
+    caplog.set_level(logging.INFO, logger="llmsight.alerts.engine")
     breach = [_row(0.1, "v3"), _row(0.1, "v2")]
 
     assert _evaluate(engine, 0, breach) == [("v2", "firing"), ("v3", "firing")]

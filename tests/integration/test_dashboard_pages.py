@@ -14,8 +14,7 @@ import uuid
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llmsight.dashboard import filters
-from llmsight.store import ALERT_COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS, METRIC_COLUMNS
+from llmsight.store import ALERT_COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS, METRIC_COLUMNS, queries
 
 SEG_A = ("support-bot", "answer", "model-a", "v1")
 SEG_B = ("search", "answer", "model-b", "v2")
@@ -71,8 +70,8 @@ pytestmark = pytest.mark.usefixtures("streamlit_on_localhost")
 @pytest.fixture
 def seeded(store_client, store_url, store_database, monkeypatch):
     """A store with two segments: A (support-bot) steady, B (search, prompt v2) drifting and rejected."""
-    view = filters.view_for("24h")
-    now = filters.now()
+    view = queries.view_for("24h")
+    now = queries.now()
     current = view.end - dt.timedelta(hours=3)
     older = view.start - dt.timedelta(hours=5)
     rows = [
@@ -287,7 +286,7 @@ def test_export_page_runs_the_weekly_export_and_offers_the_files(seeded, tmp_pat
     monkeypatch.setenv("LLMSIGHT_EXPORT_DIR", str(tmp_path))
     # One reading of the clock for both the week and its count (Python's clock then the server's
     # now64() named different weeks when read either side of Monday 01:00 UTC).
-    moment = filters.now() - dt.timedelta(hours=1)
+    moment = queries.now() - dt.timedelta(hours=1)
     week = "{}-W{:02d}".format(*moment.isocalendar()[:2])
     in_week = seeded.query(
         "SELECT count() FROM events WHERE toYearWeek(ts, 3) = toYearWeek({moment:DateTime64(6, 'UTC')}, 3)",

@@ -8,8 +8,7 @@ import uuid
 
 import pytest
 
-from llmsight.dashboard import queries
-from llmsight.store import ALERT_COLUMNS, EVENT_COLUMNS, METRIC_COLUMNS
+from llmsight.store import ALERT_COLUMNS, EVENT_COLUMNS, METRIC_COLUMNS, queries
 
 HOSTILE = [
     "x'; DROP TABLE events; --",

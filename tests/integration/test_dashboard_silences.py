@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llmsight.analyzers.silences import load_silences
+from llmsight.alerts.silences import load_silences
 from llmsight.store import ALERT_COLUMNS
 
 FIRING = ("search", "answer", "model-b", "v2")

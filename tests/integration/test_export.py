@@ -16,10 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmsight import store
-from llmsight.analyzers import names
-from llmsight.analyzers.export import REVIEW_COLUMNS, IsoWeek, export_week
 from llmsight.demo.model import ModelError, answer, user_feedback
 from llmsight.demo.traffic import TrafficGenerator
+from llmsight.review.export import REVIEW_COLUMNS, export_week
+from llmsight.review.weeks import IsoWeek
+from llmsight.store import names
 
 # Inside the store's retention (rows past their TTL vanish from FINAL reads): the week before last.
 WEEK = IsoWeek.containing(datetime.now(timezone.utc) - timedelta(days=14))
@@ -111,7 +112,7 @@ def _seed_metrics(client, week: IsoWeek, truth: dict, switch: datetime) -> None:
 
 
 def _seed_alerts(client, week: IsoWeek, switch: datetime) -> None:
-    from llmsight.analyzers.alerts import ALERT_STATE_COLUMNS
+    from llmsight.alerts.engine import ALERT_STATE_COLUMNS
 
     def row(alert, rule, metric, state, transition, at, severity="warning", fired=None, acked_by=""):
         return [alert, rule, metric, severity, state, *SEGMENT.values(), "v2", 0.3, 0.1, 0.01, 0.001, at, "{}",
@@ -193,7 +194,7 @@ def test_export_writes_every_file_with_the_weeks_rows(seeded, tmp_path):
 @pytest.fixture
 def small_topic_sample(monkeypatch):
     """Fewer inputs per week for the week-against-week topics: MiniLM on a shared CPU is slow."""
-    from llmsight.analyzers import export_summary
+    from llmsight.review import summary as export_summary
 
     monkeypatch.setattr(export_summary, "WEEKLY_TOPIC_SAMPLE", 200)
 
@@ -318,8 +319,10 @@ def test_cli_exports_a_week_and_reports_json(seeded, tmp_path, store_url, store_
 def test_weekly_job_is_scheduled_for_tuesday_morning_and_exports_the_last_week(store_client, tmp_path, monkeypatch):
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from llmsight.analyzers import export as export_module
-    from llmsight.analyzers.export import last_complete_week, run_scheduled_export, schedule_weekly_export
+    from llmsight.review import export as export_module
+    from llmsight.review import weeks as weeks_module
+    from llmsight.review.export import run_scheduled_export, schedule_weekly_export
+    from llmsight.review.weeks import last_complete_week
 
     scheduler = BackgroundScheduler(timezone=timezone.utc)
     scheduler.start(paused=True)  # paused: the job must not run on its own during the test
@@ -336,7 +339,7 @@ def test_weekly_job_is_scheduled_for_tuesday_morning_and_exports_the_last_week(s
         scheduler.shutdown(wait=False)
 
     # The job reads the clock for its week and the assert read it again: a run across Monday 00:00 UTC
-    # saw two different "last weeks". The export module's clock is frozen at the last instant of a Sunday.
+    # saw two different "last weeks". The export's and the weeks' clocks are frozen at the last instant of a Sunday.
     sunday = IsoWeek.containing(datetime.now(timezone.utc)).start - timedelta(microseconds=1)
 
     class Frozen(datetime):
@@ -345,6 +348,7 @@ def test_weekly_job_is_scheduled_for_tuesday_morning_and_exports_the_last_week(s
             return sunday.astimezone(tz) if tz else sunday.replace(tzinfo=None)
 
     monkeypatch.setattr(export_module, "datetime", Frozen)
+    monkeypatch.setattr(weeks_module, "datetime", Frozen)
     result = run_scheduled_export(tmp_path, store_client)
     assert result.week == last_complete_week() == IsoWeek.containing(sunday - timedelta(days=7))
     assert (tmp_path / result.week.label / "report.html").exists()

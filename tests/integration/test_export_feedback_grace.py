@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmsight import store
-from llmsight.analyzers.export import FEEDBACK_GRACE, IsoWeek, export_week
+from llmsight.review.export import export_week
+from llmsight.review.weeks import FEEDBACK_GRACE, IsoWeek
 
 # Inside the store's retention (rows past their TTL vanish from FINAL reads): the week before last.
 WEEK = IsoWeek.containing(datetime.now(timezone.utc) - timedelta(days=14))

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from llmsight import store
-from llmsight.analyzers import export
-from llmsight.analyzers.export import SEGMENT_KEYS, IsoWeek, review_sample
+from llmsight.review import export
+from llmsight.review.export import review_sample
+from llmsight.review.weeks import IsoWeek
+from llmsight.store.names import SEGMENT_KEYS
 
 # Two weeks inside the store's retention (rows past their TTL vanish from FINAL reads), so two seeds.
 NOW = datetime.now(timezone.utc)

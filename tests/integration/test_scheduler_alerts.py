@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from llmsight.analyzers.alert_rules import parse_rules
-from llmsight.analyzers.alerts import AlertEngine, acknowledge, fired_alerts, load_states
+from llmsight.alerts.engine import AlertEngine, acknowledge, fired_alerts, load_states
+from llmsight.alerts.rules import parse_rules
 from llmsight.errors import LlmsightError
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)

@@ -15,14 +15,13 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from llmsight.analyzers import names
-from llmsight.analyzers.alert_rules import parse_rules
-from llmsight.analyzers.alerts import load_states
+from llmsight.alerts.engine import load_states
+from llmsight.alerts.rules import parse_rules
 from llmsight.analyzers.embeddings import Embedder, EmbeddingCache
-from llmsight.analyzers.scheduler import AnalyzerService, ScheduleSettings
 from llmsight.analyzers.window_metrics import AnalysisSettings, WindowAnalyzer
 from llmsight.analyzers.windows import Window, floor_time, read_metrics
-from llmsight.store import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row
+from llmsight.scheduler.service import AnalyzerService, ScheduleSettings
+from llmsight.store import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row, names
 
 RULES = "rules: [{name: errors, metric: error_rate, warning: 0.2, for: 1, min_samples: 5}]"
 

@@ -16,15 +16,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from llmsight.analyzers import names
-from llmsight.analyzers.alert_rules import parse_rules
-from llmsight.analyzers.alerts import fired_alerts, load_states
-from llmsight.analyzers.scheduler import AnalyzerService, ScheduleSettings
+from llmsight.alerts.engine import fired_alerts, load_states
+from llmsight.alerts.rules import parse_rules
 from llmsight.analyzers.window_metrics import AnalysisSettings
 from llmsight.analyzers.windows import Window, floor_time, read_metrics
 from llmsight.demo import model
 from llmsight.demo.traffic import TrafficGenerator
-from llmsight.store import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row
+from llmsight.scheduler.service import AnalyzerService, ScheduleSettings
+from llmsight.store import EVENT_COLUMNS, FEEDBACK_COLUMNS, event_row, feedback_row, names
 
 RULES = """
 defaults: {for: 1, min_samples: 20, renotify: 0}

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from llmsight.analyzers.alert_rules import Observation, Rule
-from llmsight.analyzers.alerts import NOTIFYING, AlertState, alert_id, step
-from llmsight.analyzers.silences import (
+from llmsight.alerts.engine import NOTIFYING, AlertState, alert_id, step
+from llmsight.alerts.rules import Observation, Rule
+from llmsight.alerts.silences import (
     Silence,
     create_silence,
     gate,

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from llmsight.analyzers.alert_rules import Observation, Rule, load_rules, parse_rules
-from llmsight.analyzers.alerts import FIRING, RESOLVED, AlertState, alert_id, step
+from llmsight.alerts.engine import FIRING, RESOLVED, AlertState, alert_id, step
+from llmsight.alerts.rules import Observation, Rule, load_rules, parse_rules
 from llmsight.errors import ConfigError
 
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)

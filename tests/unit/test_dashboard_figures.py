@@ -9,10 +9,11 @@ import json
 import pandas as pd
 import pytest
 
-from llmsight.dashboard import auth, figures, filters, queries
+from llmsight.dashboard import auth, figures
 from llmsight.dashboard.drift import topic_changes
 from llmsight.dashboard.safety import flagged
 from llmsight.errors import ConfigError
+from llmsight.store import queries
 
 
 def rows(*triples: tuple[float, float, float]) -> pd.DataFrame:
@@ -121,24 +122,24 @@ def test_startup_fails_fast_beyond_localhost_without_a_login(monkeypatch):
 
 def test_views_end_on_a_bucket_boundary_and_the_baseline_precedes_them():
     at = dt.datetime(2026, 11, 20, 10, 17, 42)
-    day = filters.view_for("24h", at, services=("a",))
+    day = queries.view_for("24h", at, services=("a",))
     assert (day.start, day.end, day.services) == (dt.datetime(2026, 11, 19, 11), dt.datetime(2026, 11, 20, 11), ("a",))
     assert (day.baseline().start, day.baseline().end) == (dt.datetime(2026, 11, 18, 11), day.start)
-    hour = filters.view_for("1h", at)
+    hour = queries.view_for("1h", at)
     assert (hour.start, hour.end) == (dt.datetime(2026, 11, 20, 9, 18), dt.datetime(2026, 11, 20, 10, 18))
-    assert filters.view_for("no-such-range", at) == filters.view_for("24h", at)
-    assert [filters.bucket_seconds(filters.RANGES[k]) for k in ("1h", "6h", "24h", "7d", "30d")] == [
+    assert queries.view_for("no-such-range", at) == queries.view_for("24h", at)
+    assert [queries.bucket_seconds(queries.RANGES[k]) for k in ("1h", "6h", "24h", "7d", "30d")] == [
         60, 420, 3600, 10800, 86400]
-    assert [filters.granularity_for(filters.RANGES[k]) for k in ("1h", "6h", "24h", "7d", "30d")] == [
+    assert [queries.granularity_for(queries.RANGES[k]) for k in ("1h", "6h", "24h", "7d", "30d")] == [
         "1m", "1m", "1h", "1h", "1d"]
 
 
 def test_segment_filters_add_fixed_clauses_and_carry_values_as_parameters():
     view = queries.Filters(dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 2), services=("a'b",), environments=("x",))
-    clause, params = queries._segment_clauses(view, environment=True)
+    clause, params = queries.segment_clauses(view, environment=True)
     assert clause == " AND service IN {services:Array(String)} AND environment IN {environments:Array(String)}"
     assert params == {"services": ["a'b"], "environments": ["x"]}
-    clause, params = queries._segment_clauses(view, environment=False, table="m.")
+    clause, params = queries.segment_clauses(view, environment=False, table="m.")
     assert clause == " AND m.service IN {services:Array(String)}" and params == {"services": ["a'b"]}
 
 

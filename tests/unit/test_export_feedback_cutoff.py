@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from llmsight import config
-from llmsight.analyzers.export import (
+from llmsight.review import settings as review_settings
+from llmsight.review.export import ExportResult, cron_trigger
+from llmsight.review.weeks import (
     FEEDBACK_GRACE,
-    ExportResult,
     IsoWeek,
-    cron_trigger,
     feedback_cutoff,
     feedback_statement,
     last_complete_week,
@@ -68,8 +67,8 @@ def test_the_export_states_whether_its_feedback_is_final():
 def test_monday_still_names_last_week_and_the_default_schedule_runs_after_its_grace():
     monday_six = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
     assert last_complete_week(monday_six) == W47  # provisional then, and saying so
-    assert config.EXPORT_CRON.default == "tue 06:00"
-    first_run = cron_trigger(config.EXPORT_CRON.default).get_next_fire_time(None, W47.end)
+    assert review_settings.EXPORT_CRON.default == "tue 06:00"
+    first_run = cron_trigger(review_settings.EXPORT_CRON.default).get_next_fire_time(None, W47.end)
     assert first_run == datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
     assert last_complete_week(first_run) == W47
     assert feedback_cutoff(W47, first_run) == W47.end + FEEDBACK_GRACE  # final

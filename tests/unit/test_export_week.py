@@ -6,16 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from llmsight.analyzers.export import (
-    IsoWeek,
-    allocate,
-    cron_trigger,
-    last_complete_week,
-    parse_formats,
-    parse_week,
-    week_seed,
-)
 from llmsight.errors import ConfigError
+from llmsight.review.export import allocate, cron_trigger, parse_formats
+from llmsight.review.weeks import IsoWeek, last_complete_week, parse_week, week_seed
 
 
 def test_iso_week_bounds_and_previous():
@@ -84,7 +77,7 @@ def test_bad_cron_is_refused():
 
 
 def test_weekly_acceptance_sums_the_daily_rows_and_skips_unjudged_segments():
-    from llmsight.analyzers.export_summary import _acceptance
+    from llmsight.review.summary import _acceptance
 
     seg = {"service": "bot", "name": "answer", "model": "m", "prompt_version": "v1"}
     quiet = {**seg, "prompt_version": "v2"}

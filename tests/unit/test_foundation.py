@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from llmsight import config
+from llmsight.cli.settings import all_settings
 from llmsight.errors import ConfigError, LlmsightError, StoreLockedError
 from llmsight.store import parse_url
 
@@ -56,7 +57,7 @@ def test_sdk_logs_once_and_falls_back(monkeypatch, caplog):
 
 def test_every_setting_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [name for name in config.SETTINGS if f"`{name}`" not in readme]
+    missing = [name for name in all_settings() if f"`{name}`" not in readme]
     assert missing == []
 
 
@@ -91,3 +92,15 @@ def test_store_url_display_hides_the_password():
 def test_error_tree_has_one_root():
     assert issubclass(StoreLockedError, LlmsightError)
     assert issubclass(ConfigError, LlmsightError)
+
+
+def test_readme_settings_table_is_the_generated_one():
+    import subprocess
+    import sys
+
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "settings-table")], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- settings-table:start -->")[1].split("<!-- settings-table:end -->")[0].strip()
+    assert block == table
+    assert len(table.splitlines()) == 2 + len(all_settings())

@@ -16,6 +16,9 @@ import pytest
 import yaml
 
 from llmsight import config
+from llmsight.cli.settings import all_settings
+from llmsight.collector import settings as collector_settings
+from llmsight.scheduler import settings as scheduler_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "llmsight"
@@ -346,15 +349,15 @@ def test_every_llmsight_variable_the_chart_sets_is_a_known_setting(production_do
                 names |= {e["name"] for e in spec.get("env", [])}
     ours = {n for n in names if n.startswith("LLMSIGHT_")}
     assert len(ours) >= 14
-    assert ours - set(config.SETTINGS) == set()
+    assert ours - set(all_settings()) == set()
     assert {n for n in names if not n.startswith("LLMSIGHT_")} == {
         "CLICKHOUSE_PASSWORD", "HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}
 
 
 def test_default_ports_are_the_services_own_defaults() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert values["collector"]["port"] == config.COLLECTOR_HTTP_PORT.default
-    assert values["analyzers"]["port"] == config.ANALYZERS_HTTP_PORT.default
+    assert values["collector"]["port"] == collector_settings.COLLECTOR_HTTP_PORT.default
+    assert values["analyzers"]["port"] == scheduler_settings.ANALYZERS_HTTP_PORT.default
 
 
 # -- cluster, rules, settings, ingress -------------------------------------------------------------
@@ -370,7 +373,7 @@ def test_cluster_name_reaches_the_migrations_job_and_the_pods(production_docs: l
 
 def test_rules_from_values_are_a_valid_rules_file_mounted_where_llmsight_rules_points(
         production_docs: list[dict[str, Any]]) -> None:
-    from llmsight.analyzers.alert_rules import parse_rules
+    from llmsight.alerts.rules import parse_rules
 
     text = find(production_docs, "ConfigMap", "rel-llmsight-rules")["data"]["rules.yaml"]
     assert [rule.name for rule in parse_rules(text, "chart")] == ["output-toxicity", "input-drift"]

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from llmsight.analyzers.notify import SLACK, WEBHOOK, Notifier, Target
+from llmsight.alerts.notify import SLACK, WEBHOOK, Notifier, Target
 
 NOTE = {
     "kind": "firing", "alert_id": "abc123", "rule": "output-toxicity", "metric": "toxicity_rate_output",

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmsight.analyzers import names
 from llmsight.analyzers.operations import compute, from_events, is_refusal, percentiles, window_figures
 from llmsight.analyzers.windows import Calls
+from llmsight.store import names
 
 REFUSALS = [
     "I can't help with that.",

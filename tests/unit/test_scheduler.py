@@ -52,9 +52,9 @@ def test_metric_row_is_deterministic_and_drops_non_finite_numbers():
 
 
 def test_settings_fail_fast_on_bad_values(monkeypatch):
-    from llmsight.analyzers.scheduler import ScheduleSettings
     from llmsight.analyzers.window_metrics import AnalysisSettings
     from llmsight.errors import ConfigError
+    from llmsight.scheduler.service import ScheduleSettings
 
     monkeypatch.setenv("LLMSIGHT_WINDOW_SECONDS", "0")
     with pytest.raises(ConfigError, match="LLMSIGHT_WINDOW_SECONDS"):

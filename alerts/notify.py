@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-log = logging.getLogger("llmsight.analyzers.notify")
+from llmsight.store.names import SEGMENT_KEYS
+
+log = logging.getLogger("llmsight.alerts.notify")
 
 WEBHOOK = "webhook"
 SLACK = "slack"
@@ -58,7 +60,7 @@ def slack_payload(notification: dict[str, Any]) -> dict[str, Any]:
     severity = notification.get("severity", "")
     emoji = _EMOJI["resolved"] if kind == "resolved" else _EMOJI.get(severity, ":bell:")
     segment = notification.get("segment") or {}
-    where = " / ".join(str(segment.get(k) or "-") for k in ("service", "name", "model", "prompt_version"))
+    where = " / ".join(str(segment.get(k) or "-") for k in SEGMENT_KEYS)
     headline = f"{emoji} [{kind.upper()}] {notification.get('rule')} ({severity}) on {where}"
     facts = [
         f"*metric* `{notification.get('metric')}`",
@@ -121,15 +123,16 @@ class Notifier:
     def from_settings(cls) -> Notifier:
         """A notifier for the targets configured in the environment (none is fine: nothing is sent)."""
         from llmsight import config
+        from llmsight.alerts import settings
 
         targets = []
-        webhook = config.resolve(config.WEBHOOK_URL, strict=True)
+        webhook = config.resolve(settings.WEBHOOK_URL, strict=True)
         if webhook:
-            targets.append(Target(WEBHOOK, webhook, config.resolve(config.WEBHOOK_TOKEN, strict=True)))
-        slack = config.resolve(config.SLACK_WEBHOOK_URL, strict=True)
+            targets.append(Target(WEBHOOK, webhook, config.resolve(settings.WEBHOOK_TOKEN, strict=True)))
+        slack = config.resolve(settings.SLACK_WEBHOOK_URL, strict=True)
         if slack:
             targets.append(Target(SLACK, slack))
-        return cls(targets, max_attempts=config.resolve(config.NOTIFY_MAX_ATTEMPTS, strict=True))
+        return cls(targets, max_attempts=config.resolve(settings.NOTIFY_MAX_ATTEMPTS, strict=True))
 
     def send(self, notification: dict[str, Any]) -> None:
         """Queue one notification for every target; returns at once."""

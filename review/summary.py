@@ -10,7 +10,7 @@
 * the alerts that fired and how long each took to resolve.
 
 Everything read here is cut at the end of the week, and the feedback at the week's
-``feedback_until`` (:func:`llmsight.analyzers.export.feedback_cutoff`: the end of its grace period,
+``feedback_until`` (:func:`llmsight.review.export.feedback_cutoff`: the end of its grace period,
 or the moment of the export if earlier), so a rerun after the grace sees the same rows.
 """
 
@@ -23,18 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from llmsight.analyzers import drift, names
-from llmsight.analyzers.export import (
-    SEGMENT_KEYS,
-    IsoWeek,
-    _between,
-    _iso_ms,
-    _ts,
-    feedback_cutoff,
-)
-from llmsight.analyzers.windows import utc
+from llmsight.analyzers import drift
+from llmsight.review.weeks import IsoWeek, feedback_cutoff
+from llmsight.store import names
+from llmsight.store.names import SEGMENT_KEYS
+from llmsight.store.times import between, iso_ms, sql_time, utc
 
-log = logging.getLogger("llmsight.analyzers.export")
+log = logging.getLogger("llmsight.review.export")
 
 TOP_TOPICS = 8
 SEGMENT_FIGURES = ["volume", "latency_p50_ms", "latency_p95_ms", "error_rate", "cost_usd", "cost_per_call_usd",
@@ -79,7 +74,7 @@ class WeeklySummary:
 
 
 def _params(week: IsoWeek) -> dict[str, str]:
-    return {"start": _ts(week.start), "end": _ts(week.end)}
+    return {"start": sql_time(week.start), "end": sql_time(week.end)}
 
 
 def _r(value: Any, digits: int = 4) -> Any:
@@ -99,7 +94,7 @@ def _operations(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[str, A
     rows = client.query(
         f"SELECT {_SEG}, count(), quantileExact(0.5)(latency_ms), quantileExact(0.95)(latency_ms), "
         f"countIf(error != '') / count(), sum(cost_usd), countIf(cost_usd IS NOT NULL) "
-        f"FROM events FINAL WHERE {_between('ts')} GROUP BY {_SEG} ORDER BY {_SEG}",
+        f"FROM events FINAL WHERE {between('ts')} GROUP BY {_SEG} ORDER BY {_SEG}",
         parameters=_params(week),
     ).result_rows
     out = {}
@@ -128,7 +123,7 @@ def _window_metrics(client: Any, week: IsoWeek) -> dict[tuple[str, ...], dict[st
         f"SELECT {_SEG}, metric, sum(value * n) / greatest(sum(n), 1), avg(value), "
         f"avg({drift.row_drifted_sql()}) "
         f"FROM metrics FINAL WHERE granularity = '1m' AND metric IN ({{metrics:Array(String)}}) "
-        f"AND {_between('window_start')} GROUP BY {_SEG}, metric ORDER BY {_SEG}, metric",
+        f"AND {between('window_start')} GROUP BY {_SEG}, metric ORDER BY {_SEG}, metric",
         parameters={**_params(week), "metrics": [names.TOXICITY_OUTPUT, names.DRIFT_INPUT]},
     ).result_rows
     out: dict[tuple[str, ...], dict[str, Any]] = defaultdict(dict)
@@ -166,11 +161,11 @@ def _daily(client: Any, week: IsoWeek, feedback_until: datetime) -> list[dict[st
     rows = client.query(
         f"SELECT toDate(e.ts) AS day, {_E_SEG}, count(), "
         f"countIf(f.verdict IS NOT NULL), countIf(f.verdict = 1) "
-        f"FROM (SELECT trace_id, ts, {_SEG} FROM events FINAL WHERE {_between('ts')}) AS e "
-        f"LEFT JOIN ({_FEEDBACK_BY_TRACE.format(grace=_between('ts', 'start', 'feedback_until'))}) AS f "
+        f"FROM (SELECT trace_id, ts, {_SEG} FROM events FINAL WHERE {between('ts')}) AS e "
+        f"LEFT JOIN ({_FEEDBACK_BY_TRACE.format(grace=between('ts', 'start', 'feedback_until'))}) AS f "
         f"ON f.trace_id = e.trace_id GROUP BY day, {_E_SEG} "
         f"ORDER BY day, {_E_SEG}",
-        parameters={**_params(week), "feedback_until": _ts(feedback_until)}, settings={"join_use_nulls": 1},
+        parameters={**_params(week), "feedback_until": sql_time(feedback_until)}, settings={"join_use_nulls": 1},
     ).result_rows
     return [{"day": day.isoformat(), **dict(zip(SEGMENT_KEYS, key, strict=True)), "volume": int(volume),
              "judged": int(judged), "accepted": int(accepted)} for day, *key, volume, judged, accepted in rows]
@@ -191,7 +186,7 @@ def _explained_windows(client: Any, week: IsoWeek, metrics: list[str], columns: 
     or examples), in metric, segment and time order."""
     return client.query(
         f"SELECT {columns} FROM metrics FINAL WHERE granularity = '1m' "
-        f"AND metric IN ({{metrics:Array(String)}}) AND details != '' AND {_between('window_start')} "
+        f"AND metric IN ({{metrics:Array(String)}}) AND details != '' AND {between('window_start')} "
         f"ORDER BY metric, {_SEG}, window_start",
         parameters={**_params(week), "metrics": metrics},
     ).result_rows
@@ -250,7 +245,7 @@ def _topics(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
 def _input_sample(client: Any, week: IsoWeek, size: int) -> list[str]:
     """A repeatable sample of the week's inputs (ordered by a hash of the event id)."""
     return [row[0] for row in client.query(
-        f"SELECT input FROM events FINAL WHERE {_between('ts')} AND input != '' "
+        f"SELECT input FROM events FINAL WHERE {between('ts')} AND input != '' "
         f"ORDER BY cityHash64(toString(event_id)), event_id LIMIT {int(size)}",
         parameters=_params(week)).result_rows]
 
@@ -314,11 +309,11 @@ def _toxic(client: Any, week: IsoWeek) -> tuple[list[dict[str, Any]], dict[str, 
     if not output_scores:
         return [], scores
     calls = client.query(
-        f"SELECT trace_id, ts, {_SEG}, input, output FROM events FINAL WHERE {_between('ts')} "
+        f"SELECT trace_id, ts, {_SEG}, input, output FROM events FINAL WHERE {between('ts')} "
         f"AND has({{traces:Array(String)}}, trace_id) ORDER BY ts, event_id",
         parameters={**_params(week), "traces": sorted(output_scores)},
     ).result_rows
-    toxic = [{"trace_id": trace, "ts": _iso_ms(ts), **dict(zip(SEGMENT_KEYS, seg, strict=True)),
+    toxic = [{"trace_id": trace, "ts": iso_ms(ts), **dict(zip(SEGMENT_KEYS, seg, strict=True)),
               "toxicity_score": _r(output_scores[trace]), "input": redact(text_in), "output": redact(text_out)}
              for trace, ts, *seg, text_in, text_out in calls]
     return toxic, scores
@@ -330,7 +325,7 @@ def _alerts(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
         "SELECT alert_id, rule, metric, severity, state, transition, service, name, model, prompt_version, "
         "fired_at, changed_at, acked_by, value, threshold FROM alerts "
         "WHERE changed_at < toDateTime64({end:String}, 3, 'UTC') AND alert_id IN ("
-        f"  SELECT alert_id FROM alerts WHERE {_between('changed_at')}) "
+        f"  SELECT alert_id FROM alerts WHERE {between('changed_at')}) "
         "ORDER BY alert_id, changed_at, transition",
         parameters=_params(week),
     ).result_rows
@@ -355,25 +350,21 @@ def _alerts(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
                 del open_episode[alert]
     out = []
     for ep in episodes:
-        fired, resolved = _utc(ep.pop("fired")), _utc(ep.pop("resolved"))
+        fired, resolved = utc(ep.pop("fired")), utc(ep.pop("resolved"))
         if resolved is not None and resolved < week.start:
             continue
         minutes = None if resolved is None else round((resolved - fired).total_seconds() / 60.0, 1)
-        out.append({**ep, "fired_at": _iso_ms(fired), "resolved_at": "" if resolved is None else _iso_ms(resolved),
+        out.append({**ep, "fired_at": iso_ms(fired), "resolved_at": "" if resolved is None else iso_ms(resolved),
                     "minutes_to_resolve": minutes})
     out.sort(key=lambda a: (a["fired_at"], a["rule"], a["alert_id"]))
     return out
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
 
 
 def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedder: Any = None,
               now: datetime | None = None) -> WeeklySummary:
     """Every figure of the report for ``week``, compared with the week before.
 
-    Each week's feedback counts until its :func:`~llmsight.analyzers.export.feedback_cutoff` at ``now``
+    Each week's feedback counts until its :func:`~llmsight.review.export.feedback_cutoff` at ``now``
     (default: the clock, read once). ``topics_by_week`` adds the week-against-week topics (it needs the
     embedding model)."""
     now = now or datetime.now(timezone.utc)
@@ -425,7 +416,7 @@ def evidently_drift_html(client: Any, week: IsoWeek, sample: int = 200) -> str |
 
     def texts(w: IsoWeek) -> list[str]:
         return [r[0] for r in client.query(
-            f"SELECT input FROM events FINAL WHERE {_between('ts')} AND input != '' "
+            f"SELECT input FROM events FINAL WHERE {between('ts')} AND input != '' "
             f"ORDER BY cityHash64(toString(event_id)), event_id LIMIT {int(sample)}",
             parameters=_params(w)).result_rows]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from llmsight.analyzers.export import SEGMENT_KEYS
+from llmsight.store.names import SEGMENT_KEYS
 
 PALETTE = ("#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477", "#66aa00")
 REVIEW_ROWS_SHOWN = 50

@@ -8,7 +8,7 @@ collapses into one) and with a misfire grace time:
   are upserted, and the alert rules are evaluated on them right away. Missed windows (a pause, a
   restart) are caught up, at most ``LLMSIGHT_CATCHUP_WINDOWS`` of them, oldest first.
 * ``rollup-1h`` and ``rollup-1d``: the same analysis over each closed hour and day;
-* the weekly quality-review export (:mod:`llmsight.analyzers.export`).
+* the weekly quality-review export (:mod:`llmsight.review.export`).
 
 A job that fails is logged and retried on its next run; the other jobs go on. ``/healthz``,
 ``/readyz`` and ``/metrics`` (Prometheus) are served on ``LLMSIGHT_ANALYZERS_HTTP_PORT``.
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llmsight.analyzers.alerts import AlertEngine
+from llmsight.alerts.engine import AlertEngine
 from llmsight.analyzers.window_metrics import AnalysisSettings, WindowAnalyzer
 from llmsight.analyzers.windows import (
     BASE_GRANULARITY,
@@ -37,7 +37,7 @@ from llmsight.analyzers.windows import (
     write_metrics,
 )
 
-log = logging.getLogger("llmsight.analyzers.scheduler")
+log = logging.getLogger("llmsight.scheduler.service")
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ class ScheduleSettings:
     @classmethod
     def from_env(cls) -> ScheduleSettings:
         from llmsight import config
+        from llmsight.scheduler import settings
 
-        return cls(window_s=config.resolve(config.WINDOW_SECONDS, strict=True),
-                   lag_s=config.resolve(config.WINDOW_LAG_SECONDS, strict=True),
-                   catchup=config.resolve(config.CATCHUP_WINDOWS, strict=True),
-                   http_port=config.resolve(config.ANALYZERS_HTTP_PORT, strict=True))
+        return cls(window_s=config.resolve(settings.WINDOW_SECONDS, strict=True),
+                   lag_s=config.resolve(settings.WINDOW_LAG_SECONDS, strict=True),
+                   catchup=config.resolve(settings.CATCHUP_WINDOWS, strict=True),
+                   http_port=config.resolve(settings.ANALYZERS_HTTP_PORT, strict=True))
 
 
 class AnalyzerService:
@@ -63,8 +64,8 @@ class AnalyzerService:
     def __init__(self, client: Any, *, schedule: ScheduleSettings | None = None,
                  analysis: AnalysisSettings | None = None, rules: list | None = None, notifier: Any = None,
                  analyzer: WindowAnalyzer | None = None) -> None:
-        from llmsight.analyzers.alert_rules import load_rules
-        from llmsight.analyzers.notify import Notifier
+        from llmsight.alerts.notify import Notifier
+        from llmsight.alerts.rules import load_rules
 
         self.client = client
         self.schedule = schedule or ScheduleSettings.from_env()
@@ -164,7 +165,7 @@ class AnalyzerService:
             self._scheduler.add_job(self._job, "interval", minutes=5, args=[granularity], id=f"rollup-{granularity}",
                                     next_run_time=datetime.now(timezone.utc) + timedelta(seconds=30))
         if weekly_export:
-            from llmsight.analyzers.export import schedule_weekly_export
+            from llmsight.review.export import schedule_weekly_export
 
             schedule_weekly_export(self._scheduler, client=self.client)
         if self.schedule.http_port:

@@ -1,6 +1,6 @@
 """Alert rules: loaded from YAML, each one a small typed object that judges one metric observation.
 
-A rule file looks like this (the defaults ship in ``rules/default.yaml``; ``LLMSIGHT_RULES`` points
+A rule file looks like this (the defaults ship in ``default-rules.yaml`` of this package; ``LLMSIGHT_RULES`` points
 to a file of your own)::
 
     defaults:            # applied to every rule that does not say otherwise
@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from llmsight.errors import ConfigError
+from llmsight.store.names import SEGMENT_KEYS
 
 COMPARISONS = ("absolute", "relative", "significant")
 DIRECTIONS = ("above", "below", "any")
 NO_DATA = ("ok", "alert", "keep")
 SEVERITIES = ("warning", "critical")
-SEGMENT_KEYS = ("service", "name", "model", "prompt_version")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -152,7 +152,7 @@ def rule_from_dict(raw: dict[str, Any], defaults: dict[str, Any], source: str) -
         raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
     metric = merged.get("metric")
     if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"{where}: 'metric' is required (a name from llmsight.analyzers.names)")
+        raise ConfigError(f"{where}: 'metric' is required (a name from llmsight.store.names)")
     comparison = str(merged.get("comparison", "absolute"))
     direction = str(merged.get("direction", "below" if comparison == "significant" else "above"))
     no_data = str(merged.get("no_data", "keep"))
@@ -223,12 +223,13 @@ def parse_rules(text: str, source: str) -> list[Rule]:
 def load_rules(path: str | None = None) -> list[Rule]:
     """The rules in ``path``, else in ``LLMSIGHT_RULES``, else the default set shipped in the package."""
     from llmsight import config
+    from llmsight.alerts import settings
 
-    chosen = path if path is not None else config.resolve(config.RULES, strict=True)
+    chosen = path if path is not None else config.resolve(settings.RULES, strict=True)
     if chosen:
         file = Path(chosen).expanduser()
         if not file.is_file():
             raise ConfigError(f"LLMSIGHT_RULES={chosen!r}: no such file")
         return parse_rules(file.read_text(encoding="utf-8"), str(file))
-    default = resources.files("llmsight.analyzers").joinpath("rules", "default.yaml")
-    return parse_rules(default.read_text(encoding="utf-8"), "rules/default.yaml")
+    default = resources.files("llmsight.alerts").joinpath("default-rules.yaml")
+    return parse_rules(default.read_text(encoding="utf-8"), "default-rules.yaml")

@@ -6,7 +6,7 @@
 * ``review_sample.csv``: the calls people should label (every call flagged toxic or rejected by
   its user, plus a stratified random sample of the rest) with empty ``reviewer_verdict`` and
   ``reviewer_notes`` columns; the summary tables as CSV beside it;
-* ``report.html``: the report (see :mod:`llmsight.analyzers.export_html`);
+* ``report.html``: the report (see :mod:`llmsight.review.html`);
 * ``export.json``: the week's bounds and when its feedback was counted until (``feedback_until``).
 
 Feedback often comes after the call, so a call's verdict is looked for until ``FEEDBACK_GRACE``
@@ -18,34 +18,40 @@ export run after the grace is final; one run before it is provisional, and says 
 Rerunning a week after its grace gives byte-identical files: every read has a total order and is
 cut at fixed times, the random sample's seed is derived from the week, and nothing records the time
 of the export (a provisional export records ``feedback_until``, the moment it ran). The figures
-(segments, acceptance, alerts, drift topics) are computed in :mod:`llmsight.analyzers.export_summary`.
+(segments, acceptance, alerts, drift topics) are computed in :mod:`llmsight.review.summary`.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from llmsight import config
 from llmsight.errors import ConfigError
+from llmsight.review import settings
+from llmsight.review.weeks import (
+    IsoWeek,
+    feedback_cutoff,
+    feedback_statement,
+    last_complete_week,
+    manifest,
+    parse_week,
+    week_seed,
+)
+from llmsight.store.times import between, iso_ms, sql_time
 
-log = logging.getLogger("llmsight.analyzers.export")
+log = logging.getLogger("llmsight.review.export")
 
 FORMATS = ("parquet", "csv", "html")
-SEGMENT_KEYS = ("service", "name", "model", "prompt_version")
 RAW_TABLES = ("events", "feedback", "metrics", "alerts")
-# Feedback often comes a little after the call; a call's verdict is looked for this long after the week
-# (until Tuesday 00:00 UTC), and never past the moment the export runs (see feedback_cutoff).
-FEEDBACK_GRACE = timedelta(days=1)
 MANIFEST = "export.json"
 REVIEW_COLUMNS = [
     "week", "flag", "trace_id", "event_id", "ts", "service", "name", "model", "prompt_version",
@@ -54,105 +60,6 @@ REVIEW_COLUMNS = [
 ]
 
 Progress = Callable[[str, int, int], None]  # (step description, done, total)
-
-
-# -- weeks -------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IsoWeek:
-    """An ISO 8601 week, Monday 00:00 UTC to the next Monday."""
-
-    year: int
-    week: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.year}-W{self.week:02d}"
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(date.fromisocalendar(self.year, self.week, 1), datetime.min.time(), timezone.utc)
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(days=7)
-
-    @property
-    def grace_end(self) -> datetime:
-        """Until when feedback on the week's calls is counted (``FEEDBACK_GRACE`` after its end)."""
-        return self.end + FEEDBACK_GRACE
-
-    def provisional(self, feedback_until: datetime) -> bool:
-        """Whether feedback counted only until ``feedback_until`` misses part of the grace period."""
-        return feedback_until < self.grace_end
-
-    def previous(self) -> IsoWeek:
-        return IsoWeek.containing(self.start - timedelta(days=1))
-
-    @staticmethod
-    def containing(moment: datetime) -> IsoWeek:
-        year, week, _ = moment.astimezone(timezone.utc).isocalendar()
-        return IsoWeek(year, week)
-
-    def __str__(self) -> str:
-        return self.label
-
-
-_WEEK = re.compile(r"^(\d{4})-?W(\d{1,2})$", re.I)
-
-
-def parse_week(text: str | None, now: datetime | None = None) -> IsoWeek:
-    """``2026-W47`` (or ``2026W47``); None or empty means the last complete ISO week before ``now``."""
-    if not text:
-        return last_complete_week(now)
-    match = _WEEK.match(text.strip())
-    if not match:
-        raise ConfigError(f"week {text!r} is not an ISO week: expected YYYY-Www, for example 2026-W47")
-    year, week = int(match.group(1)), int(match.group(2))
-    try:
-        date.fromisocalendar(year, week, 1)
-    except ValueError:
-        raise ConfigError(f"week {text!r} does not exist: {year} has no week {week}") from None
-    return IsoWeek(year, week)
-
-
-def last_complete_week(now: datetime | None = None) -> IsoWeek:
-    """The ISO week before the one ``now`` is in (from Monday 00:00 UTC on, although its feedback
-    grace runs until Tuesday 00:00 UTC: an export of it before then is provisional and says so)."""
-    return IsoWeek.containing(now or datetime.now(timezone.utc)).previous()
-
-
-def feedback_cutoff(week: IsoWeek, now: datetime | None = None) -> datetime:
-    """The instant the week's feedback is counted until (exclusive): the end of its grace period
-    (``week.end + FEEDBACK_GRACE``), or ``now`` (down to the whole second) if that is earlier."""
-    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    return min(week.grace_end, moment)
-
-
-def _utc_text(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def feedback_statement(week: IsoWeek, feedback_until: datetime) -> str:
-    """The sentence the export carries about its feedback: final, or provisional and until when."""
-    grace_end = week.grace_end
-    if not week.provisional(feedback_until):
-        return (f"Final: feedback counted until {_utc_text(grace_end)}, the end of the grace period for "
-                "late feedback; a rerun writes the same figures.")
-    return (f"Provisional: feedback counted until {_utc_text(feedback_until)}; the grace period for late "
-            f"feedback ends {_utc_text(grace_end)}; rerun the export after it for final figures.")
-
-
-def manifest(week: IsoWeek, feedback_until: datetime) -> dict[str, Any]:
-    """``export.json``: the week's bounds and the feedback cutoff (no time of the export otherwise)."""
-    return {"week": week.label, "start": _iso_ms(week.start), "end": _iso_ms(week.end),
-            "feedback_grace_end": _iso_ms(week.grace_end), "feedback_until": _iso_ms(feedback_until),
-            "provisional": week.provisional(feedback_until), "feedback": feedback_statement(week, feedback_until)}
-
-
-def week_seed(week: IsoWeek) -> int:
-    """The review sample's seed: a function of the week alone, so a rerun samples the same calls."""
-    return int(hashlib.sha256(f"llmsight-export-{week.label}".encode()).hexdigest()[:15], 16)
 
 
 def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -164,15 +71,6 @@ def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
 
 
 # -- reading -----------------------------------------------------------------------------------------
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _between(column: str, start_param: str = "start", end_param: str = "end") -> str:
-    return (f"{column} >= toDateTime64({{{start_param}:String}}, 3, 'UTC') "
-            f"AND {column} < toDateTime64({{{end_param}:String}}, 3, 'UTC')")
-
 
 # LowCardinality columns come back as plain strings whatever the server's Arrow defaults are.
 _ARROW_SETTINGS = {"output_format_arrow_low_cardinality_as_dictionary": 0}
@@ -193,8 +91,8 @@ _RAW_SQL = {
 def read_raw(client: Any, table: str, start: datetime, end: datetime) -> Any:
     """One table's rows in ``[start, end)`` as an Arrow table, in a total order."""
     columns, source, time_column, order = _RAW_SQL[table]
-    sql = f"SELECT {columns} FROM {source} WHERE {_between(time_column)} ORDER BY {order}"
-    return client.query_arrow(sql, parameters={"start": _ts(start), "end": _ts(end)}, settings=_ARROW_SETTINGS)
+    sql = f"SELECT {columns} FROM {source} WHERE {between(time_column)} ORDER BY {order}"
+    return client.query_arrow(sql, parameters={"start": sql_time(start), "end": sql_time(end)}, settings=_ARROW_SETTINGS)
 
 
 def _days(week: IsoWeek) -> list[tuple[datetime, datetime]]:
@@ -252,7 +150,7 @@ _SEGMENT = "e.service, e.name, e.model, e.prompt_version"
 
 
 def _review_sql(fields: str, where: str, tail: str) -> str:
-    source = _REVIEW_FROM.format(week=_between("ts"), grace=_between("ts", "start", "feedback_until"))
+    source = _REVIEW_FROM.format(week=between("ts"), grace=between("ts", "start", "feedback_until"))
     return f"SELECT {fields} {source} WHERE {where} {tail}"
 
 
@@ -295,8 +193,8 @@ def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], si
     from llmsight.redact import redact
 
     until = feedback_until or feedback_cutoff(week)
-    params: dict[str, Any] = {"start": _ts(week.start), "end": _ts(week.end),
-                              "feedback_until": _ts(until), "toxic": sorted(toxic_scores),
+    params: dict[str, Any] = {"start": sql_time(week.start), "end": sql_time(week.end),
+                              "feedback_until": sql_time(until), "toxic": sorted(toxic_scores),
                               "seed": week_seed(week)}
     flagged = client.query(_review_sql(_REVIEW_FIELDS, _FLAGGED, "ORDER BY e.ts, e.event_id"),
                            parameters=params, settings=_JOIN_SETTINGS).result_rows
@@ -336,7 +234,7 @@ def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], si
                 flags.append("rejected")
             out.append({
                 "week": week.label, "flag": "+".join(flags) if flag_kind == "flagged" else "random",
-                "trace_id": trace, "event_id": event, "ts": _iso_ms(ts), "service": service, "name": name,
+                "trace_id": trace, "event_id": event, "ts": iso_ms(ts), "service": service, "name": name,
                 "model": model, "prompt_version": version, "input": redact(text_in), "output": redact(text_out),
                 "error": error, "latency_ms": round(float(latency), 3),
                 "toxicity_score": "" if trace not in toxic_scores else round(toxic_scores[trace], 4),
@@ -346,11 +244,6 @@ def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], si
             })
     log.info("export: review sample of %d flagged + %d random calls", len(flagged), len(sampled))
     return out
-
-
-def _iso_ms(value: datetime) -> str:
-    value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -398,18 +291,18 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
     ``evidently`` embeds Evidently's text drift report in the HTML: slower (tens of seconds), and
     that one section is not byte-identical between runs (Evidently stamps its own ids).
     """
-    from llmsight.analyzers import export_summary
+    from llmsight.review import summary as export_summary
 
     started = time.monotonic()
     now = now or datetime.now(timezone.utc)
     week = week if isinstance(week, IsoWeek) else parse_week(week, now)
     chosen = parse_formats(formats)
-    size = config.resolve(config.EXPORT_SAMPLE_SIZE, sample_size, strict=True)
+    size = config.resolve(settings.EXPORT_SAMPLE_SIZE, sample_size, strict=True)
     directory = Path(out_dir).expanduser() / week.label
     directory.mkdir(parents=True, exist_ok=True)
     until = feedback_cutoff(week, now)
     result = ExportResult(week, directory, feedback_until=until)
-    log.info("export: %s (%s..%s) to %s as %s", week.label, _ts(week.start), _ts(week.end), directory,
+    log.info("export: %s (%s..%s) to %s as %s", week.label, sql_time(week.start), sql_time(week.end), directory,
              ",".join(chosen))
     if result.provisional:
         log.warning("export: %s: %s", week.label, result.feedback)
@@ -448,7 +341,7 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
             write_csv(table_path, rows, columns)
             result.files[f"{name}.csv"] = table_path
     if "html" in chosen:
-        from llmsight.analyzers import export_html
+        from llmsight.review import html as export_html
 
         evidently_html = export_summary.evidently_drift_html(client, week) if evidently else None
         path = directory / "report.html"
@@ -510,8 +403,8 @@ def schedule_weekly_export(scheduler: Any, out_dir: str | Path | None = None, cr
                            client: Any = None) -> Any:
     """Add the weekly export to an APScheduler ``scheduler`` (Tuesday 06:00 UTC, after the feedback grace,
     unless ``cron``/``LLMSIGHT_EXPORT_CRON`` says otherwise), writing to ``out_dir``/``LLMSIGHT_EXPORT_DIR``."""
-    directory = config.resolve(config.EXPORT_DIR, out_dir, strict=True)
-    schedule = config.resolve(config.EXPORT_CRON, cron, strict=True)
+    directory = config.resolve(settings.EXPORT_DIR, out_dir, strict=True)
+    schedule = config.resolve(settings.EXPORT_CRON, cron, strict=True)
     trigger = cron_trigger(schedule)
     week = last_complete_week()
     first = trigger.get_next_fire_time(None, week.end)

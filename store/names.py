@@ -1,10 +1,15 @@
-"""Metric names written to the ``metrics`` table: the contract between analyzers, alerts, dashboard and export.
+"""Metric names and segment keys of the ``metrics`` table: the contract between analyzers, alerts, dashboard and review.
 
 A metric row is one (window, granularity, segment, metric). The segment is
 service × name × model × prompt_version. Granularities: ``1m`` (the scheduler's window), ``1h``, ``1d``.
 """
 
 GRANULARITIES = ("1m", "1h", "1d")
+
+# A segment: the columns every metric, alert and silence row is keyed by. A feature is a segment
+# without its prompt version (a new version falls back to its feature's history).
+SEGMENT_KEYS = ("service", "name", "model", "prompt_version")
+FEATURE_KEYS = ("service", "name", "model")
 
 # Operations, from llm_call events.
 VOLUME = "volume"                       # calls in the window (value = n)

@@ -1,4 +1,4 @@
-"""Every query the dashboard runs, parameterised.
+"""The reads shared by the rooms: every query the dashboard runs, the bench measures and alerting reuses.
 
 User input never becomes SQL text: each value travels as a ClickHouse server-side parameter
 (``{name:Type}``, bound by the engine for both chdb and an HTTP server). The only thing a filter
@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmsight.analyzers import names
+from llmsight.store import names
 
 DRIFT_METRICS = (names.DRIFT_INPUT, names.DRIFT_OUTPUT)
 TOXICITY_METRICS = (names.TOXICITY_OUTPUT, names.TOXICITY_INPUT)
@@ -54,7 +54,53 @@ class Filters:
 
 
 
-def _segment_clauses(f: Filters, *, environment: bool, table: str = "") -> tuple[str, dict[str, Any]]:
+# -- Views: a named range ending now, cut into about 48 chart buckets ----------------------------
+
+RANGES = {
+    "1h": dt.timedelta(hours=1),
+    "6h": dt.timedelta(hours=6),
+    "24h": dt.timedelta(hours=24),
+    "7d": dt.timedelta(days=7),
+    "30d": dt.timedelta(days=30),
+}
+DEFAULT_RANGE = "24h"
+GRANULARITY_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
+POINTS = 48
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def granularity_for(span: dt.timedelta) -> str:
+    """The metrics granularity that gives a readable number of points for a time range."""
+    if span <= dt.timedelta(hours=6):
+        return "1m"
+    if span <= dt.timedelta(days=7):
+        return "1h"
+    return "1d"
+
+
+def bucket_seconds(span: dt.timedelta) -> int:
+    """About 48 chart buckets over ``span``, each a whole number of metric windows."""
+    step = GRANULARITY_SECONDS[granularity_for(span)]
+    return max(step, int(span.total_seconds()) // POINTS // step * step)
+
+
+def view_for(range_key: str, at: dt.datetime | None = None, **segments: tuple[str, ...]) -> Filters:
+    """The view of a named range ending at the next bucket boundary after ``at`` (default now).
+
+    Aligning the end to a bucket keeps the current and the baseline period on whole buckets.
+    """
+    span = RANGES.get(range_key, RANGES[DEFAULT_RANGE])
+    step = bucket_seconds(span)
+    epoch = int((at or now()).replace(tzinfo=dt.timezone.utc).timestamp())
+    end_epoch = (epoch // step + 1) * step
+    end = dt.datetime.fromtimestamp(end_epoch, dt.timezone.utc).replace(tzinfo=None)
+    return Filters(start=end - span, end=end, **segments)
+
+
+def segment_clauses(f: Filters, *, environment: bool, table: str = "") -> tuple[str, dict[str, Any]]:
     """Fixed clause texts for the non-empty filters, and their parameters."""
     clauses, params = [], {}
     for column, values in (("service", f.services), ("model", f.models),
@@ -69,7 +115,7 @@ def _segment_clauses(f: Filters, *, environment: bool, table: str = "") -> tuple
 
 
 def _events_where(f: Filters) -> tuple[str, dict[str, Any]]:
-    clause, params = _segment_clauses(f, environment=True)
+    clause, params = segment_clauses(f, environment=True)
     params.update(start=f.start, end=f.end)
     return ("ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}" + clause), params
 
@@ -77,7 +123,7 @@ def _events_where(f: Filters) -> tuple[str, dict[str, Any]]:
 def _metrics_where(f: Filters) -> tuple[str, dict[str, Any]]:
     # Metric segments have no environment: the analyzers aggregate across it.
     # Qualified with the table alias ``m``: the queries alias aggregates with the column names.
-    clause, params = _segment_clauses(f, environment=False, table="m.")
+    clause, params = segment_clauses(f, environment=False, table="m.")
     params.update(start=f.start, end=f.end)
     return ("m.window_start >= {start:DateTime('UTC')} AND m.window_start < {end:DateTime('UTC')}" + clause), params
 
@@ -338,19 +384,27 @@ def worst_rated(client: Any, f: Filters, limit: int = 20) -> pd.DataFrame:
 
 # -- Alerts ----------------------------------------------------------------------------------------
 
+def latest_alerts_sql(columns: str = "*", where: str = "") -> str:
+    """The newest row of each alert: its current state (the ``alerts`` table is an append-only log).
+
+    One definition for alerting's state machine and the dashboard; ``where`` (with its parameters
+    bound by the caller) filters the rows before the newest is taken."""
+    return f"SELECT {columns} FROM alerts {where} ORDER BY alert_id, changed_at DESC LIMIT 1 BY alert_id"
+
+
 def alert_states(client: Any, f: Filters, states: tuple[str, ...] = ("firing", "pending", "resolved"),
                  limit: int = 500) -> pd.DataFrame:
     """The current state of each alert (its newest row), with the evidence and the latest acknowledgement.
 
     Alerts are filtered by segment but not by time: a firing alert stays on screen until it resolves.
     """
-    clause, params = _segment_clauses(f, environment=False)
+    clause, params = segment_clauses(f, environment=False)
     params.update(states=list(states), limit=limit)
     # The newest row of an alert carries its state and, until it resolves, its acknowledgement.
     sql = (
         "SELECT alert_id, rule, metric, severity, state, service, name, model, prompt_version, value, threshold, "
         "baseline, p_value, window_start, evidence, acked_by, ack_note, fired_at, changed_at FROM ("
-        "SELECT * FROM alerts WHERE 1 = 1" + clause + " ORDER BY alert_id, changed_at DESC LIMIT 1 BY alert_id) "
+        + latest_alerts_sql("*", "WHERE 1 = 1" + clause) + ") "
         "WHERE state IN {states:Array(String)} ORDER BY changed_at DESC LIMIT {limit:UInt32}"
     )
     return _df(client, sql, params)
@@ -360,21 +414,6 @@ def alert_history(client: Any, alert_id: str) -> pd.DataFrame:
     sql = ("SELECT changed_at, state, severity, value, threshold, baseline, p_value, acked_by, ack_note "
            "FROM alerts WHERE alert_id = {alert_id:String} ORDER BY changed_at DESC LIMIT 200")
     return _df(client, sql, {"alert_id": alert_id})
-
-
-SILENCE_FRAME_COLUMNS = ["silence_id", "rule", "service", "name", "model", "prompt_version", "until", "left",
-                         "created_by", "reason", "created_at"]
-
-
-def active_silences(client: Any) -> pd.DataFrame:
-    """The active alert silences, soonest to end first, with the time left (empty segment values match any)."""
-    from llmsight.analyzers.alert_rules import SEGMENT_KEYS
-    from llmsight.analyzers.silences import load_silences, time_left
-
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [[s.silence_id, s.rule, *(s.segment.get(k, "") for k in SEGMENT_KEYS),
-             s.until, time_left(s, now), s.created_by, s.reason, s.created_at] for s in load_silences(client, now)]
-    return pd.DataFrame(rows, columns=SILENCE_FRAME_COLUMNS)
 
 
 # -- Evidence the analyzers attached to metric rows ------------------------------------------------

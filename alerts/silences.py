@@ -29,14 +29,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from llmsight.analyzers.alert_rules import SEGMENT_KEYS, Rule, parse_duration
-from llmsight.analyzers.windows import utc
+from llmsight.alerts.rules import Rule, parse_duration
 from llmsight.errors import ConfigError, LlmsightError
+from llmsight.store.names import SEGMENT_KEYS
+from llmsight.store.times import utc
 
 if TYPE_CHECKING:
-    from llmsight.analyzers.alerts import AlertState
+    from llmsight.alerts.engine import AlertState
 
-log = logging.getLogger("llmsight.analyzers.silences")
+log = logging.getLogger("llmsight.alerts.silences")
 
 SILENCE_COLUMNS = [
     "silence_id", "rule", "service", "name", "model", "prompt_version", "until", "created_by", "reason",

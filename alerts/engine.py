@@ -11,8 +11,8 @@ The life of an alert::
 the I/O around it: it reads one window's metric rows, loads the current state of every alert
 from the table (the latest row per ``alert_id``; acknowledgements written by the dashboard or the
 CLI are therefore seen at once), writes a row for every change and hands notifications to the
-:class:`~llmsight.analyzers.notify.Notifier`, which never blocks. An active silence
-(:mod:`~llmsight.analyzers.silences`) holds an alert's notifications back but not its rows.
+:class:`~llmsight.alerts.notify.Notifier`, which never blocks. An active silence
+(:mod:`~llmsight.alerts.silences`) holds an alert's notifications back but not its rows.
 
 An alert's id is a hash of its rule and segment, so a (rule, segment) has one alert: that is the
 deduplication. The table is append-only; its rows are the alert's history.
@@ -27,11 +27,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from llmsight.analyzers import silences as silencing
-from llmsight.analyzers.alert_rules import SEGMENT_KEYS, Observation, Rule
-from llmsight.analyzers.windows import utc
+from llmsight.alerts import silences as silencing
+from llmsight.alerts.rules import Observation, Rule
+from llmsight.store.names import SEGMENT_KEYS
+from llmsight.store.queries import latest_alerts_sql
+from llmsight.store.times import iso_ms, utc
 
-log = logging.getLogger("llmsight.analyzers.alerts")
+log = logging.getLogger("llmsight.alerts.engine")
 
 OK, PENDING, FIRING, RESOLVED = "ok", "pending", "firing", "resolved"
 # Transitions that are sent to the notification targets.
@@ -96,11 +98,11 @@ def step(rule: Rule, state: AlertState, obs: Observation | None, window_start: d
         # Silence raises a warning, and never lowers the severity of an alert already firing.
         level = (state.severity if state.state == FIRING else "warning") if rule.no_data == "alert" else None
         obs_fields: dict[str, Any] = {"value": None, "baseline": None, "p_value": None}
-        evidence_entry = {"window_start": _iso(window_start), "no_data": True, "n": obs.n if obs else 0}
+        evidence_entry = {"window_start": iso_ms(window_start), "no_data": True, "n": obs.n if obs else 0}
     else:
         level = rule.judge(obs)
         obs_fields = {"value": obs.value, "baseline": obs.baseline, "p_value": obs.p_value}
-        evidence_entry = {"window_start": _iso(window_start), "value": obs.value, "n": obs.n,
+        evidence_entry = {"window_start": iso_ms(window_start), "value": obs.value, "n": obs.n,
                           "baseline": obs.baseline, "p_value": obs.p_value}
     new = replace(state, window_start=window_start, **obs_fields)
     if level is not None:
@@ -170,24 +172,14 @@ def _evidence(old: AlertState, obs: Observation | None, entry: dict[str, Any], *
     return evidence
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else utc(value)
-
-
 def notification(rule: Rule, state: AlertState, transition: str) -> dict[str, Any]:
     """The JSON a notification target receives (Slack gets a message built from it)."""
     return {
         "kind": transition, "alert_id": state.alert_id, "rule": rule.name, "metric": rule.metric,
         "description": rule.description, "severity": state.severity, "state": state.state,
         "segment": dict(state.segment), "value": state.value, "threshold": state.threshold,
-        "baseline": state.baseline, "p_value": state.p_value, "window_start": _iso(state.window_start),
-        "fired_at": _iso(state.fired_at), "evidence": state.evidence,
+        "baseline": state.baseline, "p_value": state.p_value, "window_start": iso_ms(state.window_start),
+        "fired_at": iso_ms(state.fired_at), "evidence": state.evidence,
     }
 
 
@@ -196,17 +188,15 @@ def notification(rule: Rule, state: AlertState, transition: str) -> dict[str, An
 def load_states(client: Any) -> dict[str, AlertState]:
     """The latest row of every alert, by id."""
     columns = ", ".join(ALERT_STATE_COLUMNS)
-    result = client.query(
-        f"SELECT {columns} FROM alerts ORDER BY alert_id, changed_at DESC LIMIT 1 BY alert_id"
-    )
+    result = client.query(latest_alerts_sql(columns))
     states = {}
     for row in result.result_rows:
         rec = dict(zip(ALERT_STATE_COLUMNS, row, strict=True))
         states[rec["alert_id"]] = AlertState(
             alert_id=rec["alert_id"], rule=rec["rule"], metric=rec["metric"],
             segment={k: rec[k] for k in SEGMENT_KEYS}, state=rec["state"], severity=rec["severity"],
-            streak=int(rec["streak"]), ok_streak=int(rec["ok_streak"]), window_start=_utc(rec["window_start"]),
-            fired_at=_utc(rec["fired_at"]), notified_at=_utc(rec["notified_at"]), acked_at=_utc(rec["acked_at"]),
+            streak=int(rec["streak"]), ok_streak=int(rec["ok_streak"]), window_start=utc(rec["window_start"]),
+            fired_at=utc(rec["fired_at"]), notified_at=utc(rec["notified_at"]), acked_at=utc(rec["acked_at"]),
             acked_by=rec["acked_by"], ack_note=rec["ack_note"], value=rec["value"], threshold=rec["threshold"],
             baseline=rec["baseline"], p_value=rec["p_value"],
             evidence=json.loads(rec["evidence"]) if rec["evidence"] else {}, granularity=rec["granularity"],
@@ -264,7 +254,7 @@ def fired_alerts(client: Any) -> list[dict[str, Any]]:
             "alert_id": alert, "rule": rule, "metric": metric,
             "severity": "critical" if "critical" in severities else "warning",
             "segment": {"service": service, "name": name, "model": model, "prompt_version": version},
-            "fired_at": _iso(_utc(first)),
+            "fired_at": iso_ms(utc(first)),
         })
     return out
 
