@@ -1,9 +1,11 @@
 """The event schema shared by the SDK (which writes events) and the collector (which validates them).
 
-Events are JSON objects with a ``type`` and a ``schema_version``. Two types exist:
+Events are JSON objects with a ``type`` and a ``schema_version``. Three types exist:
 
 * ``llm_call`` — one monitored call: what went in, what came out, how long it took, what it cost.
 * ``feedback`` — what the user did with an answer, tied to the call by ``trace_id``.
+* ``heartbeat`` — a producer's (one SDK process's) cumulative counters, sent now and then, so the loss
+  audit can compare what each producer sent with what the store holds.
 
 ``validate`` returns a normalised copy of an event or raises :class:`SchemaError` whose message
 says which field is wrong; the collector turns that message into a dead letter's reason.
@@ -23,6 +25,7 @@ SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
 
 LLM_CALL = "llm_call"
 FEEDBACK = "feedback"
+HEARTBEAT = "heartbeat"
 
 _STR = (str,)
 _NUM = (int, float)
@@ -69,7 +72,25 @@ FEEDBACK_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "user_id": (_OPT_STR, False),
 }
 
-FIELDS_BY_TYPE = {LLM_CALL: LLM_CALL_FIELDS, FEEDBACK: FEEDBACK_FIELDS}
+# Counters are cumulative since the producer started (a new producer_id after a restart or fork), so a
+# lost heartbeat loses nothing: the next one carries the totals. ``sent`` counts llm_call and feedback
+# events acknowledged by the sink, heartbeats excluded.
+HEARTBEAT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "event_id": (_STR, True),
+    "ts": (_STR, True),
+    "producer_id": (_STR, True),
+    "service": (_STR, True),
+    "environment": (_STR, False),
+    "host": (_OPT_STR, False),
+    "pid": (_OPT_INT, False),
+    "started_at": (_OPT_STR, False),
+    "sent": (int, True),
+    "dropped": (int, True),
+    "spilled": (int, True),
+    "failed": (int, True),
+}
+
+FIELDS_BY_TYPE = {LLM_CALL: LLM_CALL_FIELDS, FEEDBACK: FEEDBACK_FIELDS, HEARTBEAT: HEARTBEAT_FIELDS}
 
 
 def parse_ts(value: str) -> datetime:
@@ -96,7 +117,7 @@ def validate(event: Any) -> dict[str, Any]:
     kind = event.get("type")
     fields = FIELDS_BY_TYPE.get(kind)  # type: ignore[arg-type]
     if fields is None:
-        raise SchemaError(f"unknown event type {kind!r} (expected {LLM_CALL!r} or {FEEDBACK!r})")
+        raise SchemaError(f"unknown event type {kind!r} (expected {LLM_CALL!r}, {FEEDBACK!r} or {HEARTBEAT!r})")
     out: dict[str, Any] = {"type": kind, "schema_version": version}
     for name, (types, required) in fields.items():
         if name not in event or event[name] is None:
@@ -121,6 +142,10 @@ def validate(event: Any) -> dict[str, Any]:
         out["ts"] = parse_ts(out["ts"])
     except ValueError:
         raise SchemaError(f"{kind}: ts must be an ISO 8601 timestamp, got {out['ts']!r}") from None
+    if kind == HEARTBEAT:
+        negative = [k for k in ("sent", "dropped", "spilled", "failed") if out[k] < 0]
+        if negative:
+            raise SchemaError(f"{kind}: counters must not be negative: {', '.join(negative)}")
     if kind == LLM_CALL and out["latency_ms"] < 0:
         raise SchemaError(f"{kind}: latency_ms must not be negative, got {out['latency_ms']!r}")
     return out
