@@ -32,6 +32,7 @@ _NUM = (int, float)
 _OPT_STR = (str, type(None))
 _OPT_NUM = (int, float, type(None))
 _OPT_INT = (int, type(None))
+_INT = (int,)
 _OPT_BOOL = (bool, type(None))
 
 # field -> (accepted types, required)
@@ -84,10 +85,10 @@ HEARTBEAT_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "host": (_OPT_STR, False),
     "pid": (_OPT_INT, False),
     "started_at": (_OPT_STR, False),
-    "sent": (int, True),
-    "dropped": (int, True),
-    "spilled": (int, True),
-    "failed": (int, True),
+    "sent": (_INT, True),
+    "dropped": (_INT, True),
+    "spilled": (_INT, True),
+    "failed": (_INT, True),
 }
 
 FIELDS_BY_TYPE = {LLM_CALL: LLM_CALL_FIELDS, FEEDBACK: FEEDBACK_FIELDS, HEARTBEAT: HEARTBEAT_FIELDS}

@@ -13,8 +13,9 @@ import pytest
 from llmsight import store
 from llmsight.review import export
 from llmsight.review.export import review_sample
-from llmsight.review.weeks import IsoWeek
+from llmsight.review.weeks import FEEDBACK_GRACE, IsoWeek
 from llmsight.store.names import SEGMENT_KEYS
+from llmsight.store.times import sql_time
 
 # Two weeks inside the store's retention (rows past their TTL vanish from FINAL reads), so two seeds.
 NOW = datetime.now(timezone.utc)
@@ -74,8 +75,8 @@ def _reference_random(client: Any, week: IsoWeek, toxic_scores: dict[str, float]
     """The random part as review_sample() drew it before: one query per stratum, each stratum's first k
     calls by the seeded hash, sorted by (ts, event_id) within the stratum, strata in key order."""
     sql, not_flagged, segment, settings = export._review_sql, f"NOT {export._FLAGGED}", export._SEGMENT, export._JOIN_SETTINGS
-    params: dict[str, Any] = {"start": export._ts(week.start), "end": export._ts(week.end),
-                              "feedback_until": export._ts(week.end + export.FEEDBACK_GRACE),
+    params: dict[str, Any] = {"start": sql_time(week.start), "end": sql_time(week.end),
+                              "feedback_until": sql_time(week.end + FEEDBACK_GRACE),
                               "toxic": sorted(toxic_scores), "seed": export.week_seed(week)}
     strata = client.query(sql(f"{segment}, count() AS n", not_flagged, f"GROUP BY {segment} ORDER BY {segment}"),
                           parameters=params, settings=settings).result_rows
