@@ -32,19 +32,29 @@ def analyzers(
                                              help="Recompute every whole window between two ISO 8601 UTC times "
                                                   "(minute windows, hours and days; no alerts), then exit."),
     url: str = typer.Option(None, "--url", help="Store URL; default LLMSIGHT_CLICKHOUSE_URL."),
+    role: str = typer.Option("all", "--role",
+                             help="With LLMSIGHT_ANALYSIS_QUEUE: all (worker and coordinator candidate), worker "
+                                  "or coordinator."),
 ) -> None:
     """Run the analyzers: drift, toxicity, acceptance and operations per window, then the alert rules.
 
     Without options it runs on a schedule (LLMSIGHT_WINDOW_SECONDS windows, hourly and daily
-    rollups) and serves /healthz, /readyz and /metrics on LLMSIGHT_ANALYZERS_HTTP_PORT.
+    rollups) and serves /healthz, /readyz and /metrics on LLMSIGHT_ANALYZERS_HTTP_PORT. With
+    LLMSIGHT_ANALYSIS_QUEUE=kafka://host:9092/topic, every replica started this way shares the
+    windows' work units through Kafka and one of them (chosen by Kafka) coordinates.
     """
     from llmsight import config, store
+    from llmsight.scheduler.roles import QueueSettings
     from llmsight.scheduler.service import AnalyzerService
     from llmsight.store import settings as store_settings
 
     start_raw, end_raw = backfill or (None, None)
+    queue = QueueSettings.from_env()  # fails fast on a bad queue URL before touching the store
     client = store.connect(url)
     store.migrate(client, cluster=config.resolve(store_settings.CLICKHOUSE_CLUSTER, strict=True) or None)
+    if queue is not None and not once and start_raw is None:
+        _run_replica(client, queue, role)
+        return
     service = AnalyzerService(client)  # reads and checks every setting and the rules: fails fast
     if start_raw is not None:
         start, end = _parse_time(start_raw, "--backfill"), _parse_time(end_raw, "--backfill")
@@ -67,6 +77,23 @@ def analyzers(
         pass
     finally:
         service.shutdown()
+
+
+def _run_replica(client: object, queue: object, role: str) -> None:
+    import threading
+
+    from llmsight.scheduler.replica import Replica
+
+    replica = Replica(client, queue, role=role)  # type: ignore[arg-type]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    replica.start()
+    try:
+        replica.wait(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        replica.shutdown()
 
 
 alerts_app = typer.Typer(help="List, acknowledge and silence alerts.", no_args_is_help=True)

@@ -36,6 +36,7 @@ from llmsight.analyzers.windows import (
     read_metrics,
     write_metrics,
 )
+from llmsight.scheduler.progress import EVALUATED, LAG_METRICS, lag_rows, record_lag, record_window
 
 log = logging.getLogger("llmsight.scheduler.service")
 
@@ -71,7 +72,9 @@ class AnalyzerService:
         self.schedule = schedule or ScheduleSettings.from_env()
         self.analyzer = analyzer or WindowAnalyzer(client, analysis)
         self.notifier = notifier if notifier is not None else Notifier.from_settings()
-        self.alerts = AlertEngine(client, rules if rules is not None else load_rules(), self.notifier)
+        rules = rules if rules is not None else load_rules()
+        self.alerts = AlertEngine(client, [r for r in rules if r.metric not in LAG_METRICS], self.notifier)
+        self.lag_alerts = AlertEngine(client, [r for r in rules if r.metric in LAG_METRICS], self.notifier)
         self._last: dict[str, datetime | None] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -91,7 +94,10 @@ class AnalyzerService:
             return 0  # cut short by shutdown: write nothing partial; the window is redone on restart
         write_metrics(self.client, rows)
         if evaluate_alerts:
-            self.alerts.evaluate(window.start, read_metrics(self.client, window), window.granularity, now=now)
+            metrics = [r for r in read_metrics(self.client, window) if r["metric"] not in LAG_METRICS]
+            self.alerts.evaluate(window.start, metrics, window.granularity, now=now)
+        planned = datetime.now(timezone.utc)
+        record_window(self.client, window, 1, EVALUATED, planned.replace(microsecond=planned.microsecond // 1000 * 1000))
         self.windows_done += 1
         self._metrics.observe(window.granularity, time.perf_counter() - started, len(rows))
         return len(rows)
@@ -105,12 +111,17 @@ class AnalyzerService:
             if granularity not in self._last:
                 self._last[granularity] = last_window_start(self.client, granularity)
             windows = due_windows(self._last[granularity], now, seconds, self.schedule.lag_s, catchup, granularity)
+        # How far behind this run begins (a long catch-up shows, and can alert), written with the
+        # newest window once it is done (the scheduler resumes after the newest window with rows).
+        lag = lag_rows(self.client, windows[-1], now) if windows and granularity == BASE_GRANULARITY else []
         for window in windows:
             if self._stopping.is_set():
                 break
             self.run_window(window)
             with self._lock:
                 self._last[granularity] = window.start
+        if lag and not self._stopping.is_set():
+            record_lag(self.client, lag, now, self.lag_alerts)
         self.last_success = time.monotonic()
         return windows
 
@@ -202,36 +213,41 @@ class AnalyzerService:
 
     def serve_http(self, port: int, address: str = "0.0.0.0") -> int:
         """Serve /healthz, /readyz and /metrics on a daemon thread; returns the bound port."""
-        service = self
+        self._http = serve_health(port, self.ready, self._metrics.render, address)
+        return int(self._http.server_address[1])
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path == "/healthz":
-                    self._reply(200, b"ok\n", "text/plain")
-                elif self.path == "/readyz":
-                    ok, why = service.ready()
-                    self._reply(200 if ok else 503, (why + "\n").encode(), "text/plain")
-                elif self.path == "/metrics":
-                    body, content_type = service._metrics.render()
-                    self._reply(200, body, content_type)
-                else:
-                    self._reply(404, b"not found\n", "text/plain")
 
-            def _reply(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+def serve_health(port: int, ready: Any, render: Any, address: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """/healthz (alive), /readyz (``ready() -> (ok, why)``) and /metrics (``render() -> (body, type)``)
+    on a daemon thread."""
 
-            def log_message(self, *args: Any) -> None:
-                pass
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path == "/healthz":
+                self._reply(200, b"ok\n", "text/plain")
+            elif self.path == "/readyz":
+                ok, why = ready()
+                self._reply(200 if ok else 503, (why + "\n").encode(), "text/plain")
+            elif self.path == "/metrics":
+                body, content_type = render()
+                self._reply(200, body, content_type)
+            else:
+                self._reply(404, b"not found\n", "text/plain")
 
-        self._http = ThreadingHTTPServer((address, port), Handler)
-        threading.Thread(target=self._http.serve_forever, name="llmsight-analyzers-http", daemon=True).start()
-        bound = int(self._http.server_address[1])
-        log.info("scheduler: /healthz, /readyz and /metrics on port %d", bound)
-        return bound
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((address, port), Handler)
+    threading.Thread(target=server.serve_forever, name="llmsight-analyzers-http", daemon=True).start()
+    log.info("scheduler: /healthz, /readyz and /metrics on port %d", int(server.server_address[1]))
+    return server
 
 
 class _PromMetrics:

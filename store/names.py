@@ -38,3 +38,9 @@ FEEDBACK_N = "feedback_n"
 # Drift: value = score, threshold, p_value; details = JSON explanation (topics grown/shrunk, examples).
 DRIFT_INPUT = "drift_input"
 DRIFT_OUTPUT = "drift_output"
+
+# Analysis itself: how far it is behind, on the segment of llmsight's own analysis (written by the
+# scheduler; the default rules alert on it, the dashboard shows a banner when it is behind).
+ANALYSIS_LAG_SECONDS = "analysis_lag_seconds"   # now minus the end of the newest analysed base window
+ANALYSIS_LAG_WINDOWS = "analysis_lag_windows"   # whole base windows since then (0 or 1 when keeping up)
+ANALYSIS_SEGMENT = {"service": "llmsight", "name": "analysis", "model": "", "prompt_version": ""}

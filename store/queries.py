@@ -382,6 +382,47 @@ def worst_rated(client: Any, f: Filters, limit: int = 20) -> pd.DataFrame:
     return worst.merge(calls, on="trace_id", how="inner").head(limit).reset_index(drop=True)
 
 
+# -- Analysis progress (the analysis_windows table the scheduler writes) ------------------------------
+
+@dataclass(frozen=True)
+class AnalysisLag:
+    """How far analysis is behind: the newest base window whose analysis is done, and its age."""
+
+    newest_end: dt.datetime | None  # None: nothing planned yet (with nothing finished: the oldest planned start)
+    window_s: int
+    seconds: float
+    windows: int
+    unfinished: int  # planned windows whose units are not all done yet
+
+    @property
+    def behind(self) -> bool:
+        """More than two windows behind: what the dashboard's banner and the default rule say."""
+        return self.windows > 2
+
+
+def analysis_lag(client: Any, now: dt.datetime, granularity: str = "1m") -> AnalysisLag:
+    """The lag of analysis at ``now``, from the store alone (so a reader sees it even when no analyzer runs).
+
+    ``seconds`` is ``now`` minus the end of the newest window whose analysis is done (and its alert
+    rules evaluated); ``windows`` is how many whole windows fit in that time. Keeping up, a window is
+    analysed its lag after it ends, so ``windows`` is 0 or 1; every window not analysed adds one.
+    """
+    row = client.query(
+        "SELECT maxIf(window_end, state = 'evaluated'), countIf(state = 'evaluated'), "
+        "anyLast(toUInt32(window_end - window_start)), countIf(state = 'planned'), minIf(window_start, state = 'planned') "
+        "FROM analysis_windows FINAL WHERE granularity = {g:String}", parameters={"g": granularity}).result_rows[0]
+    newest, done, window_s, unfinished, oldest_open = row
+    window_s = int(window_s or 60)
+    if not done and not unfinished:
+        return AnalysisLag(None, window_s, 0.0, 0, 0)
+    if not done:  # nothing finished yet: behind since the oldest planned window began
+        newest = oldest_open
+    newest = newest.replace(tzinfo=dt.timezone.utc) if newest.tzinfo is None else newest
+    moment = now.replace(tzinfo=dt.timezone.utc) if now.tzinfo is None else now
+    seconds = max(0.0, (moment - newest).total_seconds())
+    return AnalysisLag(newest, window_s, seconds, int(seconds // window_s), int(unfinished))
+
+
 # -- Alerts ----------------------------------------------------------------------------------------
 
 def latest_alerts_sql(columns: str = "*", where: str = "") -> str:
