@@ -43,6 +43,8 @@ def _build() -> typer.Typer:
 
     app.add_typer(db.app, name="db")
     app.add_typer(bench.app, name="bench")
+    from llmsight.cli.store import app as store_app  # store serve: the chdb store over HTTP
+    app.add_typer(store_app, name="store")
     from llmsight.cli.collector import collector  # the collector service
     app.command(name="collector")(collector)
     app.command(name="analyzers")(analyzers.analyzers)
