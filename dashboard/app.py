@@ -60,6 +60,7 @@ def _live_body(key: str) -> None:
 def _body(key: str) -> None:
     spec = PAGES[key]
     view = filters.sidebar()
+    lag.banner()
     live = st.sidebar.toggle("Live refresh", value=st.query_params.get("live", "1") != "0", key="live_toggle",
                              help=f"Re-run the page's queries every {REFRESH_S:g} s.")
     st.query_params["live"] = "1" if live else "0"
