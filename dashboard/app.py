@@ -19,6 +19,7 @@ from llmsight.dashboard import (
     export,
     feedback,
     filters,
+    lag,
     overview,
     safety,
     settings,
