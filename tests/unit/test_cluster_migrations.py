@@ -141,18 +141,23 @@ def test_later_migrations_alter_columns_on_both_tables_and_data_on_the_local_tab
 class RecordingClient:
     """Stands in for a ClickHouse cluster: records what migrate() sends (unit test only)."""
 
-    def __init__(self, database: str, applied: list[int] | None = None) -> None:
+    def __init__(self, database: str, applied: list[int] | None = None, retention: int = 90) -> None:
         self.database = database
         self.commands: list[str] = []
         self.inserts: list[tuple[str, list[list[Any]]]] = []
         self._applied = applied or []
+        self._retention = retention
 
     def command(self, sql: str) -> None:
         self.commands.append(sql)
 
     def query(self, sql: str) -> Any:
-        assert sql == "SELECT version FROM schema_migrations"
-        return type("Result", (), {"result_rows": [(v,) for v in self._applied]})()
+        if "FROM system.tables" in sql:  # the migrations table, with the retention in its comment
+            rows = [(f"llmsight retention_days={self._retention}",)] if self._applied else []
+        else:
+            assert sql == "SELECT version FROM schema_migrations"
+            rows = [(v,) for v in self._applied]
+        return type("Result", (), {"result_rows": rows})()
 
     def insert(self, table: str, rows: list[list[Any]], column_names: list[str]) -> None:
         assert column_names == ["version", "name"]
@@ -174,10 +179,24 @@ def test_migrate_on_a_cluster_creates_the_database_everywhere_and_a_replicated_m
     assert client.inserts[0] == ("schema_migrations", [[1, INIT.name]])
 
 
-def test_migrate_on_a_cluster_skips_what_is_recorded() -> None:
+def test_migrate_on_a_cluster_skips_what_is_recorded_and_writes_nothing() -> None:
+    # Nothing pending: not even CREATE ... IF NOT EXISTS, so a read-only user may call migrate().
     client = RecordingClient("llmsight", applied=[m.version for m in migrate_module.load_migrations()])
     assert migrate_module.migrate(client, cluster="c1") == []
-    assert len(client.commands) == 2 and client.inserts == []
+    assert client.commands == [] and client.inserts == []
+
+
+def test_a_changed_retention_modifies_the_ttls_of_the_local_tables_and_is_recorded() -> None:
+    client = RecordingClient("llmsight", applied=[m.version for m in migrate_module.load_migrations()], retention=90)
+    assert migrate_module.migrate(client, ttl_days=30, cluster="c1") == ["retention 30 days (was 90)"]
+    ttl_tables = set(migrate_module.retention_ttls())
+    assert {"events", "feedback", "metrics", "alerts", "embeddings", "dead_letters"} <= ttl_tables
+    modified = [c for c in client.commands if " MODIFY TTL " in c]
+    assert {re.match(r"ALTER TABLE `llmsight`\.(\w+)_local ON CLUSTER `c1` MODIFY TTL .+ \+ INTERVAL 30 DAY$", c)
+            .group(1) for c in modified} == ttl_tables  # type: ignore[union-attr]
+    assert client.commands[-1] == ("ALTER TABLE `llmsight`.schema_migrations ON CLUSTER `c1` "
+                                   "MODIFY COMMENT 'llmsight retention_days=30'")
+    assert client.inserts == []
 
 
 def test_migrate_on_one_node_sends_no_cluster_clause() -> None:
