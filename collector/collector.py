@@ -12,6 +12,12 @@ At least once, exactly once in the tables:
   work without the GIL); commits stay in source order, always from the collector's thread;
 * while ClickHouse is down the batch is retried with exponential backoff; nothing is committed
   and nothing more is read, so memory stays at two batches at most;
+* a batch the store *answers and refuses* (a data error, not a connection, timeout, memory, parts
+  or missing-table error, see :func:`store_down`) ``BISECT_AFTER`` times in a row, while it still
+  answers ``SELECT 1``, is inserted by halves, recursively, each half with a token of its own
+  (``<token>/<table>/<from>-<to>``, so a bisection interrupted by an outage resumes deduplicated);
+  a row the store refuses alone becomes a ``rejected`` dead letter with the store's reason and
+  its raw message, and the batch is committed: ingestion moves on;
 * ``stop_event`` (SIGTERM in the CLI) finishes the batch in hand, commits it and returns;
 * if an error escapes, whatever is not committed is forgotten, so ``run()`` may be called again.
 
@@ -23,21 +29,30 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import msgspec
 
 from llmsight import config
 from llmsight.collector import settings
-from llmsight.collector.batch import Batch
+from llmsight.collector.batch import REJECTED, Batch, DeadLetter, ts_window
 from llmsight.collector.observability import CollectorMetrics, HealthServer
 from llmsight.collector.source import Checkpoint, Source
-from llmsight.store.rows import DEAD_LETTER_COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS
+from llmsight.store import settings as store_settings
+from llmsight.store.rows import (
+    DEAD_LETTER_COLUMNS,
+    DEAD_LETTER_KIND_COLUMN,
+    EVENT_COLUMNS,
+    FEEDBACK_COLUMNS,
+    HEARTBEAT_COLUMNS,
+    PRODUCER_ID_COLUMN,
+)
 
 log = logging.getLogger("llmsight.collector")
 
@@ -53,6 +68,18 @@ _json_columns = msgspec.json.Encoder().encode
 # ~10 per message (kafka-python's records), so with the default the collector ran a collection
 # every 70 messages, each also scanning what the batch holds. While it runs, the threshold is raised.
 _GC_YOUNG_THRESHOLD = 50_000
+# Failed attempts the store answered with a data error before a batch is inserted by halves.
+BISECT_AFTER = 3
+_EVENT_INSERT = [*EVENT_COLUMNS, PRODUCER_ID_COLUMN]
+_FEEDBACK_INSERT = [*FEEDBACK_COLUMNS, PRODUCER_ID_COLUMN]
+_DEAD_LETTER_INSERT = [*DEAD_LETTER_COLUMNS, DEAD_LETTER_KIND_COLUMN]
+# ClickHouse error codes that say the store (or the table) cannot take writes now, whatever the rows:
+# retried for ever, never bisected. Any other error the server answers with is about the data.
+TRANSIENT_CODES = frozenset({
+    3, 16, 32, 47, 60, 74, 75, 76, 81, 101, 102, 159, 164, 173, 202, 203, 209, 210, 225, 236, 241, 242,
+    243, 252, 279, 285, 286, 319, 394, 425, 439, 497, 516, 999, 1000, 1001,
+})
+_CODE = re.compile(r"Code: (\d+)")
 
 
 @dataclass
@@ -62,7 +89,10 @@ class CollectorStats:
     messages: int = 0  # read from the source
     events: int = 0  # llm_call rows inserted
     feedback: int = 0  # feedback rows inserted
-    dead_letters: int = 0  # rows inserted into dead_letters
+    heartbeats: int = 0  # producer_heartbeats rows inserted
+    dead_letters: int = 0  # rows inserted into dead_letters (or, with dead_letters off, not stored)
+    rejected: int = 0  # rows the store refused alone, sent to dead_letters (bisection)
+    bisected_batches: int = 0  # batches the store kept refusing, inserted by halves
     batches: int = 0  # batches inserted and committed
     insert_errors: int = 0  # failed insert attempts (each retried)
     commit_errors: int = 0  # failed commits (the batch is replayed and deduplicated)
@@ -72,6 +102,7 @@ class CollectorStats:
     lag: int | None = None
     store_up: bool = True
     running: bool = False
+    dead_letter_kinds: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +114,8 @@ class Collector:
     def __init__(self, source: Source, client: Any, *, batch_events: int | None = None,
                  batch_seconds: float | None = None, batch_bytes: int | None = None,
                  max_message_bytes: int | None = None, retry_max_s: float | None = None,
-                 http_port: int | None = None, metrics: CollectorMetrics | None = None) -> None:
+                 http_port: int | None = None, metrics: CollectorMetrics | None = None,
+                 retention_days: int | None = None, dead_letters: bool = True) -> None:
         self.source = source
         self.client = client
         self.batch_events = config.resolve(settings.COLLECTOR_BATCH_EVENTS, batch_events, strict=True)
@@ -93,6 +125,9 @@ class Collector:
                                                 strict=True)
         self.retry_max_s = config.resolve(settings.COLLECTOR_RETRY_MAX_S, retry_max_s, strict=True)
         self.http_port = config.resolve(settings.COLLECTOR_HTTP_PORT, http_port, strict=True)
+        self.retention_days = config.resolve(store_settings.RETENTION_DAYS, retention_days, strict=True)
+        # False for a replay of dead letters: what fails again is already there (counted, not stored).
+        self.store_dead_letters = dead_letters
         self.metrics = metrics or CollectorMetrics()
         self._stats = CollectorStats()
         self._stats_lock = threading.Lock()
@@ -155,7 +190,7 @@ class Collector:
 
     # -- the loop ---------------------------------------------------------------------------------
     def _new_batch(self) -> Batch:
-        return Batch(self.max_message_bytes)
+        return Batch(self.max_message_bytes, ts_window(self.retention_days))
 
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:
@@ -266,7 +301,7 @@ class Collector:
                 stored = True
             except Exception as exc:
                 self._insert_failed(batch, checkpoint, exc, _FIRST_RETRY_S)
-                stored = self._wait(_FIRST_RETRY_S, batch) and self._insert_with_retry(batch, checkpoint)
+                stored = self._wait(_FIRST_RETRY_S, batch) and self._insert_with_retry(batch, checkpoint, exc)
             if stored and self.source.generation != batch.generation:
                 stored = False  # inserted, but its partitions moved meanwhile: their owner replays
         finally:
@@ -289,15 +324,28 @@ class Collector:
         self.metrics.dropped_batches.inc()
         self._set(dropped_batches=self._stats.dropped_batches + 1)
 
-    def _insert_with_retry(self, batch: Batch, checkpoint: Checkpoint) -> bool:
-        """Retry a failed insert with exponential backoff until it succeeds or must be given up."""
+    def _insert_with_retry(self, batch: Batch, checkpoint: Checkpoint, first: Exception | None = None) -> bool:
+        """Retry a failed insert with exponential backoff until it succeeds or must be given up.
+
+        A store that is down is retried for ever (nothing is lost); a batch the store keeps
+        refusing while it answers is bisected after ``BISECT_AFTER`` refusals.
+        """
         delay = min(_FIRST_RETRY_S * 2, self.retry_max_s)
         stop_deadline: float | None = None
+        refusals = 0 if first is None or store_down(first) else 1
         while True:
             try:
                 self._insert(batch, checkpoint)
                 return True
             except Exception as exc:  # any store failure: retry; the batch stays in memory
+                refusals = 0 if store_down(exc) else refusals + 1
+                if refusals >= BISECT_AFTER and not batch.bisect and self._store_answers():
+                    log.warning("collector: the store refused the batch of %d messages (%s) %d times while "
+                                "answering queries (%s); inserting it by halves, rows refused alone go to "
+                                "dead_letters", len(batch), checkpoint.token, refusals, _short(exc))
+                    batch.bisect = True
+                    self._set(bisected_batches=self._stats.bisected_batches + 1)
+                    continue
                 self._insert_failed(batch, checkpoint, exc, delay)
             if self._stop.is_set():
                 stop_deadline = stop_deadline or time.monotonic() + self._stop_grace_s
@@ -336,25 +384,81 @@ class Collector:
                 return True
             self._stop.wait(min(1.0, remaining))
 
+    def _store_answers(self) -> bool:
+        try:
+            self.client.query("SELECT 1")
+            return True
+        except Exception as exc:
+            log.warning("collector: the store does not answer (%s); retrying the batch as it is", _short(exc))
+            return False
+
     def _insert(self, batch: Batch, checkpoint: Checkpoint) -> None:
         started = time.perf_counter()
         # The token names the source range; ClickHouse drops a block whose token it has seen, and
-        # tokens are per table, so one token serves all three inserts.
-        # Events far apart in time span many monthly partitions; the default cap of 100 per insert
-        # would fail such a batch on every retry.
-        settings = {"insert_deduplication_token": checkpoint.token, "max_partitions_per_insert_block": 0}
-        n_events, n_feedback, dead = batch.n_events, batch.n_feedback, batch.dead_letters
+        # tokens are per table, so one token serves all the inserts.
+        # Only rows inside the batch's ts window are stored (the rest are dead letters), so the rows
+        # span at most that window's months: a cap that bounds the partitions a batch can create
+        # and that a batch never exceeds.
+        settings = {"insert_deduplication_token": checkpoint.token,
+                    "max_partitions_per_insert_block": batch.partition_cap}
+        n_events, n_feedback, n_beats = batch.n_events, batch.n_feedback, batch.n_heartbeats
+        if batch.bisect:
+            batch.rejected, batch.rejected_by_table = [], {}  # an interrupted bisection starts again
+        insert = self._insert_bisecting if batch.bisect else self._insert_rows
         if n_events:
-            self._insert_json("events", EVENT_COLUMNS, batch.event_columns(), settings)
+            insert(batch, "events", _EVENT_INSERT, [*batch.event_columns(), batch.event_producers()], settings)
         if n_feedback:
-            self._insert_json("feedback", FEEDBACK_COLUMNS, batch.feedback_columns(), settings)
-        if dead:
-            self._insert_native("dead_letters", DEAD_LETTER_COLUMNS,
-                                 [[d.where for d in dead], [d.reason for d in dead], [d.raw for d in dead]], settings)
+            insert(batch, "feedback", _FEEDBACK_INSERT, [*batch.feedback_columns(), batch.feedback_producers()],
+                   settings)
+        if n_beats:
+            insert(batch, "producer_heartbeats", HEARTBEAT_COLUMNS, batch.heartbeat_columns(), settings)
+        dead = batch.dead_letters
+        if dead and self.store_dead_letters:
+            dead_settings = settings
+            if batch.rejected:  # not the dead letters an earlier attempt may have stored
+                dead_settings = {**settings, "insert_deduplication_token": f"{checkpoint.token}/bisected"}
+            self._insert_native("dead_letters", _DEAD_LETTER_INSERT,
+                                 [[d.where for d in dead], [d.reason for d in dead], [d.raw for d in dead],
+                                  [d.kind for d in dead]], dead_settings)
         elapsed = time.perf_counter() - started
         self._record(batch, elapsed)
-        log.info("collector: batch of %d inserted in %.0f ms (%d events, %d feedback, %d dead letters)",
-                 len(batch), elapsed * 1000, n_events, n_feedback, len(dead))
+        log.info("collector: batch of %d inserted in %.0f ms (%d events, %d feedback, %d heartbeats, "
+                 "%d dead letters)", len(batch), elapsed * 1000, n_events - _rejected(batch, "events"),
+                 n_feedback - _rejected(batch, "feedback"), n_beats - _rejected(batch, "producer_heartbeats"),
+                 len(dead))
+
+    def _insert_rows(self, batch: Batch, table: str, columns: list[str], data: list[list[Any]],
+                     settings: dict[str, Any]) -> None:
+        self._insert_json(table, columns, data, settings)
+
+    def _insert_bisecting(self, batch: Batch, table: str, columns: list[str], data: list[list[Any]],
+                          settings: dict[str, Any]) -> None:
+        """Insert ``data`` by halves; a row refused alone becomes a ``rejected`` dead letter.
+
+        A store that stops answering meanwhile raises out of here, and the whole batch is retried.
+        """
+        token = settings["insert_deduplication_token"]
+        raws = batch.raws(table)
+        sources = data[columns.index("source")]
+        pending = [(0, len(data[0]))]
+        while pending:
+            lo, hi = pending.pop()
+            part = data if (lo, hi) == (0, len(data[0])) else [column[lo:hi] for column in data]
+            try:
+                self._insert_json(table, columns, part, {**settings, "insert_deduplication_token": f"{token}/{table}/{lo}-{hi}"})
+                continue
+            except Exception as exc:
+                if store_down(exc):
+                    raise
+                if hi - lo == 1:
+                    batch.rejected.append(DeadLetter(sources[lo], REJECTED, f"{table}: the store rejected this row: "
+                                                     f"{_short(exc, 1000)}", bytes(raws[lo])))
+                    batch.rejected_by_table[table] = batch.rejected_by_table.get(table, 0) + 1
+                    log.warning("collector: the store rejected one %s row from %s; sent to dead_letters: %s",
+                                table, sources[lo], _short(exc))
+                    continue
+            middle = (lo + hi) // 2
+            pending += [(middle, hi), (lo, middle)]  # the first half first
 
     def _insert_json(self, table: str, columns: list[str], data: list[list[Any]],
                      settings: dict[str, Any]) -> None:
@@ -392,12 +496,19 @@ class Collector:
         m.batch_seconds.observe(elapsed)
         m.batches.inc()
         m.store_up.set(1)
-        n_events, n_feedback, dead_letters = batch.n_events, batch.n_feedback, batch.dead_letters
+        n_events = batch.n_events - _rejected(batch, "events")
+        n_feedback = batch.n_feedback - _rejected(batch, "feedback")
+        n_beats = batch.n_heartbeats - _rejected(batch, "producer_heartbeats")
+        dead_letters = batch.dead_letters
         m.rows.labels("events").inc(n_events)
         m.rows.labels("feedback").inc(n_feedback)
-        m.rows.labels("dead_letters").inc(len(dead_letters))
+        m.rows.labels("producer_heartbeats").inc(n_beats)
+        if self.store_dead_letters:
+            m.rows.labels("dead_letters").inc(len(dead_letters))
+        kinds: dict[str, int] = {}
         for dead in dead_letters:
             m.dead_letters.labels(dead.kind).inc()
+            kinds[dead.kind] = kinds.get(dead.kind, 0) + 1
             log.debug("collector: dead letter from %s: %s", dead.where, dead.reason)
         now = time.monotonic()
         if self._last_flush_at is not None and now > self._last_flush_at:
@@ -407,7 +518,11 @@ class Collector:
             s = self._stats
             s.events += n_events
             s.feedback += n_feedback
+            s.heartbeats += n_beats
             s.dead_letters += len(dead_letters)
+            s.rejected += len(batch.rejected)
+            for kind, count in kinds.items():
+                s.dead_letter_kinds[kind] = s.dead_letter_kinds.get(kind, 0) + count
             s.batches += 1
             s.last_batch_ms = elapsed * 1000
             s.store_up = True
@@ -497,6 +612,32 @@ class _InFlight:
     future: Future[None]
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException, limit: int = 300) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= 300 else text[:300] + "..."
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _rejected(batch: Batch, table: str) -> int:
+    return batch.rejected_by_table.get(table, 0)
+
+
+def store_down(exc: BaseException) -> bool:
+    """True when ``exc`` says the store cannot take writes now, whatever the rows (retry for ever);
+    False when the store answered and refused the data (a batch refused so is bisected).
+
+    A refusal is an error the server answered with (clickhouse-connect's ``DatabaseError``, not an
+    ``OperationalError``, which is a connection failure) whose ClickHouse code is not one of
+    :data:`TRANSIENT_CODES` (timeouts, memory, too many parts, read-only, unknown table or column,
+    access, Keeper, ...). Anything else, or an error without a code, counts as the store being down.
+    """
+    try:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+    except ImportError:  # pragma: no cover - the server extra is installed wherever the collector runs
+        return True
+    if not isinstance(exc, DatabaseError) or isinstance(exc, OperationalError):
+        return True
+    code = getattr(exc, "code", None)
+    if not isinstance(code, int):
+        found = _CODE.search(str(exc))
+        code = int(found.group(1)) if found else None
+    return code is None or code in TRANSIENT_CODES

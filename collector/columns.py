@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
-from llmsight.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
+from llmsight.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS, HEARTBEAT_COLUMNS
 
 _U32_MAX = 0xFFFFFFFF
 
@@ -92,4 +92,30 @@ def feedback_columns(events: Sequence[Any], sources: Sequence[str]) -> list[list
         list(sources),
     ]
     assert len(columns) == len(FEEDBACK_COLUMNS)
+    return columns
+
+
+def producer_column(events: Sequence[Any]) -> list[str]:
+    """The ``producer_id`` column that follows the :data:`EVENT_COLUMNS`/:data:`FEEDBACK_COLUMNS` ones."""
+    return _or_empty(events, "producer_id")
+
+
+def heartbeat_columns(events: Sequence[Any], sources: Sequence[str]) -> list[list[Any]]:
+    """The ``producer_heartbeats`` columns, in :data:`HEARTBEAT_COLUMNS` order (``rows.heartbeat_row`` sideways)."""
+    columns = [
+        _uuid_strings(events),
+        _values(events, "ts"),
+        _values(events, "producer_id"),
+        _values(events, "service"),
+        _or_empty(events, "environment"),
+        _or_empty(events, "host"),
+        [0 if v is None else max(0, min(int(v), _U32_MAX)) for v in map(attrgetter("pid"), events)],
+        _or_empty(events, "started_at"),
+        _values(events, "sent"),
+        _values(events, "dropped"),
+        _values(events, "spilled"),
+        _values(events, "failed"),
+        list(sources),
+    ]
+    assert len(columns) == len(HEARTBEAT_COLUMNS)
     return columns

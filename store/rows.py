@@ -79,3 +79,34 @@ def feedback_row(event: dict[str, Any], source: str) -> list[Any]:
         event.get("user_id") or "",
         source,
     ]
+
+
+# -- Added by migration 0006 (the loss audit and dead-letter kinds) -------------------------------
+# The collector inserts these beside the columns above: ``producer_id`` on events and feedback (the
+# SDK process that sent the row; '' when the event carried none), ``kind`` on dead letters (why, as
+# a short label: bad_json, bad_schema, unknown_schema_version, ts_out_of_range, rejected, ...).
+PRODUCER_ID_COLUMN = "producer_id"
+DEAD_LETTER_KIND_COLUMN = "kind"
+HEARTBEAT_COLUMNS = [
+    "event_id", "ts", "producer_id", "service", "environment", "host", "pid", "started_at",
+    "sent", "dropped", "spilled", "failed", "source",
+]
+
+
+def heartbeat_row(event: dict[str, Any], source: str) -> list[Any]:
+    """One ``producer_heartbeats`` row, in :data:`HEARTBEAT_COLUMNS` order, from a validated heartbeat."""
+    return [
+        uuid.UUID(event["event_id"]),
+        event["ts"],
+        event["producer_id"],
+        event["service"],
+        event.get("environment") or "",
+        event.get("host") or "",
+        _u32(event.get("pid")) or 0,
+        event.get("started_at") or "",
+        int(event["sent"]),
+        int(event["dropped"]),
+        int(event["spilled"]),
+        int(event["failed"]),
+        source,
+    ]

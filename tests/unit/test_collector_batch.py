@@ -8,7 +8,16 @@ import uuid
 
 import pytest
 
-from llmsight.collector.batch import BAD_JSON, BAD_SCHEMA, TOO_LARGE, TORN, UNCONVERTIBLE, Batch, Chunk
+from llmsight.collector.batch import (
+    BAD_JSON,
+    BAD_SCHEMA,
+    TOO_LARGE,
+    TORN,
+    UNCONVERTIBLE,
+    UNKNOWN_VERSION,
+    Batch,
+    Chunk,
+)
 from llmsight.collector.source import make_token, source_from_url
 from llmsight.errors import ConfigError
 from llmsight.store.rows import EVENT_COLUMNS, FEEDBACK_COLUMNS
@@ -47,7 +56,7 @@ def test_good_messages_become_rows_of_their_table() -> None:
     (b'{"type": "llm_call", ', BAD_JSON, "bad JSON: "),
     (b"\xff\xfe not utf-8", BAD_JSON, "bad JSON: "),
     (b"[1, 2]", BAD_SCHEMA, "event must be a JSON object, got list"),
-    (call(schema_version=99), BAD_SCHEMA, "unknown schema_version 99"),
+    (call(schema_version=99), UNKNOWN_VERSION, "unknown schema_version 99"),
     (call(service=None), BAD_SCHEMA, "llm_call: missing required field 'service'"),
     (call(latency_ms="fast"), BAD_SCHEMA, "llm_call: field 'latency_ms' must be int or float, got str"),
     (call(event_id="not-a-uuid"), BAD_SCHEMA, "llm_call: event_id must be a UUID"),

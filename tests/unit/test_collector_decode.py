@@ -18,7 +18,8 @@ from llmsight.schema import FEEDBACK_FIELDS, LLM_CALL_FIELDS, validate
 
 def test_the_structs_mirror_the_schema_field_tables() -> None:
     for struct, fields in ((LlmCall, LLM_CALL_FIELDS), (Feedback, FEEDBACK_FIELDS)):
-        assert set(struct.__struct_fields__) == set(fields) | {"schema_version"}
+        # plus the envelope's producer_id (the loss audit's attribution; validate() ignores it)
+        assert set(struct.__struct_fields__) == set(fields) | {"schema_version", "producer_id"}
         required = set(struct.__struct_fields__[: len(struct.__struct_fields__) - len(struct.__struct_defaults__)])
         assert required == {name for name, (_types, req) in fields.items() if req} | {"schema_version"}
     # How the schema's accepted types become msgspec types (each a bug the fast path could hide).
