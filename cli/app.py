@@ -57,6 +57,10 @@ def _build() -> typer.Typer:
     app.command(name="dashboard")(dashboard)
     from llmsight.cli.export import export  # the weekly quality-review export
     app.command(name="export")(export)
+    from llmsight.cli.audit import audit  # the loss audit
+    app.command(name="audit")(audit)
+    from llmsight.cli.deadletters import app as dead_letters_app  # dead-letters replay
+    app.add_typer(dead_letters_app, name="dead-letters")
     return app
 
 

@@ -14,6 +14,7 @@ import streamlit as st
 from llmsight import config
 from llmsight.dashboard import (
     alerts,
+    audit,
     auth,
     drift,
     export,
@@ -49,6 +50,7 @@ PAGES = {
         PageSpec("alerts", "Alerts", ":material/notifications:", alerts.render, False),
         PageSpec("traces", "Traces", ":material/search:", traces.render, False),
         PageSpec("export", "Export", ":material/download:", export.render, False),
+        PageSpec("audit", "Loss audit", ":material/fact_check:", audit.render, True),
     )
 }
 

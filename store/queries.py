@@ -488,3 +488,106 @@ def json_string(value: str) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+# -- The loss audit (producer heartbeats against stored rows) --------------------------------------
+
+AUDIT_COLUMNS = ["producer_id", "service", "host", "pid", "hour", "sent", "stored", "dead_letters", "missing",
+                 "dropped", "spilled", "failed"]
+_AUDIT_COUNTERS = ["sent", "dropped", "spilled", "failed"]
+
+
+def producer_audit(client: Any, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """Per producer (one SDK process) and hour in ``[start, end)``: what it sent against what is stored.
+
+    * ``sent``, ``dropped``, ``spilled``, ``failed``: the growth of the producer's cumulative heartbeat
+      counters over the hour (the last heartbeat of the hour minus the last one before it, or minus
+      zero, the producer's start);
+    * ``stored``: distinct ``event_id`` of events and feedback stamped with the producer's id, by the
+      hour of their ``ts``;
+    * ``dead_letters``: distinct events of the producer in ``dead_letters`` that are not stored (a
+      dead letter replayed into its table counts as stored), by the hour of their ``ts`` (by the hour
+      received when the ts is the reason);
+    * ``missing``: ``sent - stored - dead_letters``; zero when nothing was lost. An event counts in the
+      hour of its ``ts`` when stored and in the hour of the heartbeat after its sending when sent, so
+      single hours may differ by the events of a hour's last heartbeat interval; a producer's total
+      over a range that holds its whole life balances exactly (:func:`producer_audit_totals`).
+    """
+    first_hour = start.replace(minute=0, second=0, microsecond=0)
+    params = {"start": start, "end": end, "first_hour": first_hour}
+    beats = _df(client, """
+        SELECT producer_id, toStartOfHour(ts) AS hour, argMax(service, ts) AS service, argMax(host, ts) AS host,
+               argMax(pid, ts) AS pid, max(sent) AS sent, max(dropped) AS dropped, max(spilled) AS spilled,
+               max(failed) AS failed
+        FROM producer_heartbeats
+        WHERE ts < {end:DateTime64(3, 'UTC')} AND producer_id IN (
+            SELECT producer_id FROM producer_heartbeats
+            WHERE ts >= {first_hour:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')})
+        GROUP BY producer_id, hour ORDER BY producer_id, hour""", params)
+    stored = _df(client, """
+        SELECT producer_id, toStartOfHour(ts) AS hour, uniqExact(event_id) AS stored
+        FROM (SELECT producer_id, ts, event_id FROM events
+              WHERE producer_id != '' AND ts >= {first_hour:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}
+              UNION ALL
+              SELECT producer_id, ts, event_id FROM feedback
+              WHERE producer_id != '' AND ts >= {first_hour:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')})
+        GROUP BY producer_id, hour""", params)
+    # A dead letter counts in the hour of its event's ts, as a stored row would, unless that ts is the
+    # problem (out of range, unreadable): then in the hour it was received.
+    dead = _df(client, """
+        SELECT producer_id, hour, uniqExact(event_id) AS dead_letters FROM (
+            SELECT JSONExtractString(raw, 'producer_id') AS producer_id, JSONExtractString(raw, 'event_id') AS event_id,
+                   toStartOfHour(if(kind = 'ts_out_of_range', received_at, ifNull(
+                       parseDateTime64BestEffortOrNull(JSONExtractString(raw, 'ts'), 3, 'UTC'), received_at))) AS hour
+            FROM dead_letters
+            WHERE received_at >= {first_hour:DateTime64(3, 'UTC')}
+              AND JSONExtractString(raw, 'producer_id') != ''
+              AND JSONExtractString(raw, 'type') IN ('llm_call', 'feedback'))
+        WHERE hour >= {first_hour:DateTime64(3, 'UTC')} AND hour < {end:DateTime64(3, 'UTC')}
+          AND event_id NOT IN (
+              SELECT toString(event_id) FROM events WHERE producer_id != ''
+              UNION ALL SELECT toString(event_id) FROM feedback WHERE producer_id != '')
+        GROUP BY producer_id, hour""", params)
+    if not beats.empty:
+        beats = beats.sort_values(["producer_id", "hour"])
+        for counter in _AUDIT_COUNTERS:
+            cumulative = beats[counter].astype("int64")
+            beats[counter] = cumulative - cumulative.groupby(beats["producer_id"]).shift(1, fill_value=0)
+    frames = [frame.assign(hour=pd.to_datetime(frame["hour"], utc=True)) for frame in (beats, stored, dead)]
+    beats, stored, dead = frames
+    beats = beats[beats["hour"] >= pd.Timestamp(first_hour)]
+    merged = beats.merge(stored, on=["producer_id", "hour"], how="outer").merge(dead, on=["producer_id", "hour"],
+                                                                                  how="outer")
+    for column in ("sent", "stored", "dead_letters", "dropped", "spilled", "failed", "pid"):
+        if column not in merged:
+            merged[column] = 0
+        merged[column] = merged[column].fillna(0).astype("int64")
+    for column in ("service", "host"):
+        if column not in merged:
+            merged[column] = ""
+        merged[column] = merged.groupby("producer_id")[column].transform(
+            lambda values: values.dropna().iloc[-1] if values.notna().any() else "").fillna("")
+    merged["pid"] = merged.groupby("producer_id")["pid"].transform("max")
+    merged["missing"] = merged["sent"] - merged["stored"] - merged["dead_letters"]
+    return merged[AUDIT_COLUMNS].sort_values(["producer_id", "hour"]).reset_index(drop=True)
+
+
+def producer_audit_totals(audit: pd.DataFrame) -> pd.DataFrame:
+    """One row per producer: the sums of :func:`producer_audit`'s hours."""
+    if audit.empty:
+        return audit.drop(columns=["hour"])
+    sums = ["sent", "stored", "dead_letters", "missing", "dropped", "spilled", "failed"]
+    return (audit.groupby(["producer_id", "service", "host", "pid"], as_index=False)[sums].sum()
+            .sort_values("producer_id").reset_index(drop=True))
+
+
+def unattributed_rows(client: Any, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """Events and feedback in ``[start, end)`` stamped with no producer id (sent by an SDK that does not
+    stamp one), by service (feedback carries no service: '')."""
+    return _df(client, """
+        SELECT service, count() AS rows FROM (
+            SELECT service FROM events WHERE producer_id = ''
+                AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')}
+            UNION ALL SELECT '' AS service FROM feedback WHERE producer_id = ''
+                AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')})
+        GROUP BY service ORDER BY service""", {"start": start, "end": end})
