@@ -123,6 +123,7 @@ def test_defaults_render_the_three_services_the_hook_and_nothing_optional(defaul
         "Deployment/rel-llmsight-dashboard",
         "HorizontalPodAutoscaler/rel-llmsight-collector",
         "Job/rel-llmsight-migrations",
+        "PodDisruptionBudget/rel-llmsight-analyzers",
         "PodDisruptionBudget/rel-llmsight-collector",
         "Secret/rel-llmsight-dashboard",
         "Service/rel-llmsight-dashboard",
@@ -171,11 +172,17 @@ def test_collector_without_autoscaling_has_fixed_replicas(tmp_path: Path) -> Non
     assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
 
 
-def test_analyzers_run_once_with_recreate_and_health_on_9465(default_docs: list[dict[str, Any]]) -> None:
+def test_analyzer_replicas_share_the_work_through_kafka_with_health_on_9465(default_docs: list[dict[str, Any]]) -> None:
     deployment = find(default_docs, "Deployment", "rel-llmsight-analyzers")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}  # Kafka picks the coordinator
     spec = container(default_docs, "Deployment", "rel-llmsight-analyzers")
+    queue = effective_env(default_docs, spec)
+    assert queue["LLMSIGHT_ANALYSIS_QUEUE"] == "kafka://kafka:9092/llmsight.analysis"
+    assert (queue["LLMSIGHT_ANALYSIS_PARTITIONS"], queue["LLMSIGHT_ANALYSIS_UNIT_SEGMENTS"]) == ("24", "4")
+    pdb = find(default_docs, "PodDisruptionBudget", "rel-llmsight-analyzers")["spec"]
+    assert pdb["maxUnavailable"] == 1
+    assert pdb["selector"]["matchLabels"]["app.kubernetes.io/component"] == "analyzers"
     assert spec["args"] == ["analyzers"]
     assert _probe(spec, "livenessProbe") == ("/healthz", 9465)
     assert _probe(spec, "readinessProbe") == ("/readyz", 9465)
@@ -281,7 +288,10 @@ def test_production_secrets_come_from_secret_key_refs_and_reach_only_their_compo
     assert envs["dashboard"]["LLMSIGHT_DASHBOARD_PASSWORD"] == ("secret", "llmsight-dashboard", "password")
     secret_names = {"LLMSIGHT_KAFKA_SASL_PASSWORD", "LLMSIGHT_SLACK_WEBHOOK_URL", "LLMSIGHT_DASHBOARD_PASSWORD"}
     assert {k for k in envs["collector"] if k in secret_names} == {"LLMSIGHT_KAFKA_SASL_PASSWORD"}
-    assert {k for k in envs["analyzers"] if k in secret_names} == {"LLMSIGHT_SLACK_WEBHOOK_URL"}
+    # The analyzers share their work through Kafka, so they get its password too.
+    assert envs["analyzers"]["LLMSIGHT_KAFKA_SASL_PASSWORD"] == ("secret", "llmsight-kafka", "password")
+    assert {k for k in envs["analyzers"] if k in secret_names} == {"LLMSIGHT_SLACK_WEBHOOK_URL",
+                                                                   "LLMSIGHT_KAFKA_SASL_PASSWORD"}
     assert {k for k in envs["dashboard"] if k in secret_names} == {"LLMSIGHT_DASHBOARD_PASSWORD"}
     # A given password means no generated one.
     assert not [d for d in production_docs if d["kind"] == "Secret"]
@@ -439,7 +449,9 @@ SASL = {"securityProtocol": "SASL_SSL", "sasl": {"mechanism": "PLAIN", "username
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"analyzers": {"replicas": 2}}, "analyzers.replicas is 2: the analyzers run the scheduler and must have exactly 1"),
+    ({"analyzers": {"replicas": 2, "queue": {"enabled": False}}},
+     "analyzers.replicas is 2 but analyzers.queue.enabled is false"),
+    ({"analyzers": {"replicas": 30}}, "analyzers.replicas (30) is above analyzers.queue.partitions (24)"),
     ({"clickhouse": {"url": ""}}, "clickhouse.url is required"),
     ({"clickhouse": {"url": "chdb:///data/llmsight"}}, "chdb is the embedded store of one process"),
     ({"clickhouse": {"url": "tcp://ch:9000"}}, "expected http://host:8123 or https://host:8443"),
