@@ -304,7 +304,9 @@ def test_the_password_variable_comes_before_the_url_that_expands_it(production_d
         assert names.index("CLICKHOUSE_PASSWORD") < names.index("LLMSIGHT_CLICKHOUSE_URL")
 
 
-def test_secrets_given_as_values_are_plain_env_values_and_the_url_parses(tmp_path: Path) -> None:
+def test_secrets_given_as_values_are_read_from_the_chart_secret_and_the_url_parses(tmp_path: Path) -> None:
+    import base64
+
     from llmsight.store import parse_url
 
     docs = render({
@@ -313,14 +315,21 @@ def test_secrets_given_as_values_are_plain_env_values_and_the_url_parses(tmp_pat
         "dashboard": {"password": {"value": "let-me-in"}},
         "alerts": {"webhookUrl": {"value": "https://hooks.example.com/x"}, "webhookToken": {"value": "tok"}},
     }, tmp_path=tmp_path)
+    own = {k: base64.b64decode(v).decode() for k, v in find(docs, "Secret", "rel-llmsight-secrets")["data"].items()}
+
+    def value(env: dict[str, Any], name: str) -> str:
+        kind, secret, key = env[name]  # never a literal: ("secret", the chart's Secret, its key)
+        assert (kind, secret) == ("secret", "rel-llmsight-secrets")
+        return own[key]
+
     analyzers = effective_env(docs, container(docs, "Deployment", "rel-llmsight-analyzers"))
-    assert analyzers["CLICKHOUSE_PASSWORD"] == "p%40ss"
-    assert analyzers["LLMSIGHT_WEBHOOK_URL"] == "https://hooks.example.com/x"
-    assert analyzers["LLMSIGHT_WEBHOOK_TOKEN"] == "tok"
+    assert value(analyzers, "CLICKHOUSE_PASSWORD") == "p%40ss"
+    assert value(analyzers, "LLMSIGHT_WEBHOOK_URL") == "https://hooks.example.com/x"
+    assert value(analyzers, "LLMSIGHT_WEBHOOK_TOKEN") == "tok"
     dashboard = effective_env(docs, container(docs, "Deployment", "rel-llmsight-dashboard"))
-    assert dashboard["LLMSIGHT_DASHBOARD_PASSWORD"] == "let-me-in"
+    assert value(dashboard, "LLMSIGHT_DASHBOARD_PASSWORD") == "let-me-in"
     # What the store sees after Kubernetes expands the variable.
-    url = analyzers["LLMSIGHT_CLICKHOUSE_URL"].replace("$(CLICKHOUSE_PASSWORD)", analyzers["CLICKHOUSE_PASSWORD"])
+    url = analyzers["LLMSIGHT_CLICKHOUSE_URL"].replace("$(CLICKHOUSE_PASSWORD)", value(analyzers, "CLICKHOUSE_PASSWORD"))
     target = parse_url(url)
     assert (target.kind, target.database, target.display()) == ("http", "obs_prod", "http://writer@ch.db:8123/obs_prod")
 

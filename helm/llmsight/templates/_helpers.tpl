@@ -62,8 +62,11 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/*
 A secret given either as a plain value or as a secretKeyRef; renders nothing when neither is set.
-Call with (dict "name" "ENV_NAME" "key" "values.path" "value" .Values.x.password).
-validations.yaml rejects both at once; the fail here guards direct use.
+Call with (dict "name" "ENV_NAME" "key" "values.path" "value" .Values.x.password [ "secret" name ]).
+A plain value never becomes an env literal: it lives in a Secret the chart owns (secret.yaml, key
+ENV_NAME), and the variable reads it from there. That Secret is "secret", or the one
+"llmsight.stampSecrets" noted on the value (templates that call this without a root context).
+validations.yaml rejects value and secretKeyRef at once; the fail here guards direct use.
 */}}
 {{- define "llmsight.secretEnv" -}}
 {{- $ref := .value.secretKeyRef | default dict -}}
@@ -78,8 +81,50 @@ validations.yaml rejects both at once; the fail here guards direct use.
       key: {{ required (printf "%s.secretKeyRef.name is set but %s.secretKeyRef.key is empty: name the key in the Secret" .key .key) $ref.key | quote }}
 {{- else if .value.value }}
 - name: {{ .name }}
-  value: {{ .value.value | quote }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required (printf "%s: no chart Secret known for this value (pass \"secret\")" .key) (.secret | default .value.chartSecret) | quote }}
+      key: {{ .secretKey | default .name | quote }}
 {{- end }}
+{{- end }}
+
+{{/*
+The chart's own Secret, holding the secrets given as plain values (keys: the variable names).
+*/}}
+{{- define "llmsight.secretName" -}}
+{{- printf "%s-secrets" (include "llmsight.fullname" .) }}
+{{- end }}
+
+{{/*
+The plain secret values, as KEY: value (the data of the chart's Secret); empty when there are none.
+*/}}
+{{- define "llmsight.plainSecrets" -}}
+{{- $v := .Values -}}
+{{- $all := dict "CLICKHOUSE_PASSWORD" $v.clickhouse.password.value
+    "DASHBOARD_CLICKHOUSE_PASSWORD" $v.dashboard.clickhouse.password.value
+    "LLMSIGHT_KAFKA_SASL_PASSWORD" $v.kafka.sasl.password.value
+    "LLMSIGHT_DASHBOARD_PASSWORD" $v.dashboard.password.value
+    "LLMSIGHT_SLACK_WEBHOOK_URL" $v.alerts.slackWebhookUrl.value
+    "LLMSIGHT_WEBHOOK_URL" $v.alerts.webhookUrl.value
+    "LLMSIGHT_WEBHOOK_TOKEN" $v.alerts.webhookToken.value -}}
+{{- range $key, $value := $all }}
+{{- if $value }}
+{{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Notes the chart Secret's name on every secret value, for templates that render "llmsight.secretEnv"
+without the root context (the analyzers Deployment). Every component's env starts with
+"llmsight.clickhouseEnv", which calls this, so the note is there before those calls.
+*/}}
+{{- define "llmsight.stampSecrets" -}}
+{{- $name := include "llmsight.secretName" . -}}
+{{- range $secret := list .Values.clickhouse.password .Values.kafka.sasl.password .Values.dashboard.password
+    .Values.dashboard.clickhouse.password .Values.alerts.slackWebhookUrl .Values.alerts.webhookUrl .Values.alerts.webhookToken -}}
+{{- $_ := set $secret "chartSecret" $name -}}
+{{- end -}}
 {{- end }}
 
 {{/*
@@ -140,17 +185,46 @@ The alert rules from alerts.rules, for the analyzers (which evaluate them) and t
 The ClickHouse password (when there is one), then the store URL built from the url, user and
 database values. Kubernetes expands $(CLICKHOUSE_PASSWORD) from the variable defined just before,
 so the password stays in its Secret and never appears in the manifest.
+"llmsight.clickhouseEnv" (root context): the release's user, its password from the chart Secret.
+"llmsight.clickhouseEnvFor" (dict "root" $ "user" u "password" .Values...password "secret" name "secretKey" k):
+another user (the dashboard's) or another Secret (the migrations hook's).
 */}}
 {{- define "llmsight.clickhouseEnv" -}}
-{{- $pw := include "llmsight.secretEnv" (dict "name" "CLICKHOUSE_PASSWORD" "key" "clickhouse.password" "value" .Values.clickhouse.password) -}}
-{{- $url := urlParse .Values.clickhouse.url -}}
-{{- $auth := .Values.clickhouse.user -}}
+{{- include "llmsight.stampSecrets" . -}}
+{{- include "llmsight.clickhouseEnvFor" (dict "root" . "user" .Values.clickhouse.user "password" .Values.clickhouse.password
+    "secret" (include "llmsight.secretName" .) "secretKey" "CLICKHOUSE_PASSWORD") }}
+{{- end }}
+
+{{- define "llmsight.clickhouseEnvFor" -}}
+{{- $root := .root -}}
+{{- $pw := include "llmsight.secretEnv" (dict "name" "CLICKHOUSE_PASSWORD" "key" "clickhouse.password" "value" .password "secret" .secret "secretKey" .secretKey) -}}
+{{- $url := urlParse $root.Values.clickhouse.url -}}
+{{- $auth := .user -}}
 {{- if $pw }}
 {{- $pw }}
-{{- $auth = printf "%s:$(CLICKHOUSE_PASSWORD)" .Values.clickhouse.user -}}
+{{- $auth = printf "%s:$(CLICKHOUSE_PASSWORD)" .user -}}
 {{- end }}
 - name: LLMSIGHT_CLICKHOUSE_URL
-  value: {{ printf "%s://%s%s/%s" $url.scheme (ternary (printf "%s@" $auth) "" (ne $auth "")) $url.host .Values.clickhouse.database | quote }}
+  value: {{ printf "%s://%s%s/%s" $url.scheme (ternary (printf "%s@" $auth) "" (ne $auth "")) $url.host $root.Values.clickhouse.database | quote }}
+{{- end }}
+
+{{/*
+The ClickHouse port (from clickhouse.url, else 8123 for http and 8443 for https) and the Kafka ports
+(from kafka.bootstrapServers, else 9092), for the NetworkPolicies.
+*/}}
+{{- define "llmsight.clickhousePort" -}}
+{{- $url := urlParse .Values.clickhouse.url -}}
+{{- $parts := splitList ":" $url.host -}}
+{{- if gt (len $parts) 1 }}{{ last $parts }}{{ else }}{{ ternary "8443" "8123" (eq $url.scheme "https") }}{{ end }}
+{{- end }}
+
+{{- define "llmsight.kafkaPorts" -}}
+{{- $ports := list -}}
+{{- range splitList "," (.Values.kafka.bootstrapServers | nospace) -}}
+{{- $parts := splitList ":" . -}}
+{{- $ports = append $ports (ternary (last $parts) "9092" (gt (len $parts) 1)) -}}
+{{- end -}}
+{{- $ports | uniq | toJson }}
 {{- end }}
 
 {{/*
