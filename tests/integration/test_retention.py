@@ -84,3 +84,21 @@ def test_cli_migrate_follows_llmsight_retention_days(tmp_path: Any) -> None:
     changed = run(LLMSIGHT_RETENTION_DAYS="45")
     assert "retention 45 days (was 90)" in changed, changed
     assert "is up to date" in run(LLMSIGHT_RETENTION_DAYS="45")
+
+
+def test_migrate_on_an_up_to_date_store_writes_nothing_so_a_read_only_user_may_run_it(
+        store_client: Any, store_url: str, store_database: str) -> None:
+    """The dashboard calls migrate() at start-up; with a read-mostly ClickHouse user that must not fail."""
+    import clickhouse_connect
+
+    read_only = clickhouse_connect.get_client(dsn=store.parse_url(store_url).dsn, database=store_database,
+                                              settings={"readonly": 1})
+    assert store.migrate(read_only) == []
+    # A pending change needs a user that may alter tables: the read-only one is refused, nothing half-done.
+    try:
+        store.migrate(read_only, ttl_days=30)
+    except Exception as exc:
+        assert "readonly" in str(exc).lower()
+    else:
+        raise AssertionError("a read-only user changed the TTLs")
+    assert "toIntervalDay(90)" in _ttls(store_client)["events"]
