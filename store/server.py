@@ -200,31 +200,38 @@ _INLINE_FORMAT = re.compile(r"\bFORMAT[ \t\r\n]+([A-Za-z0-9_]+)", re.IGNORECASE)
 _SETTINGS_CLAUSE = re.compile(r"\bSETTINGS\b", re.IGNORECASE)
 
 
-def _split_inline_insert(body: bytes) -> tuple[str, bytes] | None:
-    """Split ``INSERT ... FORMAT fmt\\n<data>`` into the statement and its data; None if not that shape.
+def _split_inline_insert(head: bytes | bytearray, final: bool) -> tuple[str, str, int]:
+    """Where the data of ``INSERT ... FORMAT fmt\\n<data>`` starts in the first bytes of a body.
 
+    Returns ``("insert", statement, offset)``; ``("text", "", 0)`` when the body is a statement to run
+    as it is (a query, an ``INSERT ... VALUES (...)`` or ``INSERT ... SELECT``); ``("more", "", 0)``
+    when ``head`` is too short to tell and more of the body is coming (``final`` False).
     The data starts after the format name, one run of spaces and one line break: clickhouse-connect
     writes ``FORMAT Native\\n`` before binary blocks, whose first byte may itself be a tab or a newline.
     """
-    head = body[: 1 << 20].decode("latin-1")  # 1:1 with the bytes, so offsets carry over
-    blanked = _blank_quoted(head)
-    if _keyword(blanked) != "INSERT":
-        return None
+    text = bytes(head[: 1 << 20]).decode("latin-1")  # 1:1 with the bytes, so offsets carry over
+    blanked = _blank_quoted(text)
+    keyword = _keyword(blanked)
+    if keyword != "INSERT":
+        return ("more", "", 0) if not final and len(blanked.strip(" \t\r\n(;")) < 8 else ("text", "", 0)
     found = _INLINE_FORMAT.search(blanked)
-    if not found:
-        return None
+    if not found or (found.end() == len(text) and not final):
+        return ("more", "", 0) if not final and len(text) < (1 << 20) else ("text", "", 0)
     end = found.end()
-    while end < len(head) and head[end] == " ":
+    while end < len(text) and text[end] == " ":
         end += 1
-    if head.startswith("\r\n", end):
+    if not final and end >= len(text) - 1:
+        return "more", "", 0  # the line break may be in the next chunk
+    if text.startswith("\r\n", end):
         end += 2
-    elif head.startswith("\n", end):
+    elif text.startswith("\n", end):
         end += 1
     try:
-        statement = body[: found.end()].decode("utf-8")
+        statement = bytes(head[: found.end()]).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ClickHouseError(27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED", f"the INSERT statement is not UTF-8: {exc}") from None
-    return statement, body[end:]
+        raise ClickHouseError(27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+                              f"the INSERT statement is not UTF-8: {exc}") from None
+    return "insert", statement, end
 
 
 def _infile_insert(statement: str, path: str) -> str:
@@ -257,7 +264,7 @@ def _output_format(blanked: str, default: str) -> str:
 
 @dataclass
 class Result:
-    data: bytes
+    data: memoryview  # chdb's result buffer, answered without a copy
     summary: dict[str, str]
     fmt: str | None  # the output format, for statements that produce a result
 
@@ -546,12 +553,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drain_body()
                 raise ClickHouseError(0, "UNKNOWN", f"there is no handler for {url.path}; use / or /ping", status=404)
             self._authenticate(params)
-            body = self._read_body()
-            content_type = self.headers.get("Content-Type", "")
-            if content_type.startswith("multipart/form-data"):
-                params.update(_form_fields(body, content_type))
-                body = b""
-            result = self._run(params, body)
+            statement, data_path = self._receive(params)
+            try:
+                result = self._run(params, statement, data_path)
+            finally:
+                if data_path is not None:
+                    os.unlink(data_path)
             if result is None:
                 self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
@@ -579,22 +586,59 @@ class _Handler(BaseHTTPRequestHandler):
             log.debug("store server: %s %s -> %s in %.1f ms", self.command, urlsplit(self.path).path, status,
                       (time.perf_counter() - started) * 1000)
 
-    def _run(self, params: dict[str, str], body: bytes) -> Result | None:
+    def _receive(self, params: dict[str, str]) -> tuple[str, str | None]:
+        """Read the request body: the statement, and the file holding an INSERT's data (None without data).
+
+        An INSERT's data is streamed to a private temporary file as it arrives (decompressed), never
+        held whole in memory: chdb reads it from there (``FROM INFILE``), having no stdin to stream to.
+        """
+        try:
+            chunks = iter(_decompressor(self.headers.get("Content-Encoding", ""))(self._body_chunks()))
+            content_type = self.headers.get("Content-Type", "")
+            statement = params.get("query", "")
+            if content_type.startswith("multipart/form-data"):
+                params.update(_form_fields(b"".join(chunks), content_type))
+                return params.get("query", ""), None
+            if statement and _keyword(_blank_quoted(statement)) == "INSERT":
+                return statement, self._spool(b"", chunks)
+            head = bytearray()
+            undecided = not statement
+            for chunk in chunks:
+                head += chunk
+                if undecided:
+                    kind, inline, offset = _split_inline_insert(head, final=False)
+                    if kind == "insert":
+                        return inline, self._spool(bytes(head[offset:]), chunks)
+                    undecided = kind == "more"
+            if statement:
+                return (statement + "\n" + self._text(head) if head else statement), None
+            kind, inline, offset = _split_inline_insert(head, final=True)
+            if kind == "insert":
+                return inline, self._spool(bytes(head[offset:]), iter(()))
+            return self._text(head), None
+        except (ClickHouseError, OSError):
+            raise
+        except Exception as exc:  # a corrupt compressed body: lz4, zstd and zlib each raise their own
+            self.close_connection = True
+            raise ClickHouseError(
+                27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
+                f"cannot decode the request body ({self.headers.get('Content-Encoding') or 'identity'}): {exc}",
+                status=400) from None
+
+    def _spool(self, first: bytes, rest: Iterator[bytes]) -> str:
+        fd, path = tempfile.mkstemp(dir=self.server.tmpdir, suffix=".data")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(first)
+                for chunk in rest:
+                    handle.write(chunk)
+        except BaseException:
+            os.unlink(path)
+            raise
+        return path
+
+    def _run(self, params: dict[str, str], statement: str, data_path: str | None) -> Result | None:
         engine = self.server.engine
-        statement = params.get("query", "")
-        data: bytes | None = None
-        if statement:
-            if body:
-                if _keyword(_blank_quoted(statement)) == "INSERT":
-                    data = body
-                else:
-                    statement = statement + "\n" + self._text(body)
-        elif body:
-            split = _split_inline_insert(body)
-            if split is not None:
-                statement, data = split
-            else:
-                statement = self._text(body)
         if not statement.strip():
             if self.command == "GET":
                 return None  # GET / is ClickHouse's "Ok." too
@@ -620,26 +664,27 @@ class _Handler(BaseHTTPRequestHandler):
         if not _FORMAT_NAME.match(default_format):
             raise ClickHouseError(73, "UNKNOWN_FORMAT", f"unknown format {default_format!r}")
 
-        tmp_path = None
+        empty_file = None
+        if keyword == "INSERT" and (_TRAILING_FORMAT.search(blanked) or _TRAILING_VALUES.search(blanked)):
+            if data_path is None:  # no data: an empty file, never chdb's stdin
+                data_path = empty_file = self._spool(b"", iter(()))
+            statement = _infile_insert(statement, data_path)
+            blanked = _blank_quoted(statement)
+        elif data_path is not None and os.path.getsize(data_path):
+            raise ClickHouseError(62, "SYNTAX_ERROR", "data was sent with a statement that takes none "
+                                  "(an INSERT with data ends with FORMAT <format>)")
         try:
-            if keyword == "INSERT" and (data is not None or _TRAILING_FORMAT.search(blanked)):
-                # The data goes through a file: chdb has no stdin to stream it to.
-                fd, tmp_path = tempfile.mkstemp(dir=self.server.tmpdir, suffix=".data")
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data or b"")
-                statement = _infile_insert(statement, tmp_path)
-                blanked = _blank_quoted(statement)
             started = time.perf_counter()
             res = engine.execute(statement, default_format, database, settings, bind)
             elapsed_ns = int((time.perf_counter() - started) * 1e9)
         finally:
-            if tmp_path is not None:
-                os.unlink(tmp_path)
-        out = res.bytes() if res is not None else b""
+            if empty_file is not None:
+                os.unlink(empty_file)
+        out = _payload(res)
         summary = {
             "read_rows": str(_stat(res, "rows_read")), "read_bytes": str(_stat(res, "bytes_read")),
             "written_rows": str(_stat(res, "rows_written")), "written_bytes": str(_stat(res, "bytes_written")),
-            "total_rows_to_read": "0", "result_rows": "0", "result_bytes": str(len(out)),
+            "total_rows_to_read": "0", "result_rows": "0", "result_bytes": str(out.nbytes),
             "elapsed_ns": str(elapsed_ns),
         }
         fmt = _output_format(blanked, default_format) if keyword in _RESULT_KEYWORDS else None
@@ -660,9 +705,9 @@ class _Handler(BaseHTTPRequestHandler):
         return settings, bind
 
     @staticmethod
-    def _text(body: bytes) -> str:
+    def _text(body: bytes | bytearray) -> str:
         try:
-            return body.decode("utf-8")
+            return bytes(body).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ClickHouseError(62, "SYNTAX_ERROR", f"the query is not UTF-8: {exc}") from None
 
@@ -710,27 +755,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return _read_sized(self.rfile, length)
 
-    def _read_body(self) -> bytes:
-        decode = _decompressor(self.headers.get("Content-Encoding", ""))
-        try:
-            return b"".join(decode(self._body_chunks()))
-        except ClickHouseError:
-            raise
-        except Exception as exc:
-            self.close_connection = True
-            raise ClickHouseError(
-                27, "CANNOT_PARSE_INPUT_ASSERTION_FAILED",
-                f"cannot decode the request body ({self.headers.get('Content-Encoding')}): {exc}") from None
-
     def _drain_body(self) -> None:
         for _ in self._body_chunks():
             pass
 
-    def _reply(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+    def _reply(self, status: int, data: bytes | memoryview, headers: dict[str, str]) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(memoryview(data).nbytes))
         self.send_header("Keep-Alive", f"timeout={IDLE_TIMEOUT_S}")
         self.end_headers()
         if self.command != "HEAD":
@@ -747,6 +780,16 @@ class _Handler(BaseHTTPRequestHandler):
             })
         except OSError:
             self.close_connection = True
+
+
+def _payload(res: Any) -> memoryview:
+    if res is None:
+        return memoryview(b"")
+    try:
+        view = res.get_memview()
+        return view if isinstance(view, memoryview) else memoryview(view)
+    except Exception:  # an older chdb: copy
+        return memoryview(res.bytes())
 
 
 def _stat(res: Any, name: str) -> int:
