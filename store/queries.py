@@ -555,7 +555,8 @@ def producer_audit(client: Any, start: dt.datetime, end: dt.datetime) -> pd.Data
             beats[counter] = cumulative - cumulative.groupby(beats["producer_id"]).shift(1, fill_value=0)
     frames = [frame.assign(hour=pd.to_datetime(frame["hour"], utc=True)) for frame in (beats, stored, dead)]
     beats, stored, dead = frames
-    beats = beats[beats["hour"] >= pd.Timestamp(first_hour)]
+    first = pd.Timestamp(first_hour)
+    beats = beats[beats["hour"] >= (first.tz_localize("UTC") if first.tzinfo is None else first)]
     merged = beats.merge(stored, on=["producer_id", "hour"], how="outer").merge(dead, on=["producer_id", "hour"],
                                                                                   how="outer")
     for column in ("sent", "stored", "dead_letters", "dropped", "spilled", "failed", "pid"):
