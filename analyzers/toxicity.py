@@ -51,7 +51,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +347,16 @@ def _load(path: Path) -> Any:
         return _loaded[key]
 
 
+def _sentence_pieces(texts: list[str]) -> list[tuple[int, str]]:
+    """(owner, normalised sentence) for every sentence of each multi-sentence text."""
+    pieces: list[tuple[int, str]] = []
+    for i, text in enumerate(texts):
+        parts = split_sentences(normalize(text))
+        if len(parts) > 1:
+            pieces.extend((i, part) for part in parts)
+    return pieces
+
+
 class ToxicityScorer:
     """Texts in, probabilities of toxicity out.
 
@@ -399,11 +409,14 @@ class ToxicityScorer:
             return self.model.score(texts)
         return self.score_embeddings(self.embedder.encode([normalize(t) for t in texts]), texts)
 
-    def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str], *,
+                         sentence_vectors: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Like :meth:`score`, reusing the texts' MiniLM embeddings (rows in the order of ``texts``).
 
         With ``sentences`` on, a text of several sentences also gets the score of its most toxic
-        sentence, which needs those sentences embedded (through ``embedder``: pass an
+        sentence, which needs those sentences embedded: taken from ``sentence_vectors`` (keyed by
+        the sentences :meth:`sentences_to_embed` lists, so a caller can embed them in one batch with
+        everything else), else through ``embedder`` (pass an
         :class:`~llmsight.analyzers.embeddings.EmbeddingCache` so that repeated sentences are
         embedded once). A plugged-in model that does not read embeddings scores the texts themselves.
         """
@@ -417,22 +430,26 @@ class ToxicityScorer:
         whole = self.model.predict(np.asarray(embeddings), texts)
         if not self.sentences:
             return whole
-        return np.maximum(whole, self._worst_sentence(texts))
+        return np.maximum(whole, self._worst_sentence(texts, sentence_vectors))
 
-    def _worst_sentence(self, texts: list[str]) -> np.ndarray:
+    def sentences_to_embed(self, texts: Sequence[str]) -> list[str]:
+        """The distinct sentences :meth:`score_embeddings` needs embedded for ``texts`` (none when
+        the sentence pass is off or the model does not read embeddings)."""
+        if not self.sentences or not isinstance(self.model, Head):
+            return []
+        return list(dict.fromkeys(piece for _, piece in _sentence_pieces([str(t) for t in texts])))
+
+    def _worst_sentence(self, texts: list[str], vectors: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """The highest sentence score of each text (0 for a text of one sentence)."""
-        owners: list[int] = []
-        pieces: list[str] = []
-        for i, text in enumerate(texts):
-            parts = split_sentences(normalize(text))
-            if len(parts) > 1:
-                owners.extend([i] * len(parts))
-                pieces.extend(parts)
+        pieces = _sentence_pieces(texts)
         worst = np.zeros(len(texts))
         if pieces:
-            distinct = list(dict.fromkeys(pieces))
-            scores = dict(zip(distinct, self.model.predict(self.embedder.encode(distinct), distinct), strict=True))
-            np.maximum.at(worst, np.array(owners), np.array([scores[p] for p in pieces]))
+            distinct = list(dict.fromkeys(piece for _, piece in pieces))
+            embedded = (np.stack([vectors[p] for p in distinct]) if vectors is not None
+                        else self.embedder.encode(distinct))
+            scores = dict(zip(distinct, self.model.predict(embedded, distinct), strict=True))
+            np.maximum.at(worst, np.array([owner for owner, _ in pieces]),
+                          np.array([scores[p] for _, p in pieces]))
         return worst
 
     def is_toxic(self, probabilities: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,14 +33,16 @@ from llmsight.analyzers.windows import (
     FEATURE_KEYS,
     SEGMENT_KEYS,
     Calls,
+    Key,
     MetricRow,
     Period,
     Window,
-    count_calls,
-    feature_start,
-    read_calls,
-    read_feedback,
-    reference_means,
+    count_calls_many,
+    feature_starts,
+    key_of,
+    read_calls_many,
+    read_feedback_many,
+    reference_means_many,
     segments_in,
 )
 from llmsight.store import names
@@ -48,6 +50,10 @@ from llmsight.store import names
 log = logging.getLogger("llmsight.scheduler.service")
 
 _EXAMPLES = 3
+# The metrics whose reference-period mean is a row's baseline: operations and toxicity rates.
+_BASELINE_METRICS = [names.VOLUME, names.ERROR_RATE, names.LATENCY_P50, names.LATENCY_P95, names.LATENCY_P99,
+                     names.TTFT_P50, names.TOKENS_IN, names.TOKENS_OUT, names.COST, names.COST_PER_CALL,
+                     names.OUTPUT_CHARS, names.REFUSAL_RATE, names.TOXICITY_OUTPUT, names.TOXICITY_INPUT]
 
 
 @dataclass(frozen=True)
@@ -117,115 +123,203 @@ class WindowAnalyzer:
         self.toxicity.score_embeddings(vectors, ["warm up"])
 
     # -- one window ----------------------------------------------------------------------------
-    def analyze(self, window: Window) -> list[MetricRow]:
-        """Every metric row of ``window``; a failing segment or signal is logged and left out."""
+    def analyze(self, window: Window, segments: list[dict[str, str]] | None = None) -> list[MetricRow]:
+        """The metric rows of ``window`` for ``segments`` (None: every segment with calls in it).
+
+        A segment's rows never depend on which other segments are analysed in the same call (each
+        batched read returns per segment exactly what it would read alone), so a window's segments
+        can be split between workers. A failing segment or signal is logged and left out.
+        """
         started = time.perf_counter()
+        if segments is None:
+            segments = segments_in(self.client, window)
+        else:
+            segments = [dict(zip(SEGMENT_KEYS, key, strict=True))
+                        for key in sorted({key_of(s) for s in segments})]
         rows: list[MetricRow] = []
-        segments = segments_in(self.client, window)
-        for segment in segments:
+        try:
+            inputs = self._read(window, segments)
+        except Exception:
+            self.failures += 1
+            log.exception("scheduler: window %s: reading %d segments failed", window, len(segments))
+            return rows
+        vectors = self._embed(inputs)
+        for item in inputs:
             if self._stopping:
                 break
-            rows.extend(self._segment(window, segment))
+            rows.extend(self._segment(window, item, vectors))
         log.info("scheduler: window %s: %d segments, %d metric rows in %.0f ms", window, len(segments),
                  len(rows), (time.perf_counter() - started) * 1000)
         return rows
 
     def reference(self, window: Window, segment: dict[str, str]) -> tuple[Period, tuple[str, ...]]:
         """The reference period of a segment and whether it is the segment's own traffic or its feature's."""
+        period = self._periods(window, [segment])[key_of(segment)]
+        own = count_calls_many(self.client, period, [segment], SEGMENT_KEYS).get(key_of(segment), 0)
+        return period, (SEGMENT_KEYS if own >= self.settings.drift_min_n else FEATURE_KEYS)
+
+    def _periods(self, window: Window, segments: list[dict[str, str]]) -> dict[Key, Period]:
         cut = (window.start, window.end)
         if self.settings.reference == "baseline":
             if self.settings.baseline is not None:
-                period = Period(*self.settings.baseline, exclude=cut)
-            else:
-                first = feature_start(self.client, segment) or window.start
-                period = Period(first, first + timedelta(seconds=self.settings.reference_s), exclude=cut)
-        else:
-            period = Period(window.start - timedelta(seconds=self.settings.reference_s), window.start)
-        own = count_calls(self.client, period, segment, SEGMENT_KEYS)
-        return period, (SEGMENT_KEYS if own >= self.settings.drift_min_n else FEATURE_KEYS)
+                return {key_of(s): Period(*self.settings.baseline, exclude=cut) for s in segments}
+            starts = feature_starts(self.client, segments)
+            periods = {}
+            for segment in segments:
+                first = starts.get(key_of(segment, FEATURE_KEYS)) or window.start
+                periods[key_of(segment)] = Period(first, first + timedelta(seconds=self.settings.reference_s),
+                                                  exclude=cut)
+            return periods
+        trailing = Period(window.start - timedelta(seconds=self.settings.reference_s), window.start)
+        return {key_of(s): trailing for s in segments}
 
-    def _segment(self, window: Window, segment: dict[str, str]) -> list[MetricRow]:
+    def _read(self, window: Window, segments: list[dict[str, str]]) -> list[_Inputs]:
+        """Everything the segments' signals read, a few queries per window (not per segment)."""
+        settings = self.settings
+        now = Period(window.start, window.end)
+        current = read_calls_many(self.client, now, segments, SEGMENT_KEYS, settings.sample)
+        feedback = read_feedback_many(self.client, now, segments, SEGMENT_KEYS)
+        periods = self._periods(window, segments)
+        by_period: dict[Period, list[dict[str, str]]] = {}
+        for segment in segments:
+            by_period.setdefault(periods[key_of(segment)], []).append(segment)
+        inputs = {key_of(s): _Inputs(s, current.get(key_of(s)) or Calls(), periods[key_of(s)], SEGMENT_KEYS,
+                                     feedback.get(key_of(s), [])) for s in segments}
+        for period, members in by_period.items():
+            own = count_calls_many(self.client, period, members, SEGMENT_KEYS)
+            for segment in members:
+                if own.get(key_of(segment), 0) < settings.drift_min_n:
+                    inputs[key_of(segment)].keys = FEATURE_KEYS
+        groups: dict[tuple[Period, tuple[str, ...]], list[_Inputs]] = {}
+        for item in inputs.values():
+            groups.setdefault((item.period, item.keys), []).append(item)
+        for (period, keys), members in groups.items():
+            means = reference_means_many(self.client, _BASELINE_METRICS, period, [m.segment for m in members], keys)
+            drifting = [m.segment for m in members if len(m.calls.sample_inputs) >= settings.drift_min_n]
+            reference = read_calls_many(self.client, period, drifting, keys, settings.sample, numbers=False)
+            judged = [m.segment for m in members if m.feedback]
+            reference_feedback = read_feedback_many(self.client, period, judged, keys)
+            for item in members:
+                group = key_of(item.segment, keys)
+                item.baselines = means.get(group, {})
+                item.reference = reference.get(group) or Calls()
+                item.reference_feedback = reference_feedback.get(group, [])
+        return list(inputs.values())
+
+    def _embed(self, inputs: list[_Inputs]) -> dict[str, np.ndarray]:
+        """Every text the window's signals embed, in one call to the embedding cache: each distinct
+        text (prompts, outputs, their references, the toxicity pass's sentences) once."""
+        texts: dict[str, None] = {}
+        minimum = self.settings.drift_min_n
+        for item in inputs:
+            calls = item.calls
+            texts.update(dict.fromkeys(calls.sample_outputs))
+            texts.update(dict.fromkeys(calls.sample_inputs))
+            if len(calls.sample_inputs) >= minimum and len(item.reference.sample_inputs) >= minimum:
+                texts.update(dict.fromkeys(item.reference.sample_inputs))
+                texts.update(dict.fromkeys(item.reference.sample_outputs))
+        if self._scores_embeddings():
+            for item in inputs:
+                for sample in (item.calls.sample_outputs, item.calls.sample_inputs):
+                    texts.update(dict.fromkeys(self.toxicity.sentences_to_embed(sample)))
+        if not texts:
+            return {}
+        distinct = list(texts)
+        return dict(zip(distinct, self.embeddings.encode(distinct), strict=True))
+
+    def _scores_embeddings(self) -> bool:
+        return bool(getattr(self.toxicity, "uses_embeddings", False))
+
+    def _segment(self, window: Window, item: _Inputs, vectors: dict[str, np.ndarray]) -> list[MetricRow]:
         rows: list[MetricRow] = []
-        try:
-            period, keys = self.reference(window, segment)
-            current = read_calls(self.client, Period(window.start, window.end), segment, SEGMENT_KEYS,
-                                 self.settings.sample)
-        except Exception:
-            self.failures += 1
-            log.exception("scheduler: window %s segment %s: reading failed", window, "/".join(segment.values()))
-            return rows
-        scope = {"reference": {"from": period.start, "to": period.end,
-                               "scope": "segment" if keys == SEGMENT_KEYS else "feature"}}
-        steps = (("operations", lambda: self._operations(window, segment, current, period, keys)),
-                 ("toxicity", lambda: self._toxicity_rows(window, segment, current, period, keys)),
-                 ("acceptance", lambda: self._acceptance(window, segment, period, keys, scope)),
-                 ("drift", lambda: self._drift(window, segment, current, period, keys, scope)))
+        scope = {"reference": {"from": item.period.start, "to": item.period.end,
+                               "scope": "segment" if item.keys == SEGMENT_KEYS else "feature"}}
+        steps = (("operations", lambda: self._operations(window, item)),
+                 ("toxicity", lambda: self._toxicity_rows(window, item, vectors)),
+                 ("acceptance", lambda: self._acceptance(window, item, scope)),
+                 ("drift", lambda: self._drift(window, item, scope, vectors)))
         for name, compute in steps:
             try:
                 rows.extend(compute())
             except Exception:
                 self.failures += 1
-                log.exception("scheduler: window %s segment %s: %s failed", window, "/".join(segment.values()), name)
+                log.exception("scheduler: window %s segment %s: %s failed", window,
+                              "/".join(item.segment.values()), name)
         return rows
 
-    def _operations(self, window: Window, segment: dict[str, str], calls: Calls, period: Period,
-                    keys: tuple[str, ...]) -> list[MetricRow]:
+    def _operations(self, window: Window, item: _Inputs) -> list[MetricRow]:
         from llmsight.analyzers import operations
 
-        figures = operations.window_figures(calls)
-        baselines = reference_means(self.client, list(figures), period, segment, keys)
-        return [MetricRow(window, segment, metric, value, n, baseline=baselines.get(metric))
+        figures = operations.window_figures(item.calls)
+        return [MetricRow(window, item.segment, metric, value, n, baseline=item.baselines.get(metric))
                 for metric, (value, n) in figures.items()]
 
-    def _toxicity_rows(self, window: Window, segment: dict[str, str], calls: Calls, period: Period,
-                       keys: tuple[str, ...]) -> list[MetricRow]:
+    def _toxicity_rows(self, window: Window, item: _Inputs, vectors: dict[str, np.ndarray]) -> list[MetricRow]:
         rows = []
-        baselines = reference_means(self.client, [names.TOXICITY_OUTPUT, names.TOXICITY_INPUT], period, segment, keys)
+        calls = item.calls
         for metric, texts in ((names.TOXICITY_OUTPUT, calls.sample_outputs), (names.TOXICITY_INPUT, calls.sample_inputs)):
             if not texts:
                 continue
-            probabilities = np.asarray(self.toxicity.score_embeddings(self.embeddings.encode(texts), texts))
+            embedded = _stack(vectors, texts)
+            if self._scores_embeddings():
+                probabilities = np.asarray(self.toxicity.score_embeddings(embedded, texts, sentence_vectors=vectors))
+            else:
+                probabilities = np.asarray(self.toxicity.score_embeddings(embedded, texts))
             toxic = np.asarray(self.toxicity.is_toxic(probabilities))
             order = np.argsort(-probabilities, kind="stable")[:_EXAMPLES]
             examples = [{"trace_id": calls.sample_trace_ids[i], "text": texts[i][:500],
                          "score": round(float(probabilities[i]), 4)} for i in order if toxic[i]]
-            rows.append(MetricRow(window, segment, metric, float(toxic.mean()), len(texts), baseline=baselines.get(metric),
-                                  threshold=float(self.toxicity.threshold),
+            rows.append(MetricRow(window, item.segment, metric, float(toxic.mean()), len(texts),
+                                  baseline=item.baselines.get(metric), threshold=float(self.toxicity.threshold),
                                   details={"examples": examples, "toxic": int(toxic.sum())}))
         return rows
 
-    def _acceptance(self, window: Window, segment: dict[str, str], period: Period, keys: tuple[str, ...],
-                    scope: dict[str, Any]) -> list[MetricRow]:
+    def _acceptance(self, window: Window, item: _Inputs, scope: dict[str, Any]) -> list[MetricRow]:
         from llmsight.analyzers import acceptance
 
-        current = read_feedback(self.client, Period(window.start, window.end), segment, SEGMENT_KEYS)
-        if not current:
+        if not item.feedback:
             return []
-        reference = read_feedback(self.client, period, segment, keys)
-        now, before = acceptance.summarize(current), acceptance.summarize(reference)
-        return acceptance_rows(window, segment, now, acceptance.compare(before, now), current, scope)
+        now, before = acceptance.summarize(item.feedback), acceptance.summarize(item.reference_feedback)
+        return acceptance_rows(window, item.segment, now, acceptance.compare(before, now), item.feedback, scope)
 
-    def _drift(self, window: Window, segment: dict[str, str], calls: Calls, period: Period,
-               keys: tuple[str, ...], scope: dict[str, Any]) -> list[MetricRow]:
+    def _drift(self, window: Window, item: _Inputs, scope: dict[str, Any],
+               vectors: dict[str, np.ndarray]) -> list[MetricRow]:
         from llmsight.analyzers.drift import embedding_drift
 
         minimum = self.settings.drift_min_n
-        if len(calls.sample_inputs) < minimum:
-            return []
-        reference = read_calls(self.client, period, segment, keys, self.settings.sample)
-        if len(reference.sample_inputs) < minimum:
+        calls, reference = item.calls, item.reference
+        if len(calls.sample_inputs) < minimum or len(reference.sample_inputs) < minimum:
             return []
         rows = []
         for metric, cur_texts, ref_texts in ((names.DRIFT_INPUT, calls.sample_inputs, reference.sample_inputs),
                                              (names.DRIFT_OUTPUT, calls.sample_outputs, reference.sample_outputs)):
-            cur = self.embeddings.encode(cur_texts)
-            ref = self.embeddings.encode(ref_texts)
+            cur = _stack(vectors, cur_texts)
+            ref = _stack(vectors, ref_texts)
             result = embedding_drift(ref, cur)
             details = dict(scope)
             details.update(_drift_details(result, ref, cur, ref_texts, cur_texts, calls.sample_trace_ids))
-            rows.append(MetricRow(window, segment, metric, float(result.score), len(cur_texts),
+            rows.append(MetricRow(window, item.segment, metric, float(result.score), len(cur_texts),
                                   p_value=result.p_value, threshold=result.threshold, details=details))
         return rows
+
+
+@dataclass
+class _Inputs:
+    """What one segment's signals read for a window: its calls and feedback, its reference and baselines."""
+
+    segment: dict[str, str]
+    calls: Calls
+    period: Period
+    keys: tuple[str, ...]
+    feedback: list[tuple[str, int | None, float | None, bool]]
+    reference: Calls = field(default_factory=Calls)
+    reference_feedback: list[tuple[str, int | None, float | None, bool]] = field(default_factory=list)
+    baselines: dict[str, float] = field(default_factory=dict)
+
+
+def _stack(vectors: dict[str, np.ndarray], texts: list[str]) -> np.ndarray:
+    """The rows of ``texts`` (at least one) from the window's embedded texts."""
+    return np.stack([vectors[t] for t in texts])
 
 
 def acceptance_rows(window: Window, segment: dict[str, str], summary: Any, result: Any, current: list[tuple],

@@ -102,14 +102,6 @@ def _where_period(period: Period, prefix: str = "") -> tuple[str, dict[str, Any]
     return sql, params
 
 
-def _where_segment(segment: dict[str, str], keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-    parts, params = [], {}
-    for key in keys:
-        parts.append(f"{key} = {{s_{key}:String}}")
-        params[f"s_{key}"] = segment[key]
-    return " AND ".join(parts), params
-
-
 def segments_in(client: Any, window: Window) -> list[dict[str, str]]:
     """Every segment with at least one call in the window."""
     where, params = _where_period(Period(window.start, window.end))
@@ -119,60 +111,140 @@ def segments_in(client: Any, window: Window) -> list[dict[str, str]]:
     return [dict(zip(SEGMENT_KEYS, row, strict=True)) for row in rows]
 
 
-def count_calls(client: Any, period: Period, segment: dict[str, str], keys: tuple[str, ...]) -> int:
+Key = tuple[str, ...]  # a segment's (or a feature's) values, in the order of its keys
+
+
+def key_of(segment: dict[str, str], keys: tuple[str, ...] = SEGMENT_KEYS) -> Key:
+    """The values of ``keys`` in ``segment``: what the batched reads below key their results by."""
+    return tuple(segment[k] for k in keys)
+
+
+def _where_keys(segments: list[dict[str, str]], keys: tuple[str, ...], prefix: str = "") -> tuple[str, dict[str, Any]]:
+    """``(service, name, ...) IN [...]``: the rows of these segments (or, with FEATURE_KEYS, features)."""
+    wanted = sorted(set(key_of(s, keys) for s in segments))
+    columns = ", ".join(f"{prefix}{k}" for k in keys)
+    return (f"({columns}) IN {{w_keys:Array(Tuple({', '.join(['String'] * len(keys))}))}}",
+            {"w_keys": wanted})
+
+
+def count_calls_many(client: Any, period: Period, segments: list[dict[str, str]],
+                     keys: tuple[str, ...] = SEGMENT_KEYS) -> dict[Key, int]:
+    """Calls in ``period`` per segment (or feature) of ``segments``, in one query; absent ones have none."""
+    if not segments:
+        return {}
     where_p, params = _where_period(period)
-    where_s, params_s = _where_segment(segment, keys)
-    return int(client.query(f"SELECT count() FROM events FINAL WHERE {where_p} AND {where_s}",
-                            parameters={**params, **params_s}).result_rows[0][0])
+    where_k, params_k = _where_keys(segments, keys)
+    columns = ", ".join(keys)
+    rows = client.query(f"SELECT {columns}, count() FROM events FINAL WHERE {where_p} AND {where_k} "
+                        f"GROUP BY {columns}", parameters={**params, **params_k}).result_rows
+    return {tuple(row[:-1]): int(row[-1]) for row in rows}
+
+
+def count_calls(client: Any, period: Period, segment: dict[str, str], keys: tuple[str, ...]) -> int:
+    return count_calls_many(client, period, [segment], keys).get(key_of(segment, keys), 0)
+
+
+def read_calls_many(client: Any, period: Period, segments: list[dict[str, str]],
+                    keys: tuple[str, ...] = SEGMENT_KEYS, sample: int = 500, *,
+                    numbers: bool = True) -> dict[Key, Calls]:
+    """The calls of many segments (or, with ``keys=FEATURE_KEYS``, features) in ``period``, two queries
+    in all. Each group's rows are exactly what :func:`read_calls` reads for it alone: the same numbers
+    (in ``event_id`` order) and the same text sample (``LIMIT n BY`` the keys, in the sample's order).
+    ``numbers=False`` reads the text sample only. A group without calls is absent from the result."""
+    if not segments:
+        return {}
+    where_p, params = _where_period(period)
+    where_k, params_k = _where_keys(segments, keys)
+    params = {**params, **params_k}
+    columns = ", ".join(keys)
+    width = len(keys)
+    result: dict[Key, Calls] = {}
+    if numbers:
+        rows = client.query(
+            f"SELECT {columns}, latency_ms, ifNull(ttft_ms, nan), toFloat64(ifNull(tokens_in, 0)), "
+            "toFloat64(ifNull(tokens_out, 0)), ifNull(cost_usd, nan), error != '', lengthUTF8(output) "
+            f"FROM events FINAL WHERE {where_p} AND {where_k} ORDER BY {columns}, event_id",
+            parameters=params).result_rows
+        start = 0
+        while start < len(rows):
+            key = tuple(rows[start][:width])
+            end = start
+            while end < len(rows) and tuple(rows[end][:width]) == key:
+                end += 1
+            columns_ = list(zip(*(row[width:] for row in rows[start:end]), strict=True))
+            result[key] = Calls(
+                n=end - start, latency_ms=np.asarray(columns_[0], dtype=float),
+                ttft_ms=np.asarray(columns_[1], dtype=float), tokens_in=np.asarray(columns_[2], dtype=float),
+                tokens_out=np.asarray(columns_[3], dtype=float), cost_usd=np.asarray(columns_[4], dtype=float),
+                errors=np.asarray(columns_[5], dtype=bool), output_chars=np.asarray(columns_[6], dtype=float))
+            start = end
+    texts = client.query(
+        f"SELECT {columns}, trace_id, input, output FROM events FINAL WHERE {where_p} AND {where_k} "
+        f"AND error = '' ORDER BY cityHash64(event_id), event_id LIMIT {int(sample)} BY {columns}",
+        parameters=params).result_rows
+    for row in texts:
+        key = tuple(row[:width])
+        calls = result.get(key)
+        if calls is None:
+            calls = result[key] = Calls()
+        calls.sample_trace_ids.append(row[width])
+        calls.sample_inputs.append(row[width + 1])
+        calls.sample_outputs.append(row[width + 2])
+    return result
 
 
 def read_calls(client: Any, period: Period, segment: dict[str, str], keys: tuple[str, ...] = SEGMENT_KEYS,
                sample: int = 500) -> Calls:
     """The calls of a segment (or, with ``keys=FEATURE_KEYS``, of its feature) in ``period``."""
+    return read_calls_many(client, period, [segment], keys, sample).get(key_of(segment, keys)) or Calls()
+
+
+def read_feedback_many(client: Any, period: Period, segments: list[dict[str, str]],
+                       keys: tuple[str, ...] = SEGMENT_KEYS) -> dict[Key, list[tuple[str, int | None, float | None, bool]]]:
+    """The latest feedback per trace on the calls in ``period`` of each segment (or feature), in one
+    query: (trace_id, accepted, score, edited), ordered by trace id. A trace with calls in several
+    groups counts in each, as it does read one group at a time."""
+    if not segments:
+        return {}
     where_p, params = _where_period(period)
-    where_s, params_s = _where_segment(segment, keys)
-    params = {**params, **params_s}
-    numbers = client.query(
-        "SELECT latency_ms, ifNull(ttft_ms, nan), toFloat64(ifNull(tokens_in, 0)), "
-        "toFloat64(ifNull(tokens_out, 0)), ifNull(cost_usd, nan), error != '', lengthUTF8(output) "
-        f"FROM events FINAL WHERE {where_p} AND {where_s}", parameters=params).result_rows
-    calls = Calls(n=len(numbers))
-    if numbers:
-        columns = list(zip(*numbers, strict=True))
-        calls.latency_ms = np.asarray(columns[0], dtype=float)
-        calls.ttft_ms = np.asarray(columns[1], dtype=float)
-        calls.tokens_in = np.asarray(columns[2], dtype=float)
-        calls.tokens_out = np.asarray(columns[3], dtype=float)
-        calls.cost_usd = np.asarray(columns[4], dtype=float)
-        calls.errors = np.asarray(columns[5], dtype=bool)
-        calls.output_chars = np.asarray(columns[6], dtype=float)
-    texts = client.query(
-        f"SELECT trace_id, input, output FROM events FINAL WHERE {where_p} AND {where_s} AND error = '' "
-        f"ORDER BY cityHash64(event_id), event_id LIMIT {int(sample)}", parameters=params).result_rows
-    calls.sample_trace_ids = [r[0] for r in texts]
-    calls.sample_inputs = [r[1] for r in texts]
-    calls.sample_outputs = [r[2] for r in texts]
-    return calls
+    where_k, params_k = _where_keys(segments, keys)
+    columns = ", ".join(keys)
+    rows = client.query(
+        f"SELECT {', '.join('t.' + k for k in keys)}, f.trace_id, f.accepted, f.score, f.edited FROM ("
+        "SELECT trace_id, argMax(accepted, (ts, event_id)) AS accepted, argMax(score, (ts, event_id)) AS score, "
+        "argMax(edited_output != '', (ts, event_id)) AS edited FROM feedback "
+        f"WHERE trace_id IN (SELECT trace_id FROM events WHERE {where_p} AND {where_k}) GROUP BY trace_id) AS f "
+        f"INNER JOIN (SELECT DISTINCT trace_id, {columns} FROM events WHERE {where_p} AND {where_k}) AS t "
+        f"ON f.trace_id = t.trace_id ORDER BY {', '.join('t.' + k for k in keys)}, f.trace_id",
+        parameters={**params, **params_k}).result_rows
+    width = len(keys)
+    result: dict[Key, list[tuple[str, int | None, float | None, bool]]] = {}
+    for r in rows:
+        result.setdefault(tuple(r[:width]), []).append(
+            (r[width], None if r[width + 1] is None else int(r[width + 1]), r[width + 2], bool(r[width + 3])))
+    return result
 
 
 def read_feedback(client: Any, period: Period, segment: dict[str, str],
                   keys: tuple[str, ...] = SEGMENT_KEYS) -> list[tuple[str, int | None, float | None, bool]]:
     """The latest feedback per trace on the segment's calls in ``period``: (trace_id, accepted, score, edited)."""
-    where_p, params = _where_period(period)
-    where_s, params_s = _where_segment(segment, keys)
-    rows = client.query(
-        "SELECT trace_id, argMax(accepted, (ts, event_id)), argMax(score, (ts, event_id)), "
-        "argMax(edited_output != '', (ts, event_id)) FROM feedback "
-        f"WHERE trace_id IN (SELECT trace_id FROM events WHERE {where_p} AND {where_s}) "
-        "GROUP BY trace_id ORDER BY trace_id", parameters={**params, **params_s}).result_rows
-    return [(r[0], None if r[1] is None else int(r[1]), r[2], bool(r[3])) for r in rows]
+    return read_feedback_many(client, period, [segment], keys).get(key_of(segment, keys), [])
+
+
+def feature_starts(client: Any, segments: list[dict[str, str]]) -> dict[Key, datetime]:
+    """When each feature's first call happened (the start of an automatic baseline), in one query."""
+    if not segments:
+        return {}
+    where_k, params = _where_keys(segments, FEATURE_KEYS)
+    columns = ", ".join(FEATURE_KEYS)
+    rows = client.query(f"SELECT {columns}, min(ts) FROM events WHERE {where_k} GROUP BY {columns}",
+                        parameters=params).result_rows
+    return {tuple(row[:-1]): utc(row[-1]) for row in rows}
 
 
 def feature_start(client: Any, segment: dict[str, str]) -> datetime | None:
     """When the feature's first call happened (the start of an automatic baseline)."""
-    where_s, params = _where_segment(segment, FEATURE_KEYS)
-    row = client.query(f"SELECT min(ts), count() FROM events WHERE {where_s}", parameters=params).result_rows[0]
-    return utc(row[0]) if row[1] else None
+    return feature_starts(client, [segment]).get(key_of(segment, FEATURE_KEYS))
 
 
 @dataclass(frozen=True)
@@ -227,22 +299,33 @@ def read_metrics(client: Any, window: Window) -> list[dict[str, Any]]:
     return [dict(zip(METRIC_COLUMNS, r, strict=True)) for r in rows]
 
 
-def reference_means(client: Any, metrics: list[str], period: Period, segment: dict[str, str],
-                    keys: tuple[str, ...]) -> dict[str, float]:
-    """The mean of each metric over the base windows of a reference period: the baseline of figures
-    that need no raw data (latency percentiles, cost, toxicity rates). Metrics without rows are left out."""
-    if not metrics:
+def reference_means_many(client: Any, metrics: list[str], period: Period, segments: list[dict[str, str]],
+                         keys: tuple[str, ...]) -> dict[Key, dict[str, float]]:
+    """The mean of each metric over the base windows of a reference period, per segment (or feature),
+    in one query: the baseline of figures that need no raw data (latency percentiles, cost, toxicity
+    rates). Metrics without rows are left out."""
+    if not metrics or not segments:
         return {}
-    where_s, params = _where_segment(segment, keys)
-    sql = ("SELECT metric, avg(value) FROM metrics FINAL WHERE granularity = {g:String} "
+    where_k, params = _where_keys(segments, keys)
+    columns = ", ".join(keys)
+    sql = (f"SELECT {columns}, metric, avg(value) FROM metrics FINAL WHERE granularity = {{g:String}} "
            "AND metric IN {m:Array(String)} "
-           f"AND window_start >= {{a:DateTime('UTC')}} AND window_end <= {{b:DateTime('UTC')}} AND {where_s}")
-    params.update(g=BASE_GRANULARITY, m=list(metrics), a=period.start, b=period.end)
+           f"AND window_start >= {{a:DateTime('UTC')}} AND window_end <= {{b:DateTime('UTC')}} AND {where_k}")
+    params.update(g=BASE_GRANULARITY, m=sorted(set(metrics)), a=period.start, b=period.end)
     if period.exclude is not None:
         sql += " AND window_start != {x:DateTime('UTC')}"
         params["x"] = period.exclude[0]
-    rows = client.query(sql + " GROUP BY metric", parameters=params).result_rows
-    return {metric: float(value) for metric, value in rows}
+    rows = client.query(sql + f" GROUP BY {columns}, metric", parameters=params).result_rows
+    result: dict[Key, dict[str, float]] = {}
+    for row in rows:
+        result.setdefault(tuple(row[:-2]), {})[row[-2]] = float(row[-1])
+    return result
+
+
+def reference_means(client: Any, metrics: list[str], period: Period, segment: dict[str, str],
+                    keys: tuple[str, ...]) -> dict[str, float]:
+    """:func:`reference_means_many` for one segment (or feature)."""
+    return reference_means_many(client, metrics, period, [segment], keys).get(key_of(segment, keys), {})
 
 
 def last_window_start(client: Any, granularity: str = BASE_GRANULARITY) -> datetime | None:
