@@ -1,0 +1,34 @@
+"""``llmsight bench analyzers`` end to end on a small workload: the JSON it prints, and that the cold
+and the warm run both analysed every call of every segment (figures are reported, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_analyzers_json():
+    out = subprocess.run([sys.executable, "-m", "llmsight.cli.app", "bench", "analyzers", "--segments", "3",
+                          "--calls", "20", "--json"], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"segments", "calls_per_segment", "backend", "cores", "cold", "warm"} <= set(figures)
+    assert (figures["segments"], figures["calls_per_segment"]) == (3, 20)
+    for run in ("cold", "warm"):
+        result = figures[run]
+        assert {"seconds", "calls", "texts", "calls_per_s", "texts_per_s", "texts_embedded", "model_calls",
+                "metric_rows", "failures"} <= set(result)
+        assert result["calls"] == result["calls_analysed"] == 60
+        assert result["segments"] == result["segments_analysed"] == 3
+        assert result["texts"] == 120
+        assert result["failures"] == 0
+        assert result["seconds"] > 0 and result["calls_per_s"] > 0
+    assert figures["cold"]["texts_embedded"] >= 120 and figures["cold"]["model_calls"] >= 1
+    assert figures["warm"]["texts_embedded"] == 0 and figures["warm"]["model_calls"] == 0
+    assert figures["warm"]["metric_rows"] == figures["cold"]["metric_rows"]
