@@ -111,19 +111,42 @@ def export_int8(model_path: Path, target: Path) -> Path:
     return int8
 
 
-class OnnxInt8Encoder:
-    """Duck-types the two methods of ``SentenceTransformer`` that :class:`Embedder` uses."""
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
-    def __init__(self, session: Any, tokenizer: Any, pooling: str, max_length: int, dimension: int) -> None:
+
+class OnnxInt8Encoder:
+    """Duck-types the two methods of ``SentenceTransformer`` that :class:`Embedder` uses.
+
+    Each text runs through the model on its own, ``threads`` texts at a time (one onnxruntime
+    thread each, no spinning):
+
+    * a text's vector depends on the text only. Dynamic int8 quantisation scales the activations by
+      the range of the whole input tensor, so in a padded batch a text's vector moved with its
+      neighbours (cosine down to 0.98 against the same text alone, measured on banking77); one text
+      per run makes a window's rows independent of which other segments were embedded with it;
+    * there is no padding to compute, and no intra-op synchronisation (spinning threads cost the
+      most on a busy or CPU-limited host). Measured beside 64-text batches on the 2-core host:
+      1.2-2.5x the texts per second.
+    """
+
+    def __init__(self, session: Any, tokenizer: Any, pooling: str, max_length: int, dimension: int,
+                 threads: int = 1) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_length = max_length
         self.dimension = dimension
+        self.threads = max(1, threads)
         self.input_names = {i.name for i in session.get_inputs()}
+        self._pool: Any = None
 
     @classmethod
-    def load(cls, model_path: Path) -> OnnxInt8Encoder:
+    def load(cls, model_path: Path, threads: int | None = None) -> OnnxInt8Encoder:
         import onnxruntime
         from transformers import AutoConfig, AutoTokenizer
 
@@ -134,31 +157,47 @@ class OnnxInt8Encoder:
                 export_int8(model_path, target)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = 1  # parallel across texts instead (see the class docstring)
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
         tokenizer = AutoTokenizer.from_pretrained(str(model_path), local_files_only=True)
         hidden = int(AutoConfig.from_pretrained(str(model_path), local_files_only=True).hidden_size)
-        return cls(session, tokenizer, _pooling_mode(model_path), _max_length(model_path), hidden)
+        return cls(session, tokenizer, _pooling_mode(model_path), _max_length(model_path), hidden,
+                   threads or usable_cores())
 
     def get_sentence_embedding_dimension(self) -> int:
         return self.dimension
 
     def encode(self, texts: Sequence[str], batch_size: int = 64, **_: Any) -> np.ndarray:
-        # Like sentence-transformers: batch texts of similar length together so padding is short.
-        order = np.argsort([-len(text) for text in texts], kind="stable")
+        """Unit vectors of ``texts``; ``batch_size`` is accepted for compatibility (each text runs alone)."""
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            batch = order[start:start + batch_size]
-            tokens = self.tokenizer([texts[i] for i in batch], padding=True, truncation=True,
-                                    max_length=self.max_length, return_tensors="np")
-            feed = {name: tokens[name].astype(np.int64) for name in self.input_names if name in tokens}
-            if "token_type_ids" in self.input_names and "token_type_ids" not in feed:
-                feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
-            hidden = self.session.run(None, feed)[0]
-            if self.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                mask = tokens["attention_mask"][..., None].astype(np.float32)
-                pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-            out[batch] = pooled
+        if not len(texts):
+            return out
+        # One tokenizer call for all texts, in this thread (a fast tokenizer is not safe across threads).
+        tokens = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        ids = tokens["input_ids"]
+        has_types = "token_type_ids" in self.input_names
+
+        def run(index: int) -> None:
+            row = np.asarray(ids[index], dtype=np.int64)[None, :]
+            feed = {"input_ids": row, "attention_mask": np.ones_like(row)}
+            if has_types:
+                feed["token_type_ids"] = np.zeros_like(row)
+            hidden = self.session.run(None, feed)[0][0]
+            out[index] = hidden[0] if self.pooling == "cls" else hidden.mean(axis=0)
+
+        # Longest first, so the last texts to finish are short ones and the threads end together.
+        order = np.argsort([-len(row) for row in ids], kind="stable").tolist()
+        if self.threads == 1 or len(texts) == 1:
+            for index in order:
+                run(index)
+        else:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="llmsight-onnx")
+            for _ in self._pool.map(run, order, chunksize=16):
+                pass
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
