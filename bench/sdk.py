@@ -82,6 +82,119 @@ def _time_calls_attributed(fn: Callable[[], Any], n: int, into: list[int], slow:
             time.sleep(0.001)
 
 
+def hostile_texts(cap: int, seed: int = 7) -> dict[str, str]:
+    """Texts of ``cap`` characters that make careless patterns backtrack, by name."""
+    import random
+
+    def fill(unit: str) -> str:
+        return (unit * (cap // max(1, len(unit)) + 1))[:cap]
+
+    shapes = {
+        "parentheses": fill("("),
+        "plus_parentheses": fill("+("),
+        "digits_then_parens": "1" + fill("(")[1:],
+        "digit_groups": fill("1234567,"),
+        "digits_dash_space": fill("1 -"),
+        "local_part": fill("a")[:-1] + "@",
+        "local_part_dots": fill("a.b_c")[:-1] + "@",
+        "at_signs": fill("a@"),
+        "domain_labels": "a@" + fill("b.")[2:],
+        "jwt_prefix": fill("eyJ"),
+        "iban_starts": fill("de12 abcd "),
+        "ipv4ish": fill("1.2.3.4 "),
+        "ipv6ish": fill("a::1 "),
+        "ssn_like": fill("123-45-6789 "),
+        "colons": fill(":"),
+        "basic_words": fill("basic dXNlcjpwYXNz "),
+        "secret_words": fill("secret="),
+        "url_userinfo": fill("://a:b"),
+        "pem_begin": fill("-----BEGIN "),
+        "mixed_scripts": fill("é1 (@ж٣+٤ 日本 "),
+    }
+    rng = random.Random(seed)
+    pieces = ["(", ")", "+", "1", "9", " ", "-", ".", "@", "a", "Z", "_", ":", "é", "٣", "ж", "eyJ", "sk-", "AKIA"]
+    for i in range(6):
+        unit = "".join(rng.choice(pieces) for _ in range(rng.randint(2, 12)))
+        shapes[f"random_{i}"] = fill(unit)
+    return shapes
+
+
+def hostile_section(cap: int, calls_per_text: int = 2) -> dict[str, Any]:
+    """The slowest one-field redaction over :func:`hostile_texts`, and the host heartbeat's worst delay."""
+    import threading
+
+    import llmsight
+    from llmsight.redact import redact
+
+    texts = hostile_texts(cap)
+    per_text: dict[str, float] = {}
+    for name, text in texts.items():
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            redact(text)
+            runs.append(time.perf_counter() - start)
+        per_text[name] = round(statistics.median(runs) * 1000.0, 3)
+    worst_name = max(per_text, key=lambda k: per_text[k])
+
+    def heartbeat_worst(body: Callable[[], None]) -> float:
+        """Worst lateness (ms) of a thread sleeping 1 ms at a time while ``body`` runs in this thread."""
+        stop = threading.Event()
+        late: list[float] = []
+
+        def beat() -> None:
+            clock = time.perf_counter
+            while not stop.is_set():
+                start = clock()
+                time.sleep(0.001)
+                late.append(clock() - start - 0.001)
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            body()
+        finally:
+            stop.set()
+            thread.join()
+        return round(max(late, default=0.0) * 1000.0, 3)
+
+    @llmsight.monitor(name="hostile")
+    def echo(text: str) -> str:
+        return text
+
+    def quiet() -> None:
+        for _ in range(len(texts) * calls_per_text):
+            echo("short text")
+            time.sleep(0.002)
+        llmsight.flush(120)
+
+    def loud() -> None:
+        for text in texts.values():
+            for _ in range(calls_per_text):
+                echo(text)
+                time.sleep(0.002)
+        llmsight.flush(600)
+
+    with tempfile.TemporaryDirectory(prefix="llmsight-bench-hostile-") as tmp:
+        llmsight.init(sink=f"file://{tmp}/spool", service="bench", max_text_chars=cap)
+        baseline = heartbeat_worst(quiet)
+        hostile = heartbeat_worst(loud)
+        llmsight.shutdown(10)
+    return {
+        "text_chars": cap,
+        "texts": len(texts),
+        "worst_field_ms": per_text[worst_name],
+        "worst_field_text": worst_name,
+        "field_ms": per_text,
+        "heartbeat_worst_late_ms": hostile,
+        "heartbeat_baseline_late_ms": baseline,
+        "targets": {
+            "field_le_5ms": per_text[worst_name] <= 5.0,
+            "heartbeat_late_le_5ms": hostile <= 5.0,
+        },
+    }
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -92,6 +205,9 @@ def main(
     calls: int = typer.Option(50_000, help="Timed calls per variant."),
     rounds: int = typer.Option(10, help="Alternating rounds the calls are split into."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as one JSON line last."),
+    hostile: bool = typer.Option(True, "--hostile/--no-hostile", help="Measure redaction of hostile text."),
+    overhead: bool = typer.Option(True, "--overhead/--no-overhead", help="Measure the per-call overhead."),
+    text_chars: int = typer.Option(32_768, help="Length of each hostile text (the default text cap)."),
 ) -> None:
     """SDK overhead per call against an OpenTelemetry span; worst call with the Kafka broker down."""
     from opentelemetry.sdk.trace import TracerProvider
@@ -99,6 +215,13 @@ def main(
 
     import llmsight
     from llmsight.bench.report import emit
+
+    if not overhead:
+        figures: dict[str, Any] = {"load_average_1m": round(os.getloadavg()[0], 2)}
+        if hostile:
+            figures["hostile_text"] = hostile_section(text_chars)
+        emit("llmsight bench sdk: hostile text", figures, json_out)
+        return
 
     class DiscardExporter(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -179,4 +302,6 @@ def main(
         },
         "events": {"spool": spool_counts, "broker_down": down_counts},
     }
+    if hostile:
+        figures["hostile_text"] = hostile_section(text_chars)
     emit("llmsight bench sdk: per-call cost", figures, json_out)

@@ -1,11 +1,27 @@
 """Default redaction: personal data and secrets are replaced before an event leaves the process.
 
-Covered: e-mail addresses, bearer tokens and API keys, IBANs (mod-97 checked), card numbers
-(Luhn checked), IPv4 and IPv6 addresses, and phone numbers. Each match becomes a label such
-as ``[EMAIL]`` so that analysts still see that something was there.
+Covered, each replaced by a label such as ``[EMAIL]`` so that analysts still see that something
+was there:
 
-The order matters: secrets and structured numbers (IBAN, card, IP) are replaced before the
+* secrets: PEM private keys, passwords in URLs (``scheme://user:pass@host``), bearer tokens and
+  ``Basic`` authorization headers, API keys (OpenAI, Anthropic, AWS access key ids ``AKIA``/``ASIA``,
+  GitHub ``ghp_``/``github_pat_``, Slack tokens, Stripe ``sk_live_``/``rk_live_``, Google, JWTs),
+  Slack webhook URLs, AWS secret access keys (next to "aws"), and values assigned to names such as
+  ``api_key``, ``password`` or ``*_secret_*``;
+* personal data: e-mail addresses, US social security numbers, IBANs (any case, spaced or not,
+  mod-97 checked), card numbers (Luhn checked), IPv4 and IPv6 addresses, and phone numbers.
+
+The order matters: secrets and structured numbers (SSN, IBAN, card, IP) are replaced before the
 loose phone pattern, so a card number is labelled ``[CARD]`` and not ``[PHONE]``.
+
+**Cost.** Every pattern is linear in the length of the text: an unbounded run is either the last
+thing a pattern matches (so it never has to give characters back) or starts where a run of its
+characters starts (a look-behind), so no character is scanned again from a later start; all other
+repetitions are bounded. Candidates that need a check in Python (Luhn, mod 97, an address parse)
+share a budget per text (:data:`CHECK_BUDGET`); past it, the rest of the text is masked by the
+same patterns without the checks, which can over-redact a pathological text but never leaks and
+never takes longer. ``redact(text, pace)`` calls ``pace()`` between steps, so the SDK's worker can
+give the GIL back to the host while it redacts.
 
 ``init(redact=callable)`` replaces all of this with the user's function (``str -> str``);
 ``init(redact=False)`` turns it off.
@@ -13,43 +29,86 @@ loose phone pattern, so a card number is labelled ``[CARD]`` and not ``[PHONE]``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable
 
 Redactor = Callable[[str], str]
 
+# Python-checked candidates per text; past it, matches are masked without the check.
+CHECK_BUDGET = 512
+
+_PEM = re.compile(
+    r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)", re.S
+)
+_URL_PASSWORD = re.compile(r"(://[^\s/?#@:]{0,256}):[^\s/?#@]{1,256}@")
+_SLACK_WEBHOOK = re.compile(r"(hooks\.slack\.com/)(?:services|workflows|triggers)/[A-Za-z0-9_/\-]+")
 _BEARER = re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9\-._~+/]{8,}=*")
+_BASIC = re.compile(r"(?i)\b(basic)\s{1,8}([A-Za-z0-9+/]{8,}={0,2})")
 _API_KEYS = re.compile(
     r"\b(?:"
     r"sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}"  # OpenAI, Anthropic
-    r"|AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id (long-term, temporary)
     r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub
-    r"|xox[abposr]-[A-Za-z0-9\-]{10,}"  # Slack
+    r"|github_pat_[A-Za-z0-9_]{22,}"  # GitHub fine-grained
+    r"|xox[abposre]-[A-Za-z0-9\-]{10,}"  # Slack
+    r"|xapp-[A-Za-z0-9\-]{10,}"  # Slack app-level
+    r"|[sr]k_(?:live|test)_[A-Za-z0-9]{10,}"  # Stripe secret and restricted keys
     r"|AIza[0-9A-Za-z\-_]{35}"  # Google
-    r"|eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"  # JWT
     r")"
+    # A JWT starts where a run of its characters starts, so "eyJeyJeyJ..." is scanned once.
+    r"|e(?<![A-Za-z0-9_\-]e)yJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
 )
-_API_KEY_MARKERS = ("sk-", "AKIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "AIza", "eyJ")
+_API_KEY_MARKERS = ("sk-", "AKIA", "ASIA", "gh", "xox", "xapp-", "k_live_", "k_test_", "AIza", "eyJ")
+# Bounded name and separators; the value run ends the pattern, so it never backtracks.
+_ASSIGNED = r"[A-Za-z0-9_\-]{0,40}[\"']?\s{0,4}[:=]\s{0,4}[\"']?)[^\s\"',;]{6,}"
 _KEY_ASSIGNMENT = re.compile(
-    r"(?i)\b((?:api[_-]?key|secret|password|passwd|access[_-]?token|auth[_-]?token)\s*[:=]\s*)[\"']?[^\s\"',;]{6,}"
+    r"(?i)((?:api[_-]?key|apikey|access[_-]?token|auth[_-]?token|refresh[_-]?token|access[_-]?key)" + _ASSIGNED
+)
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)((?:secrets?|passw(?:or)?d|private[_-]?key)(?![A-Za-z])" + _ASSIGNED
 )
 _KEY_WORDS = ("key", "secret", "passw", "token")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-# Each pattern begins with a character class, which the regex engine scans for quickly; the
-# boundaries and checksums are then checked in Python. (One alternation of all three, or
-# patterns that begin with a look-behind or \b, cost three to ten times more on long texts.)
-_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?")
+_AWS_SECRET = re.compile(r"[A-Za-z0-9/+](?<![A-Za-z0-9/+=][A-Za-z0-9/+])[A-Za-z0-9/+]{39}(?![A-Za-z0-9/+=])")
+# The local part starts where a run of its characters starts: one attempt per run, not per character.
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-](?<![A-Za-z0-9._%+\-][A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+_SSN = re.compile(r"\d(?<![\d\-]\d)\d\d-\d\d-\d{4}(?![\d\-])")
+# The check digits, found first (a digit is a cheap first character to scan for), after a country
+# code that starts a word, with or without a space between them.
+_IBAN_DIGITS = re.compile(
+    r"\d(?:(?<=[A-Za-z]{2}\d)(?<![A-Za-z0-9][A-Za-z]{2}\d)|(?<=[A-Za-z]{2} \d)(?<![A-Za-z0-9][A-Za-z]{2} \d))\d"
+)
 _IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
-_NUMBER_RUN = re.compile(r"[\d+(][\d .\-()]{6,}\d")
-_IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{2,}")
+# A run of number characters from its first possible start; the callback cuts it at its last digit.
+# (The old ``...{6,}\d`` gave characters back from every start: quadratic on "((((".)
+_NUMBER_RUN = re.compile(r"[\d+(][\d .\-()]{6,}")
+_IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]{1,16})?")
+
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DIGIT = re.compile(r"\d")
+
+# IBAN length by country (the IBAN registry); the rest of the text after the check digits is cut there.
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+_IBAN_BODIES: dict[int, re.Pattern[str]] = {
+    n: re.compile(r"(?:[ \-]?[A-Za-z0-9]){" + str(n) + r"}(?![A-Za-z0-9])") for n in set(_IBAN_LENGTHS.values())
+}
 
 
 def luhn_ok(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
+        d = int(ch)
         if i % 2:
             d *= 2
             if d > 9:
@@ -59,40 +118,103 @@ def luhn_ok(digits: str) -> bool:
 
 
 def iban_ok(text: str) -> bool:
-    compact = text.replace(" ", "")
-    if not 15 <= len(compact) <= 34:
+    compact = text.replace(" ", "").replace("-", "").upper()
+    if not 15 <= len(compact) <= 34 or not compact.isascii() or not compact.isalnum():
         return False
     moved = compact[4:] + compact[:4]
     number = "".join(str(int(ch, 36)) for ch in moved)
     return int(number) % 97 == 1
 
 
-def _iban(match: re.Match[str]) -> str:
-    text = match.group(0)
-    source, start, end = match.string, match.start(), match.end()
-    if (start and source[start - 1].isalnum()) or (end < len(source) and source[end].isalnum()):
-        return text
-    return "[IBAN]" if iban_ok(text) else text
+class _Work:
+    """The checks left for one text, and the caller's pace function."""
+
+    __slots__ = ("left", "pace")
+
+    def __init__(self, pace: Callable[[], None] | None) -> None:
+        self.left = CHECK_BUDGET
+        self.pace = pace
+
+    def step(self) -> None:
+        if self.pace is not None:
+            self.pace()
 
 
-def _number_run(match: re.Match[str]) -> str:
-    """A card number (13-19 digits, Luhn) or a phone number (9-15 digits), else unchanged."""
-    text = match.group(0)
-    # Trailing separators belong to the sentence, not the number.
-    core = text.rstrip(" .-(")
-    source, start, end = match.string, match.start(), match.start() + len(core)
-    if (start and (source[start - 1].isalnum() or source[start - 1] in ".+")) or (
-        end < len(source) and (source[end].isalnum() or source[end] in "@")
-    ):
+def _checked_sub(pattern: re.Pattern[str], check: Callable[[re.Match[str]], str], text: str, work: _Work,
+                 blunt: Callable[[str], str]) -> str:
+    """``pattern.sub(check, text)`` within the budget; once it is spent, ``blunt`` masks the rest."""
+    if work.left <= 0:
+        return blunt(text)
+    out: list[str] = []
+    pos = 0
+    for match in pattern.finditer(text):
+        if work.left <= 0:
+            out.append(blunt(text[match.start():]))
+            return "".join(out)
+        work.left -= 1
+        if not work.left & 15:
+            work.step()
+        out.append(text[pos:match.start()])
+        out.append(check(match))
+        pos = match.end()
+    if not out:
         return text
-    digits = "".join(ch for ch in core if ch.isdigit())
-    tail = text[len(core):]
-    if 13 <= len(digits) <= 19 and luhn_ok(digits) and not any(ch in core for ch in "()+."):
-        return "[CARD]" + tail
-    plain = core.isdigit()  # no separators: an order number is as likely as a phone number
-    if (10 if plain else 9) <= len(digits) <= 15 and not _ISO_DATE.fullmatch(core) and "." not in core:
-        return "[PHONE]" + tail
-    return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _basic(match: re.Match[str]) -> str:
+    token = match.group(2)
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return match.group(0)
+    return f"{match.group(1)} [TOKEN]" if b":" in decoded else match.group(0)
+
+
+def _aws_secret(match: re.Match[str]) -> str:
+    text = match.group(0)
+    mixed = any(c.isupper() for c in text) and any(c.islower() for c in text) and any(c.isdigit() for c in text)
+    return "[AWS_SECRET]" if mixed else text
+
+
+def _ssn(match: re.Match[str]) -> str:
+    text = match.group(0)
+    area, group, serial = text[:3], text[4:6], text[7:]
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return text
+    return "[SSN]"
+
+
+def _ibans(text: str, work: _Work) -> str:
+    out: list[str] = []
+    pos = 0
+    search = _IBAN_DIGITS.search
+    match = search(text)
+    while match is not None:
+        digits_at = match.start()
+        start = digits_at - (3 if text[digits_at - 1] == " " else 2)
+        if start < pos:  # inside the IBAN just replaced
+            match = search(text, match.end())
+            continue
+        if work.left <= 0:  # budget spent: mask every remaining IBAN-shaped start, unchecked
+            out.append(text[pos:start])
+            out.append(_IBAN_DIGITS.sub("##", text[start:]))
+            return "".join(out)
+        work.left -= 1
+        if not work.left & 15:
+            work.step()
+        length = _IBAN_LENGTHS.get(text[start:start + 2].upper())
+        body = _IBAN_BODIES[length - 4].match(text, match.end()) if length else None
+        if body is not None and iban_ok(text[start:body.end()]):
+            out.append(text[pos:start])
+            out.append("[IBAN]")
+            pos = body.end()
+        match = search(text, body.end() if body is not None and pos == body.end() else match.end())
+    if not out:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def _ipv4(match: re.Match[str]) -> str:
@@ -106,10 +228,39 @@ def _ipv4(match: re.Match[str]) -> str:
     return text
 
 
+def _number_run(match: re.Match[str]) -> str:
+    """A card number (13-19 digits, Luhn) or a phone number (9-15 digits), else unchanged."""
+    text = match.group(0)
+    # The run is cut after its last digit: trailing separators belong to the sentence, not the number.
+    last = len(text) - 1
+    while last >= 0 and not text[last].isdigit():
+        last -= 1
+    if last < 7:  # fewer than 8 characters up to the last digit
+        return text
+    core, tail = text[: last + 1], text[last + 1:]
+    source, start, end = match.string, match.start(), match.start() + len(core)
+    if (start and (source[start - 1].isalnum() or source[start - 1] in ".+")) or (
+        end < len(source) and (source[end].isalnum() or source[end] in "@")
+    ):
+        return text
+    digits = "".join(_DIGIT.findall(core))
+    if 13 <= len(digits) <= 19 and luhn_ok(digits) and not any(ch in core for ch in "()+."):
+        return "[CARD]" + tail
+    plain = core.isdigit()  # no separators: an order number is as likely as a phone number
+    if (10 if plain else 9) <= len(digits) <= 15 and not _ISO_DATE.fullmatch(core) and "." not in core:
+        return "[PHONE]" + tail
+    return text
+
+
+def _blunt_numbers(text: str) -> str:
+    """Past the budget: every digit is masked (no Luhn or length check, no Python per match)."""
+    return _DIGIT.sub("#", text)
+
+
 def _ipv6(match: re.Match[str]) -> str:
     text = match.group(0)
-    if text.count(":") < 2:
-        return text
+    if ":::" in text or ("::" not in text and text.count(":") != 7):
+        return text  # a time of day, a ratio, a Python slice: not an address
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
@@ -117,23 +268,48 @@ def _ipv6(match: re.Match[str]) -> str:
     return "[IP]"
 
 
-def redact(text: str) -> str:
-    """The default redactor: replace personal data and secrets in ``text`` with labels."""
+def redact(text: str, pace: Callable[[], None] | None = None) -> str:
+    """The default redactor: replace personal data and secrets in ``text`` with labels.
+
+    ``pace``, if given, is called between steps (the SDK's worker passes one that yields the GIL).
+    """
     if not text:
         return text
+    work = _Work(pace)
+    step = work.step
+    if "PRIVATE KEY" in text:
+        text = _PEM.sub("[PRIVATE_KEY]", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\1:[PASSWORD]@", text)
+        if "hooks.slack.com/" in text:
+            text = _SLACK_WEBHOOK.sub(r"\1[SLACK_WEBHOOK]", text)
+    step()
     lower = text.lower()
     if "bearer" in lower or "token" in lower:
-        text = _BEARER.sub(lambda m: f"{m.group(1)} [TOKEN]", text)
+        text = _BEARER.sub(r"\1 [TOKEN]", text)
+    if "basic" in lower:
+        text = _checked_sub(_BASIC, _basic, text, work, lambda rest: _BASIC.sub(r"\1 [TOKEN]", rest))
     if any(marker in text for marker in _API_KEY_MARKERS):
         text = _API_KEYS.sub("[API_KEY]", text)
+    step()
     if ("=" in text or ":" in text) and any(word in lower for word in _KEY_WORDS):
-        text = _KEY_ASSIGNMENT.sub(lambda m: f"{m.group(1)}[API_KEY]", text)
+        text = _KEY_ASSIGNMENT.sub(r"\1[API_KEY]", text)
+        text = _SECRET_ASSIGNMENT.sub(r"\1[SECRET]", text)
+    if "aws" in lower or "akia" in lower or "asia" in lower:
+        text = _checked_sub(_AWS_SECRET, _aws_secret, text, work, lambda rest: _AWS_SECRET.sub("[AWS_SECRET]", rest))
+    step()
     if "@" in text:
         text = _EMAIL.sub("[EMAIL]", text)
-    text = _IBAN.sub(_iban, text)
+    step()
+    if "-" in text:
+        text = _checked_sub(_SSN, _ssn, text, work, lambda rest: _SSN.sub("[SSN]", rest))
+    text = _ibans(text, work)
+    step()
     if "." in text:
-        text = _IPV4.sub(_ipv4, text)
-    text = _NUMBER_RUN.sub(_number_run, text)
+        text = _checked_sub(_IPV4, _ipv4, text, work, lambda rest: _IPV4.sub("[IP]", rest))
+    step()
+    text = _checked_sub(_NUMBER_RUN, _number_run, text, work, _blunt_numbers)
+    step()
     if "::" in text or text.count(":") >= 2:
-        text = _IPV6.sub(_ipv6, text)
+        text = _checked_sub(_IPV6, _ipv6, text, work, lambda rest: _IPV6.sub("[IP]", rest))
     return text
