@@ -12,24 +12,46 @@ import atexit
 import logging
 import os
 import random
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmsight import config
+from llmsight import redact as redact_module
 from llmsight.extract import input_text, model_of, output_text, stream_summary, usage_of
 from llmsight.guard import guard, internal_error
 from llmsight.pricing import PriceTable, load_prices
 from llmsight.redact import redact as default_redact
-from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
-from llmsight.serialize import clean_text, encode_line, iso_utc, json_value, safe_repr, uuid_text
+from llmsight.schema import FEEDBACK, HEARTBEAT, LLM_CALL, SCHEMA_VERSION
+from llmsight.serialize import (
+    bounded_json,
+    clean_text,
+    cut,
+    encode_line,
+    iso_utc,
+    json_value,
+    safe_repr,
+    uuid_text,
+)
 from llmsight.sinks import FileSink, Pacer, Sink, make_sink, spool_path
-from llmsight.tracing import CallContext, new_id, reseed
+from llmsight.tracing import (
+    MAX_ID_CHARS,
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+    MAX_TAGS,
+    CallContext,
+    bounded_id,
+    new_id,
+    reseed,
+)
 from llmsight.worker import Worker
 
 log = logging.getLogger("llmsight")
 
+_HOST = socket.gethostname()[:MAX_ID_CHARS] or None
 _REDACT_SLACK = 256  # redact a little past the cut so a secret is not half-kept at the boundary
 
 
@@ -53,17 +75,52 @@ class Client:
 
     def __init__(self, *, sink: Sink, sink_url: str, service: str, environment: str, sample_rate: float,
                  redactor: Callable[[str], str] | None, prices: PriceTable, max_text_chars: int,
-                 queue_size: int, batch_size: int, flush_interval: float) -> None:
+                 queue_size: int, batch_size: int, flush_interval: float,
+                 queue_max_bytes: int = 64 * 1024 * 1024, heartbeat_s: float = 0.0) -> None:
         self.sink_url = sink_url
-        self.service = service
-        self.environment = environment
+        self.service = clean_text(service[:MAX_ID_CHARS])
+        self.environment = clean_text(environment[:MAX_ID_CHARS])
         self.sample_rate = sample_rate
         self.redactor = redactor
         self.prices = prices
         self.max_text_chars = max_text_chars
+        # Host-side cut of call arguments and results: one past what the worker keeps, so it still flags.
+        self.queue_cap = max_text_chars + _REDACT_SLACK + 1
+        self._pacer = Pacer()  # used by the worker thread only, while it redacts
+        self.started_at = iso_utc(time.time())
+        self.producer_id = str(uuid.uuid4())
         self.worker = Worker(sink, self.build, queue_size=queue_size, batch_size=batch_size,
-                             flush_interval=flush_interval)
+                             flush_interval=flush_interval, max_bytes=queue_max_bytes,
+                             heartbeat=self.heartbeat_line if heartbeat_s > 0 else None, heartbeat_s=heartbeat_s)
         self._sample_rng = random.Random()
+
+    def after_fork(self) -> None:
+        """A forked child is a new producer for the loss audit: new id, its own counters from zero."""
+        self.producer_id = str(uuid.uuid4())
+        self.started_at = iso_utc(time.time())
+        self._sample_rng.seed()
+        self._pacer = Pacer()
+        self.worker.reset_after_fork()
+
+    def heartbeat_line(self, counts: dict[str, int]) -> tuple[str, bytes]:
+        """The ``heartbeat`` event of this producer with its cumulative ``counts`` (see llmsight.schema)."""
+        event = {
+            "type": HEARTBEAT,
+            "schema_version": SCHEMA_VERSION,
+            "event_id": str(uuid.uuid4()),
+            "ts": iso_utc(time.time()),
+            "producer_id": self.producer_id,
+            "service": self.service,
+            "environment": self.environment,
+            "host": _HOST,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "sent": counts["sent"],
+            "dropped": counts["dropped"],
+            "spilled": counts["spilled"],
+            "failed": counts["failed"],
+        }
+        return self.producer_id, encode_line(event)
 
     def sampled(self) -> bool:
         rate = self.sample_rate
@@ -82,7 +139,12 @@ class Client:
         text = clean_text(text)
         if self.redactor is not None:
             try:
-                redacted = self.redactor(text)
+                redactor = self.redactor
+                if redactor is default_redact:
+                    self._pacer.tick()
+                    redacted = redact_module.redact(text, self._pacer.tick)  # gives the GIL back as it goes
+                else:
+                    redacted = redactor(text)
                 text = redacted if isinstance(redacted, str) else clean_text(safe_repr(redacted))
             except Exception as exc:
                 internal_error("the redact function", exc)
@@ -90,6 +152,26 @@ class Client:
         if len(text) > limit:
             text, truncated = text[:limit], True
         return text, truncated
+
+    def _short(self, value: Any, limit: int = MAX_ID_CHARS, redact: bool = True) -> tuple[str | None, bool]:
+        """An id, name or tag: text cut to ``limit`` (flagged), then redacted like the texts."""
+        if value is None:
+            return None, False
+        text, was_cut = cut(clean_text(value if isinstance(value, str) else safe_repr(value)), limit)
+        if redact and self.redactor is not None:
+            redacted, _ = self._text(text)
+            return (redacted or "")[:limit], was_cut
+        return text, was_cut
+
+    def _tags(self, tags: dict[str, str]) -> tuple[dict[str, str], bool]:
+        cut_any = len(tags) > MAX_TAGS
+        out: dict[str, str] = {}
+        for key, value in list(tags.items())[:MAX_TAGS]:
+            name, key_cut = self._short(key, MAX_TAG_KEY_CHARS)
+            text, value_cut = self._short(value, MAX_TAG_VALUE_CHARS)
+            out[name or ""] = text or ""
+            cut_any = cut_any or key_cut or value_cut
+        return out, cut_any
 
     def build(self, record: Any) -> tuple[str, bytes] | None:
         if record[0] == FEEDBACK:
@@ -115,10 +197,18 @@ class Client:
         text_err, cut_err = self._text(error)
         tags = dict(ctx.tags) if ctx is not None else {}
         tags.update(meta.tags)
+        tags, cut_tags = self._tags(tags)
         trace_id = uuid_text(span.trace)
         metadata = None
+        cut_meta = False
         if chunks is not None:
-            metadata = {"stream": True, "chunks": len(chunks)}
+            metadata, cut_meta = bounded_json({"stream": True, "chunks": len(chunks)}, self._redact_short)
+        name, cut_name = self._short(meta.name, redact=False)
+        model, cut_model = self._short(model, redact=False)
+        prompt_version, cut_version = self._short(meta.prompt_version, redact=False)
+        error_type, cut_type = self._short(error_type, redact=False)
+        user_id, cut_user = self._short(ctx.user_id if ctx is not None else None)
+        session_id, cut_session = self._short(ctx.session_id if ctx is not None else None)
         event = {
             "type": LLM_CALL,
             "schema_version": SCHEMA_VERSION,
@@ -128,9 +218,9 @@ class Client:
             "ts": iso_utc(t_wall),
             "service": self.service,
             "environment": self.environment,
-            "name": meta.name,
+            "name": name or "call",
             "model": model,
-            "prompt_version": meta.prompt_version,
+            "prompt_version": prompt_version,
             "input": text_in,
             "output": text_out,
             "error": text_err,
@@ -140,30 +230,39 @@ class Client:
             "tokens_in": tokens_in,
             "tokens_out": tokens_out,
             "cost_usd": self.prices.cost(model, tokens_in, tokens_out),
-            "user_id": ctx.user_id if ctx is not None else None,
-            "session_id": ctx.session_id if ctx is not None else None,
-            "tags": {clean_text(k): clean_text(v) for k, v in tags.items()},
+            "user_id": user_id,
+            "session_id": session_id,
+            "tags": tags,
             "metadata": metadata,
-            "truncated": cut_in or cut_out or cut_err,
+            "producer_id": self.producer_id,  # an envelope field: the loss audit counts stored rows by it
+            "truncated": any((cut_in, cut_out, cut_err, cut_tags, cut_meta, cut_name, cut_model, cut_version,
+                              cut_type, cut_user, cut_session)),
         }
         return trace_id, encode_line(event)
+
+    def _redact_short(self, text: str) -> str:
+        redacted, _ = self._text(text)
+        return redacted or ""
 
     def _build_feedback(self, fields: dict[str, Any]) -> tuple[str, bytes]:
         comment, _ = self._text(fields["comment"])
         edited, _ = self._text(fields["edited_output"])
+        user_id, _ = self._short(fields["user_id"])
+        trace_id, _ = self._short(fields["trace_id"], redact=False)
         event = {
             "type": FEEDBACK,
             "schema_version": SCHEMA_VERSION,
             "event_id": uuid_text(fields["event"]),
-            "trace_id": fields["trace_id"],
+            "trace_id": trace_id,
             "ts": iso_utc(fields["t_wall"]),
             "accepted": fields["accepted"],
             "score": json_value(fields["score"]),
             "comment": comment,
             "edited_output": edited,
-            "user_id": fields["user_id"],
+            "user_id": user_id,
+            "producer_id": self.producer_id,
         }
-        return fields["trace_id"], encode_line(event)
+        return trace_id or "", encode_line(event)
 
 
 def exception_text(exc: BaseException) -> str:
@@ -214,7 +313,7 @@ def init(
       ``kafka://host:9092[,host2:9092]/topic``. A malformed URL logs a warning and falls back
       to the default spool.
     - ``sample_rate``: fraction of traces recorded, decided once per trace.
-    - ``redact``: True (default: e-mails, phones, cards, IBANs, keys, tokens, IPs), False, or
+    - ``redact``: True (default: personal data and secrets, see :mod:`llmsight.redact`), False, or
       your own ``str -> str`` function.
     - ``prices``: ``{"model": [input, output]}`` in USD per 1M tokens, over the defaults and
       the ``LLMSIGHT_PRICES`` file.
@@ -251,6 +350,8 @@ def init(
             queue_size=config.resolve(config.QUEUE_SIZE, queue_size, check=True),
             batch_size=config.resolve(config.BATCH_SIZE, batch_size, check=True),
             flush_interval=config.resolve(config.FLUSH_INTERVAL_S, flush_interval, check=True),
+            queue_max_bytes=config.resolve(config.QUEUE_MAX_BYTES),
+            heartbeat_s=config.resolve(config.HEARTBEAT_S),
         )
         with guard("starting the worker"):
             _state.client.worker.start()
@@ -272,12 +373,13 @@ def _sink(sink: str | Sink | None) -> tuple[str, Sink]:
     try:
         return sink_url, make_sink(sink_url, segment_bytes=segment_bytes, fsync=fsync,
                                    spill_dir=config.resolve(config.SPILL_DIR),
-                                   spill_max_bytes=config.resolve(config.SPILL_MAX_BYTES))
+                                   spill_max_bytes=config.resolve(config.SPILL_MAX_BYTES),
+                                   spool_max_bytes=config.resolve(config.SPOOL_MAX_BYTES))
     except Exception as exc:
         default = str(config.SINK.default)
         log.warning("llmsight: cannot use sink %r (%s); writing to the default spool %s instead",
                     sink_url, exc, default)
-        return default, FileSink(spool_path(default), segment_bytes, fsync)
+        return default, FileSink(spool_path(default), segment_bytes, fsync, config.resolve(config.SPOOL_MAX_BYTES))
 
 
 def active_client() -> Client | None:
@@ -300,14 +402,19 @@ def submit_feedback(trace_id: str, accepted: bool | None, score: float | None, c
         return
     client.worker.submit((FEEDBACK, {
         "event": new_id(128),
-        "trace_id": clean_text(str(trace_id)),
+        "trace_id": clean_text(bounded_id(trace_id) or ""),
         "t_wall": time.time(),
         "accepted": None if accepted is None else bool(accepted),
         "score": score,
-        "comment": None if comment is None else str(comment),
-        "edited_output": None if edited_output is None else str(edited_output),
-        "user_id": None if user_id is None else str(user_id),
-    }))
+        "comment": None if comment is None else _host_text(comment, client.queue_cap),
+        "edited_output": None if edited_output is None else _host_text(edited_output, client.queue_cap),
+        "user_id": bounded_id(user_id),
+    }), 512 + client.queue_cap * 2)
+
+
+def _host_text(value: Any, cap: int) -> str:
+    """A feedback text cut on the host before it waits in the queue (the worker flags nothing here)."""
+    return value[:cap] if isinstance(value, str) else str(value)[:cap]
 
 
 def flush(timeout: float) -> bool:
@@ -348,8 +455,7 @@ def _after_fork_in_child() -> None:
         _state.lock = threading.Lock()
         client = _state.client
         if client is not None:
-            client._sample_rng.seed()
-            client.worker.reset_after_fork()
+            client.after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -65,6 +65,13 @@ def parse_positive_float(raw: str) -> float:
     return value
 
 
+def parse_non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("expected a number of 0 or more (0 turns it off)")
+    return value
+
+
 def parse_text(raw: str) -> str:
     """Any text, surrounding blanks removed; empty means "not set" (a path, a URL, a name)."""
     return raw.strip()
@@ -129,6 +136,8 @@ MAX_TEXT_CHARS = define("LLMSIGHT_MAX_TEXT_CHARS", 32_768, parse_positive_int,
                          "Longest input or output text kept per event; longer text is truncated and flagged.")
 QUEUE_SIZE = define("LLMSIGHT_QUEUE_SIZE", 10_000, parse_positive_int,
                      "Events held in memory before the oldest is dropped (and counted).")
+QUEUE_MAX_BYTES = define("LLMSIGHT_QUEUE_MAX_BYTES", 64 * 1024 * 1024, parse_positive_int,
+                          "Approximate bytes of call data held in memory before the oldest event is dropped (and counted).")
 BATCH_SIZE = define("LLMSIGHT_BATCH_SIZE", 512, parse_positive_int,
                      "Events the worker sends in one batch.")
 FLUSH_INTERVAL_S = define("LLMSIGHT_FLUSH_INTERVAL_S", 1.0, parse_positive_float,
@@ -136,7 +145,14 @@ FLUSH_INTERVAL_S = define("LLMSIGHT_FLUSH_INTERVAL_S", 1.0, parse_positive_float
 EXIT_TIMEOUT_S = define("LLMSIGHT_EXIT_TIMEOUT_S", 2.0, parse_positive_float,
                          "Deadline for the flush at interpreter exit.")
 SPILL_MAX_BYTES = define("LLMSIGHT_SPILL_MAX_BYTES", 256 * 1024 * 1024, parse_positive_int,
-                          "Cap on the local spill spool used while Kafka is unreachable (oldest dropped).")
+                          "Cap on the local spill spool used while Kafka is unreachable, shared by every process on the "
+                          "host (oldest dropped and counted).")
+SPOOL_MAX_BYTES = define("LLMSIGHT_SPOOL_MAX_BYTES", 1024 * 1024 * 1024, parse_positive_int,
+                          "Cap on a file:// spool directory, shared by every process on the host (oldest closed "
+                          "segments dropped and counted).")
+HEARTBEAT_S = define("LLMSIGHT_HEARTBEAT_S", 60.0, parse_non_negative_float,
+                      "How often each process sends a heartbeat with its cumulative counters for the loss audit "
+                      "(also at flush and shutdown); 0 turns it off.")
 SPOOL_SEGMENT_BYTES = define("LLMSIGHT_SPOOL_SEGMENT_BYTES", 64 * 1024 * 1024, parse_positive_int,
                               "Size at which a spool segment is closed and a new one started.")
 SPOOL_FSYNC = define("LLMSIGHT_SPOOL_FSYNC", "batch", parse_choice("never", "batch", "always"),

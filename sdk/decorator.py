@@ -22,25 +22,22 @@ from typing import Any, TypeVar, overload
 from llmsight.client import CallMeta, Client, active_client
 from llmsight.guard import internal_error
 from llmsight.schema import LLM_CALL
-from llmsight.tracing import CURRENT_CONTEXT, CURRENT_SPAN, LAST_TRACE, Span, new_id, normalise_tags
+from llmsight.serialize import bound_for_queue
+from llmsight.tracing import (
+    CURRENT_CONTEXT,
+    CURRENT_SPAN,
+    LAST_TRACE,
+    MAX_ID_CHARS,
+    Span,
+    bounded_id,
+    new_id,
+    normalise_tags,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _now = time.time
 _clock = time.perf_counter_ns
-_MUTABLE = (list, dict)
-
-
-def _copy_mutable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    for value in args:
-        if type(value) in _MUTABLE:
-            args = tuple(v.copy() if type(v) in _MUTABLE else v for v in args)
-            break
-    for value in kwargs.values():
-        if type(value) in _MUTABLE:
-            kwargs = {k: (v.copy() if type(v) in _MUTABLE else v) for k, v in kwargs.items()}
-            break
-    return args, kwargs
 
 
 def _open_span(client: Client) -> tuple[Span, Span | None]:
@@ -51,47 +48,72 @@ def _open_span(client: Client) -> tuple[Span, Span | None]:
 
 
 def _begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[
-        Client, Span, Span | None, tuple[Any, ...], dict[str, Any]] | None:
+        Client, Span, Span | None, tuple[Any, ...], dict[str, Any], int] | None:
     """Open the call's span: the client, the span, its parent and the arguments as they are now (for
     the record: a list or dict the function changes later is recorded as it was passed); None when
-    the call is not monitored (before init, disabled, or llmsight failed)."""
+    the call is not monitored (before init, disabled, or llmsight failed). The last item is the
+    approximate size of the recorded arguments, for the queue's byte bound."""
     try:
         client = active_client()
         if client is None:
             return None
         span, parent = _open_span(client)
-        if span.sampled:
-            args, kwargs = _copy_mutable(args, kwargs)
-        return client, span, parent, args, kwargs
+        if span.sampled and (args or kwargs):
+            # Bounded copies: a list or dict the function changes later is recorded as it was passed,
+            # and a 10 MB argument waits in the queue as at most the text cap.
+            args, size_args = bound_for_queue(args, client.queue_cap)
+            kwargs, size_kwargs = bound_for_queue(kwargs, client.queue_cap)
+            return client, span, parent, args, kwargs, size_args + size_kwargs
+        return client, span, parent, args, kwargs, 0
     except Exception as error:
         internal_error("starting a monitored call", error)
         return None
 
 
 def _finish(client: Client, meta: CallMeta, span: Span, parent: Span | None, args: tuple[Any, ...],
-            kwargs: dict[str, Any], result: Any, chunks: list[Any] | None, exc: BaseException | None,
+            kwargs: dict[str, Any], args_size: int, result: Any, chunks: list[Any] | None, exc: BaseException | None,
             t_wall: float, latency_ns: int, ttft_ns: int | None) -> None:
     """Close the call: remember a root span's trace, and queue the record if it is sampled."""
     if parent is None:
         LAST_TRACE.set(span.trace)
     if span.sampled:
         try:
+            size = 512 + args_size
+            if result is not None:
+                result, result_size = bound_for_queue(result, client.queue_cap)
+                size += result_size
+            if chunks is not None:
+                size += 64 * len(chunks)
             client.worker.submit((LLM_CALL, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns,
-                                  ttft_ns, CURRENT_CONTEXT.get()))
+                                  ttft_ns, CURRENT_CONTEXT.get()), size)
         except Exception as error:
             internal_error("queueing an event", error)
 
 
-def _meta_for(fn: Callable[..., Any], name: str | None, model: str | None, prompt_version: str | None,
-              tags: Mapping[str, Any] | Iterable[str] | None) -> CallMeta:
+def _text_of_id(value: Any) -> str | None:
+    text: str | None = bounded_id(value)
+    return text
+
+
+def _optional_text(value: Any, what: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return str(value[: MAX_ID_CHARS + 1]) if isinstance(value, str) else None
+    internal_error(f"@monitor({what}=...)", TypeError(f"{what} must be a string, got {type(value).__name__}"))
+    return _text_of_id(value)
+
+
+def _meta_for(fn: Callable[..., Any], name: Any, model: Any, prompt_version: Any, tags: Any) -> CallMeta:
+    """What is known before the first call; bad arguments are logged once and replaced, never raised."""
     try:
         params = tuple(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
+    except Exception:  # no signature (a builtin), or a broken __signature__
         params = ()
+    fallback = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or "call"
     return CallMeta(
-        name=name or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or "call",
-        model=model,
-        prompt_version=prompt_version,
+        name=_optional_text(name, "name") or _optional_text(fallback if isinstance(fallback, str) else None,
+                                                            "name") or "call",
+        model=_optional_text(model, "model"),
+        prompt_version=_optional_text(prompt_version, "prompt_version"),
         tags=normalise_tags(tags),
         params=params,
         skip_self=bool(params) and params[0] in ("self", "cls"),
@@ -104,7 +126,7 @@ def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]
         call = _begin(args, kwargs)
         if call is None:  # before init, disabled, or llmsight failed: the plain call
             return fn(*args, **kwargs)
-        client, span, parent, rec_args, rec_kwargs = call
+        client, span, parent, rec_args, rec_kwargs, rec_size = call
         token = CURRENT_SPAN.set(span)
         t_wall = _now()
         start = _clock()
@@ -113,11 +135,11 @@ def _wrap_function(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any]
         except BaseException as exc:
             latency = _clock() - start
             CURRENT_SPAN.reset(token)
-            _finish(client, meta, span, parent, rec_args, rec_kwargs, None, None, exc, t_wall, latency, None)
+            _finish(client, meta, span, parent, rec_args, rec_kwargs, rec_size, None, None, exc, t_wall, latency, None)
             raise
         latency = _clock() - start
         CURRENT_SPAN.reset(token)
-        _finish(client, meta, span, parent, rec_args, rec_kwargs, result, None, None, t_wall, latency, None)
+        _finish(client, meta, span, parent, rec_args, rec_kwargs, rec_size, result, None, None, t_wall, latency, None)
         return result
 
     return wrapper
@@ -129,7 +151,7 @@ def _wrap_coroutine(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
         call = _begin(args, kwargs)
         if call is None:  # before init, disabled, or llmsight failed: the plain call
             return await fn(*args, **kwargs)
-        client, span, parent, rec_args, rec_kwargs = call
+        client, span, parent, rec_args, rec_kwargs, rec_size = call
         token = CURRENT_SPAN.set(span)
         t_wall = _now()
         start = _clock()
@@ -138,11 +160,11 @@ def _wrap_coroutine(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
         except BaseException as exc:
             latency = _clock() - start
             CURRENT_SPAN.reset(token)
-            _finish(client, meta, span, parent, rec_args, rec_kwargs, None, None, exc, t_wall, latency, None)
+            _finish(client, meta, span, parent, rec_args, rec_kwargs, rec_size, None, None, exc, t_wall, latency, None)
             raise
         latency = _clock() - start
         CURRENT_SPAN.reset(token)
-        _finish(client, meta, span, parent, rec_args, rec_kwargs, result, None, None, t_wall, latency, None)
+        _finish(client, meta, span, parent, rec_args, rec_kwargs, rec_size, result, None, None, t_wall, latency, None)
         return result
 
     return wrapper
@@ -156,7 +178,7 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
         call = _begin(args, kwargs)
         if call is None:
             return (yield from fn(*args, **kwargs))
-        client, span, parent, rec_args, rec_kwargs = call
+        client, span, parent, rec_args, rec_kwargs, rec_size = call
         chunks: list[Any] = []
         ttft: int | None = None
         t_wall = _now()
@@ -169,10 +191,10 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
             try:
                 chunk = step(value)
             except StopIteration as stop:
-                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, rec_size, chunks, None, t_wall, start, ttft)
                 return stop.value
             except BaseException as exc:
-                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, exc, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, rec_size, chunks, exc, t_wall, start, ttft)
                 raise
             finally:
                 CURRENT_SPAN.reset(token)
@@ -184,7 +206,7 @@ def _wrap_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..., Any
                 step = gen.send
             except GeneratorExit:  # the consumer stopped early: record what was streamed so far
                 gen.close()
-                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, rec_size, chunks, None, t_wall, start, ttft)
                 raise
             except BaseException as exc:
                 step, value = gen.throw, exc
@@ -200,7 +222,7 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
             async for item in fn(*args, **kwargs):
                 yield item
             return
-        client, span, parent, rec_args, rec_kwargs = call
+        client, span, parent, rec_args, rec_kwargs, rec_size = call
         chunks: list[Any] = []
         ttft: int | None = None
         t_wall = _now()
@@ -213,10 +235,10 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
             try:
                 chunk = await step(value)
             except StopAsyncIteration:
-                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, rec_size, chunks, None, t_wall, start, ttft)
                 return
             except BaseException as exc:
-                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, exc, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, rec_size, chunks, exc, t_wall, start, ttft)
                 raise
             finally:
                 CURRENT_SPAN.reset(token)
@@ -228,7 +250,7 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
                 step = agen.asend
             except GeneratorExit:
                 await agen.aclose()
-                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, chunks, None, t_wall, start, ttft)
+                _finish_stream(client, meta, span, parent, rec_args, rec_kwargs, rec_size, chunks, None, t_wall, start, ttft)
                 raise
             except BaseException as exc:
                 step, value = agen.athrow, exc
@@ -237,22 +259,29 @@ def _wrap_async_generator(fn: Callable[..., Any], meta: CallMeta) -> Callable[..
 
 
 def _finish_stream(client: Client, meta: CallMeta, span: Span, parent: Span | None, args: tuple[Any, ...],
-                   kwargs: dict[str, Any], chunks: list[Any], exc: BaseException | None, t_wall: float,
+                   kwargs: dict[str, Any], args_size: int, chunks: list[Any], exc: BaseException | None, t_wall: float,
                    start: int, ttft: int | None) -> None:
-    _finish(client, meta, span, parent, args, kwargs, None, chunks, exc, t_wall, _clock() - start, ttft)
+    _finish(client, meta, span, parent, args, kwargs, args_size, None, chunks, exc, t_wall, _clock() - start, ttft)
 
 
-def _wrap(fn: Any, meta_args: tuple[str | None, str | None, str | None, Any]) -> Any:
-    if isinstance(fn, (classmethod, staticmethod)):
-        return type(fn)(_wrap(fn.__func__, meta_args))
-    meta = _meta_for(fn, *meta_args)
-    if inspect.isasyncgenfunction(fn):
-        return _wrap_async_generator(fn, meta)
-    if inspect.isgeneratorfunction(fn):
-        return _wrap_generator(fn, meta)
-    if inspect.iscoroutinefunction(fn):
-        return _wrap_coroutine(fn, meta)
-    return _wrap_function(fn, meta)
+def _wrap(fn: Any, meta_args: tuple[Any, Any, Any, Any]) -> Any:
+    try:
+        if isinstance(fn, (classmethod, staticmethod)):
+            return type(fn)(_wrap(fn.__func__, meta_args))
+        if not callable(fn):
+            internal_error("@monitor", TypeError(f"expected a function, got {type(fn).__name__}; left unmonitored"))
+            return fn
+        meta = _meta_for(fn, *meta_args)
+        if inspect.isasyncgenfunction(fn):
+            return _wrap_async_generator(fn, meta)
+        if inspect.isgeneratorfunction(fn):
+            return _wrap_generator(fn, meta)
+        if inspect.iscoroutinefunction(fn):
+            return _wrap_coroutine(fn, meta)
+        return _wrap_function(fn, meta)
+    except Exception as exc:  # never break the host's import: the function runs unmonitored
+        internal_error("@monitor", exc)
+        return fn
 
 
 @overload
@@ -284,6 +313,10 @@ def monitor(
     response reports (or a ``model=`` keyword argument); ``tags`` are added to the context's.
     """
     meta_args = (name, model, prompt_version, tags)
+    if fn is not None and not callable(fn) and not isinstance(fn, (classmethod, staticmethod)):
+        # ``@monitor("name")`` or ``@monitor(5)``: a misplaced argument. Decorate anyway, unnamed.
+        internal_error("@monitor", TypeError(f"arguments must be keywords (name=...), got {type(fn).__name__}"))
+        return lambda f: _wrap(f, meta_args)
     if fn is not None:
         return _wrap(fn, meta_args)
     return lambda f: _wrap(f, meta_args)

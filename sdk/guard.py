@@ -53,3 +53,27 @@ class guard:  # noqa: N801 - used like a function: ``with guard("spool write"):`
             internal_error(self.where, exc)
             return True
         return False
+
+
+_last_warned: dict[str, float] = {}
+_suppressed: dict[str, int] = {}
+WARN_EVERY_S = 60.0
+
+
+def warn_every(key: str, message: str, *args: object, interval: float = WARN_EVERY_S) -> None:
+    """Log a warning at most once per ``interval`` seconds per ``key`` (a full disk fails every batch);
+    the next warning says how many were held back."""
+    try:
+        import time
+
+        now = time.monotonic()
+        last = _last_warned.get(key)
+        if last is not None and now - last < interval:
+            _suppressed[key] = _suppressed.get(key, 0) + 1
+            return
+        _last_warned[key] = now
+        held = _suppressed.pop(key, 0)
+        suffix = f" ({held} more like this in the last {interval:.0f} s)" if held else ""
+        log.warning("llmsight: " + message + suffix, *args)
+    except Exception:
+        pass

@@ -11,6 +11,11 @@
 * Events already handed to the producer stay there: it retries them itself (for up to
   ``delivery_timeout_ms``) and its idempotence keeps those retries from duplicating. Only
   events the producer gives up on are spilled.
+* A record the broker refuses (too large, invalid: :func:`record_error`) is dropped and counted as
+  failed, and the records behind it go on; only connection-level failures spill.
+* The spill cap also holds for all processes of the host together: while spilling, at most every
+  ``RESCAN_EVERY_S``, the directory is listed and the oldest closed segments of any process on this
+  host deleted (and counted). Between listings only this process's own spill is checked.
 * When a TCP probe succeeds again, the spill is replayed oldest first; a segment is deleted
   once every event in it is acknowledged (or, if the broker fails again, re-spilled).
 * The sink keeps its own spill segments (paths, order, sizes) in memory: only this process
@@ -31,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from llmsight import config
-from llmsight.guard import guard
-from llmsight.sinks import Batch, Pacer, Sink, Stats
+from llmsight.guard import guard, warn_every
+from llmsight.sinks import Batch, Pacer, Sink, Stats, events_in, is_heartbeat
 from llmsight.spool import (
     CLOSED_SUFFIX,
     SpoolWriter,
+    enforce_cap,
     hostname,
     list_segments,
     parse_base,
@@ -64,6 +70,21 @@ def _compression(choice: str) -> str | None:
         return "lz4"
     except ImportError:
         return "gzip"
+
+
+# Errors about one record, not about the connection: the broker (or the client, before sending)
+# refuses this record and would refuse it again, so it is dropped and counted as failed, never spilled.
+_RECORD_ERRORS = ("MessageSizeTooLargeError", "RecordTooLargeError", "InvalidRecordError", "CorruptRecordError",
+                  "CorruptRecordException", "RecordListTooLargeError", "UnsupportedForMessageFormatError",
+                  "InvalidTimestampError")
+
+
+def record_error(exc: Any) -> bool:
+    """True if ``exc`` rejects one record (too large, invalid), False for connection-level failures."""
+    if exc is None:
+        return False
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names.intersection(_RECORD_ERRORS)) or isinstance(exc, (TypeError, ValueError, AssertionError))
 
 
 _CLAIMED_SEQ = 500_000  # seq numbers of claimed segments start here, apart from the writer's own
@@ -119,6 +140,9 @@ class KafkaSink(Sink):  # type: ignore[misc]
         self._segments: dict[Path, tuple[int, bool]] | None = None
         self._segment_bytes = 0  # the sum of their sizes
         self._rescan_at = 0.0  # when _own_segments lists the directory again
+        # While spilling, the directory is listed for the shared cap at most every RESCAN_EVERY_S (this
+        # process's own segments are capped at once, from the in-memory view).
+        self._shared_check_at = time.monotonic() + RESCAN_EVERY_S
 
     @property
     def busy(self) -> bool:
@@ -143,6 +167,9 @@ class KafkaSink(Sink):  # type: ignore[misc]
             try:
                 self._produce(key, line, None)
             except Exception as exc:
+                if record_error(exc):  # this record only: the ones behind it go on
+                    self._record_failed(line, exc, stats)
+                    continue
                 log.warning("llmsight: kafka send failed (%r); spilling the rest of the batch", exc)
                 self._reachable = False
                 self._spill_lines(batch[i:], stats)
@@ -286,24 +313,35 @@ class KafkaSink(Sink):  # type: ignore[misc]
             self._in_flight += 1
             if replay is not None:
                 replay.pending += 1
-        future.add_callback(self._acked, replay)
+        future.add_callback(self._acked, replay, is_heartbeat(line))
         future.add_errback(self._gave_up, key, line, replay)
 
-    def _acked(self, replay: _Replay | None, _metadata: Any = None) -> None:
+    def _acked(self, replay: _Replay | None, heartbeat: bool, _metadata: Any = None) -> None:
         with self._lock:
             self._in_flight -= 1
             self._last_ack = time.monotonic()
             if replay is not None:
                 replay.pending -= 1
-        if self._stats is not None:
+        if self._stats is not None and not heartbeat:
             self._stats.add(sent=1)
 
     def _gave_up(self, key: str, line: bytes, replay: _Replay | None, exc: Any = None) -> None:
         with self._lock:
             self._in_flight -= 1
-            self._given_up.append((key, line))
             if replay is not None:
                 replay.pending -= 1
+            if not record_error(exc):  # the broker's or the network's fault: spill and retry later
+                self._given_up.append((key, line))
+                return
+        # The broker refused this record (too large, invalid): retrying cannot help.
+        if self._stats is not None:
+            self._record_failed(line, exc, self._stats)
+
+    def _record_failed(self, line: bytes, exc: Any, stats: Stats) -> None:
+        if not is_heartbeat(line):
+            stats.add(failed=1)
+        warn_every(f"kafka record {type(exc).__name__}", "kafka refused an event of %d bytes (%r); dropped, "
+                   "counted as failed", len(line), exc)
 
     def _spill_given_up(self, stats: Stats) -> None:
         if not self._given_up:
@@ -314,14 +352,36 @@ class KafkaSink(Sink):  # type: ignore[misc]
         self._spill_lines(failed, stats)
 
     def _spill_lines(self, batch: Batch, stats: Stats) -> None:
+        lines = [line for _, line in batch]
         try:
-            self._spill.write([line for _, line in batch])
+            self._spill.write(lines)
         except OSError as exc:
-            stats.add(failed=len(batch))
-            log.warning("llmsight: spill to %s failed, %d events lost: %s", self.spill_dir, len(batch), exc)
+            stats.add(failed=events_in(batch))
+            warn_every(f"spill {self.spill_dir}", "spill to %s failed, %d events lost: %s", self.spill_dir,
+                       events_in(batch), exc)
             return
-        stats.add(spilled=len(batch))
+        stats.add(spilled=events_in(batch))
         self._enforce_cap(stats)
+        if time.monotonic() >= self._shared_check_at:
+            self._enforce_shared_cap(stats)
+
+    def _enforce_shared_cap(self, stats: Stats) -> None:
+        """The cap holds for all processes on this host together: delete the oldest closed segments of
+        any of them (not the one this process is replaying)."""
+        self._shared_check_at = time.monotonic() + RESCAN_EVERY_S
+        protect = frozenset({self._replay.path}) if self._replay is not None else frozenset()
+        try:
+            dropped, removed = enforce_cap(self.spill_dir, self.spill_max_bytes, protect=protect,
+                                           this_host_only=True, pace=Pacer().tick)
+        except OSError as exc:
+            warn_every(f"spill cap {self.spill_dir}", "cannot check the spill cap in %s: %s", self.spill_dir, exc)
+            return
+        for path in removed:
+            self._segment_gone(path)
+        if removed:
+            stats.add(dropped=dropped)
+            warn_every(f"spill full {self.spill_dir}", "spill %s over %d bytes (all processes); dropped %d "
+                       "oldest events", self.spill_dir, self.spill_max_bytes, dropped)
 
     def _scan(self, claim: bool) -> None:
         """List the spill directory into the in-memory view of this process's segments.
@@ -425,7 +485,8 @@ class KafkaSink(Sink):  # type: ignore[misc]
             self._segment_gone(path)
             total -= size
             stats.add(dropped=lost)
-            log.warning("llmsight: spill over %d bytes; dropped %d oldest events", self.spill_max_bytes, lost)
+            warn_every(f"spill full {self.spill_dir}", "spill over %d bytes; dropped %d oldest events",
+                       self.spill_max_bytes, lost)
 
     def _replay_some(self, deadline: float) -> None:
         pacer = Pacer()
@@ -457,6 +518,10 @@ class KafkaSink(Sink):  # type: ignore[misc]
                 try:
                     self._produce(_trace_key(item[2]), item[2], replay)
                 except Exception as exc:
+                    if record_error(exc):
+                        if self._stats is not None:
+                            self._record_failed(item[2], exc, self._stats)
+                        continue
                     log.warning("llmsight: kafka replay send failed (%r)", exc)
                     self._reachable = False
                     replay.lines = None  # what was not submitted is re-spilled below
@@ -479,7 +544,7 @@ class KafkaSink(Sink):  # type: ignore[misc]
         try:
             self._spill.write(rest)
         except OSError as exc:
-            log.warning("llmsight: re-spilling %d events failed: %s", len(rest), exc)
+            warn_every(f"spill {self.spill_dir}", "re-spilling %d events failed: %s", len(rest), exc)
 
 
 __all__ = ["KafkaSink"]

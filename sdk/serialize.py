@@ -169,3 +169,113 @@ def encode_line(event: dict[str, Any]) -> bytes:
         text = json.dumps(json_value(event), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     # errors="replace" is the last line of defence against a lone surrogate that slipped through.
     return text.encode("utf-8", "replace") + b"\n"
+
+
+# -- bounds applied before an event is queued or built ---------------------------------------------
+
+_HOST_NODES = 256  # containers and strings bounded per call record on the host, at most
+
+
+def bound_for_queue(value: Any, cap: int) -> tuple[Any, int]:
+    """A copy of a call argument or result that is safe to hold in the queue, and its approximate size.
+
+    Runs on the host's call path, so its cost is bounded: strings and bytes longer than ``cap`` are
+    cut to ``cap`` (the worker still sees that they were longer than the text limit and flags the
+    event truncated); lists, tuples and dicts are copied (so later changes by the host do not show),
+    keeping at most ``cap // 8`` items (more could never fit in the rendered text), three levels deep
+    (the arguments, a message list, a message), at most 256 containers and strings per call.
+    Other objects are kept as they are and counted at a nominal size.
+    """
+    budget = [_HOST_NODES]
+    return _bound(value, cap, 0, budget)
+
+
+def _bound(value: Any, cap: int, depth: int, budget: list[int]) -> tuple[Any, int]:
+    kind = type(value)
+    if kind is str or kind is bytes or kind is bytearray:
+        if len(value) > cap:
+            value = value[:cap]
+        return value, len(value) + 64
+    if kind is list or kind is tuple or kind is dict:
+        if budget[0] <= 0:
+            return value, 64 + 16 * len(value)
+        budget[0] -= 1
+        keep = max(1, cap // 8)
+        size = 64
+        if kind is dict:
+            out: dict[Any, Any] = {}
+            for i, (key, item) in enumerate(value.items()):
+                if i >= keep:
+                    out["…"] = f"{len(value) - keep} more"
+                    break
+                if depth < 3 and budget[0] > 0:
+                    item, item_size = _bound(item, cap, depth + 1, budget)
+                else:
+                    item_size = 64
+                out[key] = item
+                size += item_size + 16
+            return out, size
+        items: list[Any] = []
+        for i, item in enumerate(value):
+            if i >= keep:
+                items.append("…")
+                break
+            if depth < 3 and budget[0] > 0:
+                item, item_size = _bound(item, cap, depth + 1, budget)
+            else:
+                item_size = 64
+            items.append(item)
+            size += item_size + 8
+        return (tuple(items) if kind is tuple else items), size
+    return value, 256
+
+
+def cut(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` cut to ``limit`` characters, and whether it was cut."""
+    if len(text) > limit:
+        return text[:limit], True
+    return text, False
+
+
+def bounded_json(value: Any, redact: Any, *, depth: int = 4, items: int = 64, text: int = 1024) -> tuple[Any, bool]:
+    """A JSON-safe copy of a metadata value within bounds, strings redacted; returns (value, truncated).
+
+    At most ``depth`` levels and ``items`` entries per container; strings (and keys) cut to ``text``
+    characters and passed through ``redact`` (``str -> str``, or None).
+    """
+    cut_any = [False]
+
+    def walk(obj: Any, level: int) -> Any:
+        if obj is None or isinstance(obj, bool):
+            return obj
+        if isinstance(obj, int):
+            return obj if abs(obj) < 1 << 63 else walk(render(obj, 64), level)
+        if isinstance(obj, float):
+            return obj if math.isfinite(obj) else None
+        if isinstance(obj, str):
+            value, was_cut = cut(clean_text(obj), text)
+            cut_any[0] |= was_cut
+            return redact(value) if redact is not None else value
+        if level >= depth:
+            cut_any[0] = True
+            return _ELLIPSIS
+        if isinstance(obj, Mapping):
+            out = {}
+            for i, (key, item) in enumerate(obj.items()):
+                if i >= items:
+                    cut_any[0] = True
+                    break
+                name = walk(key if isinstance(key, str) else safe_repr(key), level)
+                out[name] = walk(item, level + 1)
+            return out
+        if isinstance(obj, (list, tuple)):
+            seq = []
+            for i, item in enumerate(obj):
+                if i >= items:
+                    cut_any[0] = True
+                    break
+                seq.append(walk(item, level + 1))
+            return seq
+        return walk(render(obj, text + 1), level)
+
+    return walk(value, 0), cut_any[0]

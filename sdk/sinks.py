@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from llmsight.errors import SinkError
-from llmsight.spool import SpoolWriter
+from llmsight.guard import warn_every
+from llmsight.spool import SpoolWriter, enforce_cap
 
 log = logging.getLogger("llmsight")
 
@@ -26,6 +27,9 @@ Batch = list[tuple[str, bytes]]
 # back much sooner so a host thread never waits long behind event building or Kafka sends.
 YIELD_AFTER_S = 0.0004
 YIELD_SLEEP_S = 0.00005
+
+
+CAP_CHECK_EVERY_S = 5.0
 
 
 class Pacer:
@@ -91,20 +95,67 @@ class Sink:
         """Forget state inherited from the parent (open files, connections) without touching it."""
 
 
-class FileSink(Sink):
-    """The ``file://`` spool sink (see :mod:`llmsight.spool` for the format)."""
+_HEARTBEAT_PREFIX = b'{"type":"heartbeat"'
 
-    def __init__(self, directory: str, segment_bytes: int, fsync: str) -> None:
-        self.writer = SpoolWriter(directory, segment_bytes, fsync)
+
+def is_heartbeat(line: bytes) -> bool:
+    """True for an encoded ``heartbeat`` event (the encoder writes ``type`` first, compactly)."""
+    return line.startswith(_HEARTBEAT_PREFIX)
+
+
+def events_in(batch: Batch) -> int:
+    """The llm_call and feedback events of a batch: what ``sent``, ``spilled`` and ``failed`` count."""
+    return sum(1 for _, line in batch if not line.startswith(_HEARTBEAT_PREFIX))
+
+
+class FileSink(Sink):
+    """The ``file://`` spool sink (see :mod:`llmsight.spool` for the format).
+
+    The spool directory is capped at ``max_bytes`` for all the processes that share it: at the first
+    write, after a segment closes, and after every 1/32 of the cap written (at most every
+    ``CAP_CHECK_EVERY_S``), the sink lists the directory and deletes the oldest closed segments past
+    the cap, counting their events as dropped.
+    """
+
+    def __init__(self, directory: str, segment_bytes: int, fsync: str, max_bytes: int = 1 << 30) -> None:
+        self.writer = SpoolWriter(directory, segment_bytes, fsync, on_closed=self._closed)
+        self.max_bytes = max_bytes
+        self._written = 0  # bytes written since the cap was last checked
+        self._check = True  # check at the first write: others may have filled the directory
+        self._checked_at = 0.0
+
+    def _closed(self, path: Any, size: int) -> None:
+        self._check = True
 
     def send(self, batch: Batch, stats: Stats) -> None:
+        lines = [line for _, line in batch]
         try:
-            self.writer.write([line for _, line in batch])
+            self.writer.write(lines)
         except OSError as exc:
-            stats.add(failed=len(batch))
-            log.warning("llmsight: spool write to %s failed, %d events lost: %s", self.writer.directory, len(batch), exc)
+            count = events_in(batch)
+            stats.add(failed=count)
+            warn_every(f"spool {self.writer.directory}", "spool write to %s failed, %d events lost: %s",
+                       self.writer.directory, count, exc)
             return
-        stats.add(sent=len(batch))
+        stats.add(sent=events_in(batch))
+        self._written += sum(len(line) for line in lines)
+        if self._check or (self._written >= max(1, self.max_bytes // 32)
+                           and time.monotonic() >= self._checked_at + CAP_CHECK_EVERY_S):
+            self._enforce_cap(stats)
+
+    def _enforce_cap(self, stats: Stats) -> None:
+        self._check, self._written, self._checked_at = False, 0, time.monotonic()
+        try:
+            dropped, removed = enforce_cap(self.writer.directory, self.max_bytes, pace=Pacer().tick)
+        except OSError as exc:
+            warn_every(f"spool cap {self.writer.directory}", "cannot check the spool cap in %s: %s",
+                       self.writer.directory, exc)
+            return
+        if removed:
+            stats.add(dropped=dropped)
+            warn_every(f"spool full {self.writer.directory}",
+                       "spool %s over %d bytes; dropped %d events in its %d oldest segments",
+                       self.writer.directory, self.max_bytes, dropped, len(removed))
 
     def close(self, timeout: float, stats: Stats) -> None:
         self.writer.close()
@@ -114,19 +165,24 @@ class FileSink(Sink):
 
 
 class MemorySink(Sink):
-    """Keeps decoded events in ``self.events`` (for tests, like OpenTelemetry's InMemorySpanExporter)."""
+    """Keeps decoded events in ``self.events`` (for tests, like OpenTelemetry's InMemorySpanExporter);
+    heartbeats go to ``self.heartbeats``."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.heartbeats: list[dict[str, Any]] = []
         self.lines: list[bytes] = []
         self.keys: list[str] = []
 
     def send(self, batch: Batch, stats: Stats) -> None:
         for key, line in batch:
+            if is_heartbeat(line):
+                self.heartbeats.append(json.loads(line))
+                continue
             self.keys.append(key)
             self.lines.append(line)
             self.events.append(json.loads(line))
-        stats.add(sent=len(batch))
+        stats.add(sent=events_in(batch))
 
 
 def spool_path(url: str) -> str:
@@ -151,10 +207,11 @@ def parse_kafka_url(url: str) -> tuple[list[str], str]:
     return servers, topic
 
 
-def make_sink(url: str, *, segment_bytes: int, fsync: str, spill_dir: str, spill_max_bytes: int) -> Sink:
+def make_sink(url: str, *, segment_bytes: int, fsync: str, spill_dir: str, spill_max_bytes: int,
+              spool_max_bytes: int = 1 << 30) -> Sink:
     """Build the sink for a URL; raises :class:`SinkError` for a malformed one (init falls back)."""
     if url.startswith("file://"):
-        return FileSink(spool_path(url), segment_bytes, fsync)
+        return FileSink(spool_path(url), segment_bytes, fsync, spool_max_bytes)
     if url.startswith("kafka://"):
         from llmsight.kafka_sink import KafkaSink
 

@@ -124,6 +124,63 @@ def read_lines(path: str | os.PathLike[str], offset: int = 0) -> Iterator[tuple[
             buffer = buffer[start:]
 
 
+def count_lines(path: str | os.PathLike[str], pace: Callable[[], None] | None = None) -> int:
+    """Complete lines (events) in a segment file."""
+    lines = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_READ_CHUNK), b""):
+            lines += chunk.count(b"\n")
+            if pace is not None:
+                pace()
+    return lines
+
+
+def enforce_cap(directory: str | os.PathLike[str], max_bytes: int, *, protect: frozenset[Path] = frozenset(),
+                this_host_only: bool = False, pace: Callable[[], None] | None = None) -> tuple[int, list[Path]]:
+    """Keep the segments of ``directory`` (every process's) under ``max_bytes`` by deleting the oldest
+    closed ones; returns (events dropped, paths deleted).
+
+    Only closed segments are deleted (an ``.open`` one may still be written by a live process), never
+    those in ``protect``, and with ``this_host_only`` only this host's (another host's claim on a
+    shared disk is its own business). Processes sharing the directory may race to delete the same
+    segment: only the one whose ``os.remove`` succeeds counts its events.
+    """
+    sized: list[tuple[Segment, int]] = []
+    total = 0
+    for segment in list_segments(directory):
+        try:
+            size = segment.path.stat().st_size
+        except OSError:
+            continue
+        sized.append((segment, size))
+        total += size
+    if total <= max_bytes:
+        return 0, []
+    here = hostname()
+    dropped, removed = 0, []
+    for segment, size in sized:
+        if total <= max_bytes:
+            break
+        if not segment.closed or segment.path in protect:
+            continue
+        if this_host_only:
+            parsed = parse_base(segment.base)
+            if parsed is None or parsed[1] != here:
+                continue
+        try:
+            lines = count_lines(segment.path, pace)
+            os.remove(segment.path)
+        except FileNotFoundError:  # another process deleted it first
+            total -= size
+            continue
+        except OSError:
+            continue
+        total -= size
+        dropped += lines
+        removed.append(segment.path)
+    return dropped, removed
+
+
 class SpoolWriter:
     """Appends batches of encoded lines to this process's active segment and rotates it by size.
 

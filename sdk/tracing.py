@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from llmsight.guard import internal_error
 from llmsight.serialize import uuid_text
 
 _rng = random.Random()
@@ -78,15 +79,52 @@ class CallContext:
         self.tags = tags
 
 
+# Bounds on tags and ids. The host side keeps one item or character more than the bound, so the
+# worker, which cuts to the bound, knows to flag the event truncated.
+MAX_TAGS = 64
+MAX_TAG_KEY_CHARS = 128
+MAX_TAG_VALUE_CHARS = 1024
+MAX_ID_CHARS = 256
+
+
+def _text_of(value: Any, limit: int) -> str:
+    if isinstance(value, str):
+        return value[: limit + 1]
+    try:
+        return str(value)[: limit + 1]
+    except Exception:
+        return "<unprintable>"
+
+
 def normalise_tags(tags: Mapping[str, Any] | Iterable[str] | None) -> dict[str, str]:
-    """Tags as a string-to-string map; a plain list of names becomes ``{name: "true"}``."""
+    """Tags as a string-to-string map; a plain list of names becomes ``{name: "true"}``.
+
+    Never raises: anything that is not a mapping or an iterable of names (``tags=5``) is logged
+    once and ignored. At most ``MAX_TAGS + 1`` tags are kept, each key and value cut just past its bound.
+    """
     if not tags:
         return {}
-    if isinstance(tags, Mapping):
-        return {str(k): "" if v is None else str(v) for k, v in tags.items()}
-    if isinstance(tags, str):
-        return {tags: "true"}
-    return {str(t): "true" for t in tags}
+    try:
+        out: dict[str, str] = {}
+        if isinstance(tags, Mapping):
+            pairs: Iterable[tuple[Any, Any]] = tags.items()
+        elif isinstance(tags, str):
+            pairs = ((tags, "true"),)
+        else:
+            pairs = ((t, "true") for t in tags)
+        for key, value in pairs:
+            if len(out) > MAX_TAGS:
+                break
+            out[_text_of(key, MAX_TAG_KEY_CHARS)] = "" if value is None else _text_of(value, MAX_TAG_VALUE_CHARS)
+        return out
+    except Exception as exc:
+        internal_error(f"reading tags of type {type(tags).__name__} (expected a mapping or a list of names)", exc)
+        return {}
+
+
+def bounded_id(value: Any) -> str | None:
+    """A user, session or trace id as text, cut just past ``MAX_ID_CHARS``; None stays None."""
+    return None if value is None else _text_of(value, MAX_ID_CHARS)
 
 
 class context:  # noqa: N801 - a function-like context manager, as in ``with llmsight.context(...)``
@@ -117,9 +155,9 @@ class context:  # noqa: N801 - a function-like context manager, as in ``with llm
         except Exception:  # a tags object that cannot be read must not break the host's block
             pass
         ctx = CallContext(
-            str(user_id) if user_id is not None else (outer.user_id if outer else None),
-            str(session_id) if session_id is not None else (outer.session_id if outer else None),
-            merged_tags,
+            bounded_id(user_id) if user_id is not None else (outer.user_id if outer else None),
+            bounded_id(session_id) if session_id is not None else (outer.session_id if outer else None),
+            merged_tags if len(merged_tags) <= MAX_TAGS + 1 else dict(list(merged_tags.items())[: MAX_TAGS + 1]),
         )
         self._tokens.append(CURRENT_CONTEXT.set(ctx))
         return self

@@ -2,8 +2,12 @@
 
 Modelled on OpenTelemetry's ``BatchProcessor`` and Sentry's ``worker.py``:
 
-* The host thread only appends a small record to a ``deque(maxlen=...)``; when the queue is
-  full the oldest record falls out and is counted as dropped. The host never waits.
+* The host thread only appends a small record (its arguments and result already cut to the text
+  cap) with its approximate size to a deque; past ``LLMSIGHT_QUEUE_SIZE`` records or about
+  ``LLMSIGHT_QUEUE_MAX_BYTES``, the oldest record falls out and is counted as dropped. The host
+  never waits for the worker (host threads share only a short lock among themselves).
+* Every ``LLMSIGHT_HEARTBEAT_S``, after each flush and before closing, the worker sends a
+  ``heartbeat`` event with the cumulative counters (the loss audit).
 * A released lock wakes the thread when a batch is full; otherwise it wakes every flush interval.
 * Building events (rendering, redaction, JSON) happens here, off the host's call path.
 * The thread gives the GIL back every ``sinks.YIELD_AFTER_S`` of work so a host thread never waits
@@ -30,17 +34,33 @@ log = logging.getLogger("llmsight")
 Builder = Callable[[Any], "tuple[str, bytes] | None"]
 
 
+Heartbeat = Callable[[dict[str, int]], "tuple[str, bytes]"]
+
+
 class Worker:
-    def __init__(self, sink: Sink, build: Builder, *, queue_size: int, batch_size: int, flush_interval: float) -> None:
+    def __init__(self, sink: Sink, build: Builder, *, queue_size: int, batch_size: int, flush_interval: float,
+                 max_bytes: int = 64 * 1024 * 1024, heartbeat: Heartbeat | None = None,
+                 heartbeat_s: float = 60.0) -> None:
         self.sink = sink
         self._build = build
         self._maxlen = queue_size
+        self._max_bytes = max_bytes
         self._batch_size = batch_size
         self._interval = flush_interval
+        self._heartbeat = heartbeat
+        self._heartbeat_s = heartbeat_s
         self._fresh_state()
 
     def _fresh_state(self) -> None:
-        self._queue: deque[Any] = deque(maxlen=self._maxlen)
+        # Items are (record, approximate bytes). The host appends and, past either bound, drops the
+        # oldest; the worker pops from the left. Byte counts are kept per side (one writer each), so
+        # the level is bytes_in - bytes_out - bytes_evicted without a lock shared with the worker.
+        self._queue: deque[tuple[Any, int]] = deque()
+        self._submit_lock = threading.Lock()  # host threads among themselves; never held by the worker
+        self._bytes_in = 0
+        self._bytes_evicted = 0
+        self._bytes_out = 0
+        self._next_heartbeat = time.monotonic() + self._heartbeat_s
         # A lock used as a binary semaphore: the worker blocks acquiring it, the host wakes it with
         # release(). Unlike Event.set(), release() never waits for a lock the worker may hold, so
         # the host thread never gives up the GIL (and then waits to get it back) to wake us.
@@ -61,11 +81,19 @@ class Worker:
 
     # -- the host's side (must stay cheap and never block) -----------------------------------------
 
-    def submit(self, record: Any) -> None:
+    def submit(self, record: Any, size: int = 512) -> None:
         queue = self._queue
-        if len(queue) >= self._maxlen:
-            self._queue_dropped += 1
-        queue.append(record)
+        with self._submit_lock:
+            queue.append((record, size))
+            self._bytes_in += size
+            while len(queue) > self._maxlen or (
+                    len(queue) > 1 and self._bytes_in - self._bytes_out - self._bytes_evicted > self._max_bytes):
+                try:
+                    _, old = queue.popleft()
+                except IndexError:  # the worker took them meanwhile
+                    break
+                self._bytes_evicted += old
+                self._queue_dropped += 1
         if len(queue) >= self._batch_size and not self._wake_pending:
             self._wake()
         if self._thread is None:
@@ -84,6 +112,19 @@ class Worker:
         counts: dict[str, int] = self.stats.snapshot()
         counts["dropped"] += self._queue_dropped
         return counts
+
+    @property
+    def queued_bytes(self) -> int:
+        """Approximate bytes of the records waiting in the queue."""
+        return self._bytes_in - self._bytes_out - self._bytes_evicted
+
+    def _send_heartbeat(self) -> None:
+        """Send this producer's cumulative counters (the loss audit's ``heartbeat`` event)."""
+        if self._heartbeat is None:
+            return
+        self._next_heartbeat = time.monotonic() + self._heartbeat_s
+        with guard("sending a heartbeat"):
+            self.sink.send([self._heartbeat(self.counters())], self.stats)
 
     def flush(self, timeout: float) -> bool:
         """Hand everything queued so far to the sink and flush it; True if done within ``timeout``."""
@@ -145,6 +186,8 @@ class Worker:
                 self._wake_lock.acquire(timeout=0.02 if self.sink.busy else self._interval)
                 self._wake_pending = False
                 self._drain()
+                if self._heartbeat is not None and time.monotonic() >= self._next_heartbeat:
+                    self._send_heartbeat()
                 with guard("sink housekeeping"):
                     self.sink.tick(self.stats)
                 if self._flush_requested > self._flush_done:
@@ -152,6 +195,10 @@ class Worker:
                 if self._stopping:
                     Pacer.hurry = True
                     self._drain()
+                    if self._heartbeat is not None:
+                        with guard("flushing before the last heartbeat"):
+                            self.sink.flush(max(0.0, self._flush_deadline - time.monotonic()) * 0.5, self.stats)
+                        self._send_heartbeat()
                     with guard("closing the sink"):
                         self.sink.close(max(0.0, self._flush_deadline - time.monotonic()), self.stats)
                     Pacer.hurry = False
@@ -171,6 +218,10 @@ class Worker:
             ok = False
             with guard("flushing the sink"):
                 ok = self.sink.flush(max(0.0, deadline - time.monotonic()), self.stats)
+            if self._heartbeat is not None:
+                self._send_heartbeat()  # the counters as of this flush
+                with guard("flushing the heartbeat"):
+                    self.sink.flush(max(0.0, deadline - time.monotonic()), self.stats)
         finally:
             Pacer.hurry = False
         with self._cond:
@@ -187,9 +238,10 @@ class Worker:
             failed = 0
             while queue and len(batch) < self._batch_size:
                 try:
-                    record = queue.popleft()
+                    record, size = queue.popleft()
                 except IndexError:
                     break
+                self._bytes_out += size
                 try:
                     built = self._build(record)
                     if built is not None:

@@ -41,6 +41,8 @@ def test_four_writer_processes_share_one_spool(tmp_path):
     for segment in segments:
         for _, _, raw in read_lines(segment.path):
             event = json.loads(raw)
+            if event["type"] == "heartbeat":  # the loss audit's counters (tests/unit/test_sdk_hardening.py)
+                continue
             inputs[event["input"]] += 1
             event_ids.add(event["event_id"])
             assert event["output"] == event["input"].upper()
