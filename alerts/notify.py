@@ -4,7 +4,14 @@
 returns at once, so a slow or dead receiver never delays a window's analysis. The thread posts each
 notification to every target; a failure that can succeed later (a network error, HTTP 429 or 5xx)
 is retried with exponential backoff, up to ``max_attempts``; any other 4xx is a permanent refusal
-and is logged once, not retried.
+and is logged once, not retried. A redirect (3xx) is a failure too, never followed: the body and the
+bearer token go to the configured URL only. Each attempt has an overall deadline (``deadline_s``), so a
+receiver that answers one byte at a time cannot hold the thread.
+
+Example texts (the users' prompts and outputs behind an alert) are sent only when
+``LLMSIGHT_NOTIFY_EXAMPLES`` is on: they carry user text to a third party. Without it, a notification
+names the example traces (their ids) but not their texts. Slack messages escape ``& < >`` in every
+value, so a text cannot make a link or a mention.
 
 The webhook URLs are secrets (a Slack incoming-webhook URL is a credential), so they come from the
 environment (``LLMSIGHT_WEBHOOK_URL``, ``LLMSIGHT_SLACK_WEBHOOK_URL``) and never appear in logs.
@@ -12,10 +19,13 @@ environment (``LLMSIGHT_WEBHOOK_URL``, ``LLMSIGHT_SLACK_WEBHOOK_URL``) and never
 
 from __future__ import annotations
 
+import copy
 import heapq
+import http.client
 import itertools
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.error
@@ -49,34 +59,66 @@ class Target:
         return f"{self.kind} {parsed.scheme}://{parsed.hostname}{':' + str(parsed.port) if parsed.port else ''}"
 
 
-def webhook_payload(notification: dict[str, Any]) -> dict[str, Any]:
-    """The generic webhook body: the notification itself, plus a version so receivers can evolve."""
-    return {"version": 1, "source": "llmsight", **notification}
+def without_texts(notification: dict[str, Any]) -> dict[str, Any]:
+    """``notification`` without the users' texts: the evidence's examples keep their trace ids and scores,
+    the drift topics their labels and terms, but no example text."""
+    evidence = notification.get("evidence")
+    if not isinstance(evidence, dict):
+        return notification
+    evidence = copy.deepcopy(evidence)
+    examples = evidence.get("examples")
+    if isinstance(examples, list):
+        evidence["examples"] = [{k: v for k, v in e.items() if k != "text"} if isinstance(e, dict) else {}
+                                for e in examples]
+        evidence["examples"] = [e for e in evidence["examples"] if e]
+    topics = evidence.get("topics")
+    if isinstance(topics, list):
+        evidence["topics"] = [{k: v for k, v in t.items() if k != "examples"} if isinstance(t, dict) else t
+                              for t in topics]
+    return {**notification, "evidence": evidence}
 
 
-def slack_payload(notification: dict[str, Any]) -> dict[str, Any]:
-    """A Slack incoming-webhook message: a one-line ``text`` fallback plus blocks with the evidence."""
+def webhook_payload(notification: dict[str, Any], *, examples: bool = False) -> dict[str, Any]:
+    """The generic webhook body: the notification itself (its example texts only with ``examples``), plus a
+    version so receivers can evolve."""
+    return {"version": 1, "source": "llmsight", **(notification if examples else without_texts(notification))}
+
+
+def slack_escape(value: Any) -> str:
+    """``value`` as Slack message text: ``& < >`` escaped, so it cannot form a link, a mention or a command."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_payload(notification: dict[str, Any], *, examples: bool = False) -> dict[str, Any]:
+    """A Slack incoming-webhook message: a one-line ``text`` fallback plus blocks with the evidence (the
+    example texts only with ``examples``); every value is escaped."""
     kind = notification.get("kind", "firing")
-    severity = notification.get("severity", "")
-    emoji = _EMOJI["resolved"] if kind == "resolved" else _EMOJI.get(severity, ":bell:")
+    severity = slack_escape(notification.get("severity", ""))
+    emoji = _EMOJI["resolved"] if kind == "resolved" else _EMOJI.get(str(severity), ":bell:")
     segment = notification.get("segment") or {}
-    where = " / ".join(str(segment.get(k) or "-") for k in SEGMENT_KEYS)
-    headline = f"{emoji} [{kind.upper()}] {notification.get('rule')} ({severity}) on {where}"
+    where = " / ".join(slack_escape(segment.get(k) or "-") for k in SEGMENT_KEYS)
+    headline = (f"{emoji} [{slack_escape(str(kind).upper())}] {slack_escape(notification.get('rule'))} "
+                f"({severity}) on {where}")
     facts = [
-        f"*metric* `{notification.get('metric')}`",
-        f"*value* {_fmt(notification.get('value'))}",
-        f"*threshold* {_fmt(notification.get('threshold'))}",
-        f"*baseline* {_fmt(notification.get('baseline'))}",
-        f"*p-value* {_fmt(notification.get('p_value'))}",
-        f"*window* {notification.get('window_start')}",
+        f"*metric* `{slack_escape(notification.get('metric'))}`",
+        f"*value* {slack_escape(_fmt(notification.get('value')))}",
+        f"*threshold* {slack_escape(_fmt(notification.get('threshold')))}",
+        f"*baseline* {slack_escape(_fmt(notification.get('baseline')))}",
+        f"*p-value* {slack_escape(_fmt(notification.get('p_value')))}",
+        f"*window* {slack_escape(notification.get('window_start'))}",
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "  ·  ".join(facts)}},
     ]
-    examples = (notification.get("evidence") or {}).get("examples") or []
-    if examples:
-        lines = [f"• `{e.get('trace_id', '')}` {str(e.get('text', ''))[:160]}" for e in examples[:3]]
+    found = (notification.get("evidence") or {}).get("examples") or []
+    found = [e for e in found if isinstance(e, dict)]
+    if found:
+        if examples:
+            lines = [f"• `{slack_escape(e.get('trace_id', ''))}` {slack_escape(str(e.get('text', ''))[:160])}"
+                     for e in found[:3]]
+        else:
+            lines = [f"• `{slack_escape(e.get('trace_id', ''))}`" for e in found[:3]]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*examples*\n" + "\n".join(lines)}})
     return {"text": headline, "blocks": blocks}
 
@@ -98,16 +140,63 @@ class _Attempt:
     attempt: int = field(compare=False, default=1)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: urllib then raises the 3xx as an HTTPError, and the attempt fails."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+class _Connections:
+    """urllib's HTTP(S) handlers, remembering each connection they open so a deadline can cut it."""
+
+    def __init__(self) -> None:
+        self.opened: list[http.client.HTTPConnection] = []
+        self.cut = False
+        keep = self.opened
+
+        def track(factory: Any) -> Any:
+            def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+                connection = factory(host, **kwargs)
+                keep.append(connection)
+                return connection
+            return make
+
+        class Http(urllib.request.HTTPHandler):
+            def http_open(self, req: Any) -> Any:
+                return self.do_open(track(http.client.HTTPConnection), req)
+
+        class Https(urllib.request.HTTPSHandler):
+            def https_open(self, req: Any) -> Any:
+                return self.do_open(track(http.client.HTTPSConnection), req, context=self._context)  # type: ignore[attr-defined]
+
+        self.handlers = (Http(), Https(), _NoRedirect())
+
+    def cut_all(self) -> None:
+        """The deadline passed: shut the sockets down, which wakes a read blocked on them."""
+        self.cut = True
+        for connection in list(self.opened):
+            sock = connection.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
 class Notifier:
     """Sends notifications to its targets from one background thread, with retries and backoff."""
 
     def __init__(self, targets: list[Target], *, max_attempts: int = 5, backoff_s: float = 1.0,
-                 max_backoff_s: float = 60.0, timeout_s: float = 5.0, queue_size: int = 1000) -> None:
+                 max_backoff_s: float = 60.0, timeout_s: float = 5.0, deadline_s: float = 15.0,
+                 queue_size: int = 1000, examples: bool = False) -> None:
         self.targets = list(targets)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # per connect and read
+        self.deadline_s = deadline_s  # per attempt, whatever the receiver does
+        self.examples = examples  # send the example texts (LLMSIGHT_NOTIFY_EXAMPLES)
         self._incoming: deque[dict[str, Any]] = deque(maxlen=queue_size)
         self._retries: list[_Attempt] = []
         self._seq = itertools.count()
@@ -132,7 +221,8 @@ class Notifier:
         slack = config.resolve(settings.SLACK_WEBHOOK_URL, strict=True)
         if slack:
             targets.append(Target(SLACK, slack))
-        return cls(targets, max_attempts=config.resolve(settings.NOTIFY_MAX_ATTEMPTS, strict=True))
+        return cls(targets, max_attempts=config.resolve(settings.NOTIFY_MAX_ATTEMPTS, strict=True),
+                   examples=config.resolve(settings.NOTIFY_EXAMPLES, strict=True))
 
     def send(self, notification: dict[str, Any]) -> None:
         """Queue one notification for every target; returns at once."""
@@ -203,9 +293,9 @@ class Notifier:
             self._wake.wait(max(0.01, wait))
         return None
 
-    @staticmethod
-    def _body(target: Target, notification: dict[str, Any]) -> bytes:
-        payload = slack_payload(notification) if target.kind == SLACK else webhook_payload(notification)
+    def _body(self, target: Target, notification: dict[str, Any]) -> bytes:
+        payload = (slack_payload(notification, examples=self.examples) if target.kind == SLACK
+                   else webhook_payload(notification, examples=self.examples))
         return json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
 
     def _attempt(self, attempt: _Attempt) -> None:
@@ -232,11 +322,25 @@ class Notifier:
         if target.token:
             headers["Authorization"] = f"Bearer {target.token}"
         request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
+        connections = _Connections()
+        deadline = threading.Timer(self.deadline_s, connections.cut_all)
+        deadline.daemon = True
+        deadline.start()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
+            with urllib.request.build_opener(*connections.handlers).open(request, timeout=self.timeout_s) as response:
+                response.read(1 << 16)
+            if connections.cut:
+                return True, f"no complete answer within {self.deadline_s:g} s"
             return False, None
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                return False, f"HTTP {exc.code}: a redirect, not followed (set the final URL)"
             return exc.code == 429 or exc.code >= 500, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+            if connections.cut:
+                return True, f"no complete answer within {self.deadline_s:g} s"
             return True, type(exc).__name__ + ": " + str(getattr(exc, "reason", exc))[:200]
+        finally:
+            deadline.cancel()
+            for connection in connections.opened:
+                connection.close()

@@ -6,7 +6,7 @@ the service reads it with ``config.resolve(setting, strict=True)`` and fails fas
 
 from __future__ import annotations
 
-from llmsight.config import define, parse_positive_int, parse_text
+from llmsight.config import define, parse_bool, parse_positive_int, parse_text
 
 RULES = define("LLMSIGHT_RULES", "", parse_text,
                 "Path to a YAML file of alert rules; empty means the default rules shipped in the package.", "alerts")
@@ -22,3 +22,8 @@ SLACK_WEBHOOK_URL = define("LLMSIGHT_SLACK_WEBHOOK_URL", "", parse_text,
 
 NOTIFY_MAX_ATTEMPTS = define("LLMSIGHT_NOTIFY_MAX_ATTEMPTS", 6, parse_positive_int,
                               "Attempts per notification (exponential backoff between them).", "alerts")
+
+NOTIFY_EXAMPLES = define("LLMSIGHT_NOTIFY_EXAMPLES", False, parse_bool,
+                          "Put the example texts behind an alert (users' prompts and outputs) in notifications; "
+                          "off by default, since they carry user text to a third party (Slack, a webhook).",
+                          "alerts")

@@ -68,7 +68,7 @@ def receiver():
 
 def test_webhook_gets_the_notification_as_json_with_the_bearer_token(receiver):
     server = receiver()
-    notifier = Notifier([Target(WEBHOOK, server.url + "/hook", token="s3cret")])
+    notifier = Notifier([Target(WEBHOOK, server.url + "/hook", token="s3cret")], examples=True)
     notifier.send(NOTE)
     assert notifier.flush(5)
     notifier.close()
@@ -81,7 +81,7 @@ def test_webhook_gets_the_notification_as_json_with_the_bearer_token(receiver):
 
 def test_slack_gets_text_and_blocks_with_evidence(receiver):
     server = receiver()
-    notifier = Notifier([Target(SLACK, server.url + "/services/T/B/X")])
+    notifier = Notifier([Target(SLACK, server.url + "/services/T/B/X")], examples=True)
     notifier.send(NOTE)
     assert notifier.flush(5)
     notifier.close()
