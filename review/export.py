@@ -9,6 +9,10 @@
 * ``report.html``: the report (see :mod:`llmsight.review.html`);
 * ``export.json``: the week's bounds and when its feedback was counted until (``feedback_until``).
 
+The files hold users' texts: folders are created 0700 and files 0600, like the SDK's spool. A CSV cell
+that a spreadsheet would run as a formula (one starting with ``= + - @``, a tab or a carriage return)
+gets a leading apostrophe (:func:`csv_cell`), so opening the review sample never runs a user's text.
+
 Feedback often comes after the call, so a call's verdict is looked for until ``FEEDBACK_GRACE``
 after the week (Tuesday 00:00 UTC), but never past the moment the export runs: feedback is counted
 while ``ts < feedback_until = min(week.end + FEEDBACK_GRACE, now)`` (:func:`feedback_cutoff`). An
@@ -24,8 +28,10 @@ of the export (a provisional export records ``feedback_until``, the moment it ra
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -246,13 +252,57 @@ def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], si
     return out
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` safe to open in a spreadsheet: text a spreadsheet would read as a formula gets a leading
+    apostrophe (numbers are left alone)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` and its missing parents with mode 0700; ``path`` itself is made 0700 if it existed
+    (the folders above it that existed are left as they are)."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` (or keep it) with mode 0600 before it is written: writers that truncate keep the mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """CSV with a fixed column order and ``\\n`` line ends, so the bytes depend on the rows only."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row)
+    """CSV with a fixed column order and ``\\n`` line ends, so the bytes depend on the rows only; text a
+    spreadsheet would run as a formula is neutralised (:func:`csv_cell`)."""
+    # The writer quotes a cell holding a carriage return only when "\r" is in its line terminator: each
+    # record is written with "\r\n" and ends with "\n" in the file.
+    record = io.StringIO()
+    writer = csv.DictWriter(record, fieldnames=columns, lineterminator="\r\n", extrasaction="ignore")
+    with private_file(path).open("w", newline="", encoding="utf-8") as f:
+        for row in [None, *rows]:
+            record.seek(0)
+            record.truncate()
+            if row is None:
+                writer.writeheader()
+            else:
+                writer.writerow({key: csv_cell(value) for key, value in row.items()})
+            f.write(record.getvalue()[:-2] + "\n")
 
 
 # -- the whole export --------------------------------------------------------------------------------
@@ -298,8 +348,7 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
     week = week if isinstance(week, IsoWeek) else parse_week(week, now)
     chosen = parse_formats(formats)
     size = config.resolve(settings.EXPORT_SAMPLE_SIZE, sample_size, strict=True)
-    directory = Path(out_dir).expanduser() / week.label
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(Path(out_dir).expanduser() / week.label)
     until = feedback_cutoff(week, now)
     result = ExportResult(week, directory, feedback_until=until)
     log.info("export: %s (%s..%s) to %s as %s", week.label, sql_time(week.start), sql_time(week.end), directory,
@@ -307,12 +356,12 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
     if result.provisional:
         log.warning("export: %s: %s", week.label, result.feedback)
 
-    path = directory / MANIFEST
+    path = private_file(directory / MANIFEST)
     path.write_text(json.dumps(manifest(week, until), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     result.files[MANIFEST] = path
     if "parquet" in chosen:
         for table in RAW_TABLES:
-            path = directory / f"{table}.parquet"
+            path = private_file(directory / f"{table}.parquet")
             result.rows[table] = write_parquet(client, table, week, path, progress,
                                                until=until if table == "feedback" else None)
             result.files[f"{table}.parquet"] = path
@@ -344,7 +393,7 @@ def export_week(client: Any, week: IsoWeek | str | None, out_dir: str | Path, *,
         from llmsight.review import html as export_html
 
         evidently_html = export_summary.evidently_drift_html(client, week) if evidently else None
-        path = directory / "report.html"
+        path = private_file(directory / "report.html")
         html = export_html.render(summary, sample, evidently_html=evidently_html,
                                   feedback_notice=result.feedback, provisional=result.provisional)
         path.write_text(html, encoding="utf-8")
