@@ -230,9 +230,14 @@ class Worker:
         self.units_done = 0
         self.failures = 0
         self.seconds = 0.0
+        self.ready = False
         self._stopping = threading.Event()
 
     def run(self) -> None:
+        # The models load before the worker joins: its first unit is not slowed by them, and a replica
+        # that cannot load them never takes a unit.
+        self.analyzer.warm_up()
+        self.ready = True
         self.member = GroupMember(self.queue, self.queue.topic, self.queue.group, name=f"{self.name}-worker",
                                   poll_interval_s=max(600.0, self.queue.unit_timeout_s))
         try:
