@@ -12,8 +12,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from llmsight.dashboard import data, silences
+from llmsight.dashboard import auth, data, silences
 from llmsight.dashboard.data import q
+from llmsight.dashboard.text import plain
 from llmsight.store.queries import Filters
 
 TABS = (("firing", "Firing"), ("pending", "Pending"), ("resolved", "Resolved"))
@@ -28,8 +29,8 @@ def _label(row: pd.Series) -> str:
 
 
 def evidence(alert: pd.Series) -> None:
-    st.markdown(f"**{alert['rule']}** ({alert['severity']}, {alert['state']}) on "
-                f"`{alert['service']}/{alert['name']}/{alert['model']}/{alert['prompt_version']}`")
+    segment = f"{alert['service']}/{alert['name']}/{alert['model']}/{alert['prompt_version']}"
+    st.markdown(f"**{alert['rule']}** ({alert['severity']}, {alert['state']}) on {plain(segment)}")
     cols = st.columns(4)
     for col, key in zip(cols, ("value", "threshold", "baseline", "p_value"), strict=False):
         value = alert[key]
@@ -52,8 +53,9 @@ def evidence(alert: pd.Series) -> None:
 def acknowledge_form(alert: pd.Series) -> None:
     if alert["state"] not in ("firing", "pending"):
         return
+    by = auth.current_user()  # from the login, never typed in
     with st.form("acknowledge", clear_on_submit=True):
-        by = st.text_input("Acknowledged by", key="ack_by")
+        st.caption(f"Acknowledging as {plain(by)}")
         note = st.text_area("Note", key="ack_note", placeholder="What you are doing about it")
         submitted = st.form_submit_button("Acknowledge (silence re-notifications until it resolves)")
     if submitted:
@@ -66,7 +68,7 @@ def acknowledge_form(alert: pd.Series) -> None:
             st.error(str(exc))
             return
         data.forget()
-        st.success(f"Acknowledged by {by.strip()}.")
+        st.success(f"Acknowledged by {plain(by)}.")
 
 
 def render(f: Filters) -> None:

@@ -15,6 +15,7 @@ import streamlit as st
 
 from llmsight.dashboard import charts, figures
 from llmsight.dashboard.data import q
+from llmsight.dashboard.text import plain
 from llmsight.store import names, queries
 from llmsight.store.queries import Filters
 
@@ -99,7 +100,7 @@ def topics(latest: pd.DataFrame) -> None:
         if shown > TOPIC_SEGMENTS:
             st.caption(f"Showing the {TOPIC_SEGMENTS} segments with the highest scores; filter to see others.")
             break
-        with st.expander(f"{row.segment} · score {row.value:.3f}" + (" · drifted" if row.drifted else ""),
+        with st.expander(f"{plain(row.segment)} · score {row.value:.3f}" + (" · drifted" if row.drifted else ""),
                          expanded=bool(row.drifted)):
             st.dataframe(table, hide_index=True, width="stretch")
     if not shown:

@@ -1,22 +1,29 @@
 """Export: run the weekly quality-review export for a week and download its files.
 
 The export is :func:`llmsight.review.export.export_week`, the same code as ``llmsight export``
-and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``. The week offered is the last
+and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``.
+
+Nothing is read for the downloads while the page renders: each download button gets a callable that
+Streamlit runs on the click. The zip is built then, file by file from disk into an unnamed temporary
+file (never the whole export in memory while building), and handed over as an open file. A file or an
+export larger than ``LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES`` is not offered: the page says where it is on
+the server instead. The week offered is the last
 complete one; exported before its feedback grace ends (Tuesday 00:00 UTC) it is provisional, and the
 page says so, as the export's own files do.
 """
 
 from __future__ import annotations
 
-import io
+import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import streamlit as st
 
 from llmsight import config
-from llmsight.dashboard import data
+from llmsight.dashboard import data, settings
 from llmsight.review import settings as review_settings
 from llmsight.store.queries import Filters
 
@@ -42,12 +49,33 @@ def run_export(week: str, formats: list[str]) -> ExportResult:
     return result
 
 
-def zipped(files: list[Path]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in files:
-            archive.write(path, arcname=path.name)
-    return buffer.getvalue()
+def zipped(files: list[Path], max_bytes: int) -> IO[bytes]:
+    """The files zipped into an unnamed temporary file (deleted when closed), rewound; raises ValueError when
+    the zip would pass ``max_bytes``."""
+    out = tempfile.TemporaryFile()
+    try:
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, arcname=path.name)  # streamed from disk in chunks
+                if out.tell() > max_bytes:
+                    raise ValueError(f"the zip passed {max_bytes:,} bytes")
+        out.seek(0)
+        return out
+    except BaseException:
+        out.close()
+        raise
+
+
+def _on_click_zip(files: list[Path], max_bytes: int) -> Callable[[], IO[bytes]]:
+    return lambda: zipped(files, max_bytes)
+
+
+def _on_click_file(path: Path) -> Callable[[], IO[bytes]]:
+    return lambda: path.open("rb")
+
+
+def max_download_bytes() -> int:
+    return int(config.resolve(settings.DASHBOARD_DOWNLOAD_MAX_BYTES, strict=True))
 
 
 def render(f: Filters) -> None:
@@ -83,8 +111,18 @@ def render(f: Filters) -> None:
         st.caption(done["feedback"])
     st.dataframe([{"file": p.name, "bytes": p.stat().st_size} for p in files], hide_index=True, width="stretch")
     st.caption("Rows: " + ", ".join(f"{k} {v:,}" for k, v in done["rows"].items()))
-    st.download_button("Download all (zip)", zipped(files), file_name=f"llmsight-{done['week']}.zip",
-                       mime="application/zip", key="export_zip")
+    cap = max_download_bytes()
+    sizes = {path: path.stat().st_size for path in files}
+    if sum(sizes.values()) <= cap:
+        st.download_button("Download all (zip)", _on_click_zip(files, cap), file_name=f"llmsight-{done['week']}.zip",
+                           mime="application/zip", key="export_zip")
+    else:
+        st.info(f"The export is {sum(sizes.values()):,} bytes, more than the {cap:,} bytes offered for download "
+                f"(LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES): no zip here; its files are in {files[0].parent} on the "
+                "server.")
     for path in files:
-        st.download_button(f"Download {path.name}", path.read_bytes(), file_name=path.name,
-                           key=f"export_file_{path.name}")
+        if sizes[path] <= cap:
+            st.download_button(f"Download {path.name}", _on_click_file(path), file_name=path.name,
+                               key=f"export_file_{path.name}")
+        else:
+            st.caption(f"{path.name} ({sizes[path]:,} bytes) is above the download cap; it is on the server.")

@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from llmsight.alerts.silences import DASHBOARD_DURATIONS, Silence, matching
-from llmsight.dashboard import data
+from llmsight.dashboard import auth, data
 from llmsight.dashboard.data import q
+from llmsight.dashboard.text import plain
 from llmsight.store.names import SEGMENT_KEYS
 
 SHOWN = ["silence_id", "rule", "service", "name", "model", "prompt_version", "until", "left", "created_by", "reason"]
@@ -44,11 +45,12 @@ def silence_form(alert: pd.Series) -> None:
     """Silence the chosen pending or firing alert (its rule, on its segment) for 1 h, 4 h or 24 h."""
     if alert["state"] not in ("firing", "pending"):
         return
+    by = auth.current_user()  # from the login, never typed in
     with st.form("silence", clear_on_submit=True):
         st.markdown(f"**Silence** `{alert['rule']}` on this segment: still recorded, not notified; "
                     "if it still fires when the silence ends, it notifies once.")
         length = st.radio("For", DASHBOARD_DURATIONS, horizontal=True, key="silence_for")
-        by = st.text_input("Silenced by", key="silence_by")
+        st.caption(f"Silencing as {plain(by)}")
         reason = st.text_input("Reason", key="silence_reason", placeholder="Known regression, rollback under way")
         submitted = st.form_submit_button("Silence")
     if submitted:
@@ -75,9 +77,10 @@ def active_list() -> None:
     st.dataframe(frame[SHOWN], hide_index=True, width="stretch", key="silences_table")
     labels = {f"{row['silence_id']} · {row['rule']} · {row['left']} left": row["silence_id"]
               for _, row in frame.iterrows()}
+    by = auth.current_user()  # from the login, never typed in
     with st.form("unsilence", clear_on_submit=True):
         chosen = st.selectbox("Silence", list(labels), key="unsilence_choice")
-        by = st.text_input("Ended by", key="unsilence_by")
+        st.caption(f"Ending as {plain(by)}")
         submitted = st.form_submit_button("End silence now")
     if submitted and chosen is not None:
         from llmsight.alerts.silences import remove_silence

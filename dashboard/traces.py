@@ -13,6 +13,7 @@ import streamlit as st
 
 from llmsight.dashboard import figures
 from llmsight.dashboard.data import q
+from llmsight.dashboard.text import plain
 from llmsight.store import names
 from llmsight.store.queries import Filters
 
@@ -37,14 +38,15 @@ def trace_detail(trace_id: str, around: dt.datetime | None) -> None:
     if calls.empty:
         calls = q("trace_calls", trace_id, None)
     if calls.empty:
-        st.warning(f"No call with trace id {trace_id!r}.")
+        st.warning(f"No call with trace id {plain(repr(trace_id))}.")
         return
-    st.subheader(f"Trace {trace_id}")
+    st.subheader(f"Trace {plain(trace_id)}")
     feedback = q("trace_feedback", trace_id)
     for index, call in calls.iterrows():
         with st.container(border=True):
-            st.markdown(f"**{call['name']}** · {call['service']} · {call['model']} · prompt {call['prompt_version']}"
-                        f" · {call['environment']} · {call['ts']:%Y-%m-%d %H:%M:%S} UTC")
+            st.markdown(f"**{plain(call['name'])}** · {plain(call['service'])} · {plain(call['model'])} · prompt "
+                        f"{plain(call['prompt_version'])} · {plain(call['environment'])} · "
+                        f"{call['ts']:%Y-%m-%d %H:%M:%S} UTC")
             cols = st.columns(4)
             cols[0].metric("latency", f"{call['latency_ms']:,.0f} ms")
             cols[1].metric("time to first token", "–" if pd.isna(call["ttft_ms"]) else f"{call['ttft_ms']:,.0f} ms")
@@ -53,7 +55,7 @@ def trace_detail(trace_id: str, around: dt.datetime | None) -> None:
             st.text_area("Prompt", call["input"], disabled=True, key=f"trace_input_{index}")
             st.text_area("Output", call["output"], disabled=True, key=f"trace_output_{index}")
             if call["error"] or call["error_type"]:
-                st.error(f"{call['error_type']}: {call['error']}")
+                st.error(plain(f"{call['error_type']}: {call['error']}", one_line=False))
     st.markdown("**Scores**")
     evidence = scores(trace_id, calls["ts"].iloc[0].to_pydatetime())
     if evidence.empty:

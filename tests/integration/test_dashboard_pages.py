@@ -8,12 +8,14 @@ each assert checks a number the page computed, not just that it ran.
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import uuid
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from llmsight.dashboard.text import plain
 from llmsight.store import ALERT_COLUMNS, EVENT_COLUMNS, FEEDBACK_COLUMNS, METRIC_COLUMNS, queries
 
 SEG_A = ("support-bot", "answer", "model-a", "v1")
@@ -245,14 +247,16 @@ def test_alerts_page_lists_states_and_acknowledges_with_a_note(seeded):
     choice = app.selectbox(key="alert_choice")
     label = next(o for o in choice.options if "al-b" in o)
     choice.select(label).run()
-    app.text_input(key="ack_by").input("oncall@example.com")
+    # No "Acknowledged by" box: the name comes from the login (on localhost, the server's own user).
+    assert not [t for t in app.text_input if t.key == "ack_by"]
+    by = f"{getpass.getuser()}@localhost"
     app.text_area(key="ack_note").input("rolling back prompt v2")
     app.button[0].click().run()
     assert not app.exception
-    assert any(s.value.startswith("Acknowledged by oncall@example.com") for s in app.success)
+    assert any(s.value.startswith(f"Acknowledged by {plain(by)}") for s in app.success)
     rows = seeded.query("SELECT acked_by, ack_note, state FROM alerts WHERE alert_id = 'al-b' "
                         "ORDER BY changed_at DESC LIMIT 1").result_rows
-    assert rows == [("oncall@example.com", "rolling back prompt v2", "firing")]
+    assert rows == [(by, "rolling back prompt v2", "firing")]
 
 
 def test_traces_page_searches_and_opens_a_trace(seeded):

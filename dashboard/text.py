@@ -1,0 +1,23 @@
+"""Text from events (prompts, outputs, errors, names, segments) shown as text, never as Markdown.
+
+Streamlit renders Markdown in ``st.markdown``, ``st.caption``, ``st.error`` and friends: a prompt holding
+``![x](https://tracker.example/p.png)`` would make every viewer's browser fetch a remote image, and
+``[Reset your password](https://evil.example)`` would show as a disguised link. :func:`plain` escapes every
+ASCII punctuation character (CommonMark lets any of them be escaped with a backslash), so the text shows as
+written: no link, image, emphasis, code span, heading, list, HTML, LaTeX or colour directive can form.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+_ESCAPES = {ord(c): "\\" + c for c in string.punctuation}
+
+
+def plain(value: Any, *, one_line: bool = True) -> str:
+    """``value`` as Markdown source that renders exactly as the text (newlines become spaces with ``one_line``)."""
+    text = "" if value is None else str(value)
+    if one_line:
+        text = " ".join(text.split())
+    return text.translate(_ESCAPES)
