@@ -24,6 +24,7 @@ def collector(
     The store is LLMSIGHT_CLICKHOUSE_URL. SIGTERM finishes the batch in hand, commits it and exits.
     """
     from llmsight import config, store
+    from llmsight.cli import stopping
     from llmsight.collector import Collector, source_from_url
     from llmsight.store import settings as store_settings
 
@@ -42,6 +43,7 @@ def collector(
 
     def request_stop(signum: int, _frame: object) -> None:
         log.info("collector: %s received; finishing the batch in hand", signal.Signals(signum).name)
+        stopping.arm("the collector")
         stop.set()
 
     signal.signal(signal.SIGTERM, request_stop)

@@ -13,6 +13,10 @@ def dashboard(
     url: str = typer.Option(None, "--url", help="Store URL; default LLMSIGHT_CLICKHOUSE_URL."),
 ) -> None:
     """Serve the dashboard (overview, drift, safety, feedback, alerts, traces, export) until Ctrl-C."""
+    from llmsight.cli import stopping
     from llmsight.dashboard import server
 
-    server.run(port=port, address=address, url=url)
+    try:
+        server.run(port=port, address=address, url=url)
+    finally:
+        stopping.arm("the dashboard")

@@ -56,6 +56,7 @@ def demo(
     """Run the embedded stack with a synthetic app that ships a bad prompt version partway through."""
     from llmsight import config, store
     from llmsight.analyzers.window_metrics import AnalysisSettings
+    from llmsight.cli import stopping
     from llmsight.cli.up import EmbeddedStack
     from llmsight.demo.app import SyntheticApp
     from llmsight.scheduler.service import ScheduleSettings
@@ -99,8 +100,11 @@ def demo(
 
             typer.echo(f"llmsight demo: dashboard on http://127.0.0.1:{port} (Ctrl-C stops the demo)")
             if duration is not None:
-                threading.Timer(duration, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+                timer = threading.Timer(duration, lambda: os.kill(os.getpid(), signal.SIGINT))
+                timer.daemon = True
+                timer.start()
             server.run(port=port, address="127.0.0.1")
+            stopping.arm("llmsight demo")  # the server stopped on SIGTERM or Ctrl-C: the rest ends within seconds
         app.stop()
         app = None
         if stack.error is not None:

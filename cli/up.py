@@ -78,7 +78,9 @@ class EmbeddedStack:
     def stop(self) -> None:
         self._stop.set()
         if self._collector_thread is not None:
-            self._collector_thread.join(timeout=15)
+            # The batch in hand is committed within a second or two; the process's stop deadline
+            # (llmsight.cli.stopping) bounds the whole stop anyway.
+            self._collector_thread.join(timeout=5)
         self.service.shutdown()
         log.info("up: stopped")
 
@@ -92,6 +94,7 @@ def up(
     address: str = typer.Option("127.0.0.1", "--address", help="Address the dashboard listens on."),
 ) -> None:
     """Run the embedded stack in one process: collector, analyzers and the dashboard."""
+    from llmsight.cli import stopping
     from llmsight.dashboard import server
 
     stack = EmbeddedStack()
@@ -103,6 +106,7 @@ def up(
         if stack.error is None:
             raise
     finally:
+        stopping.arm("llmsight up")  # SIGTERM or Ctrl-C stopped the dashboard's server: end within seconds
         stack.stop()
     if stack.error is not None:
         raise stack.error

@@ -52,6 +52,11 @@ class StoreURL:
         return f"{parsed.scheme}://{user}{host}{port}/{self.database}"
 
 
+def masked(raw: str) -> str:
+    """``raw`` with the password of a ``scheme://user:password@host`` URL replaced by ``***``, for messages."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", raw)
+
+
 def parse_url(url: str | None = None, database: str | None = None) -> StoreURL:
     """Parse a store URL; raise :class:`ConfigError` with the accepted forms when it is wrong.
 
@@ -61,25 +66,26 @@ def parse_url(url: str | None = None, database: str | None = None) -> StoreURL:
     * ``http(s)://user:pass@host:8123/db``.
     """
     raw = url if url is not None else config.resolve(settings.CLICKHOUSE_URL, strict=True)
+    shown = masked(raw)  # every message below shows the URL without its password
     parsed = urlparse(raw)
     query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
     if parsed.scheme == "chdb":
         # chdb://~/x puts "~" in the netloc; chdb:///abs/x leaves it empty.
         location = unquote((parsed.netloc or "") + parsed.path)
         if not location or location in ("memory", ":memory:"):
-            raise ConfigError(f"LLMSIGHT_CLICKHOUSE_URL={raw!r}: give chdb a data directory, e.g. chdb://~/.llmsight/db")
+            raise ConfigError(f"LLMSIGHT_CLICKHOUSE_URL={shown!r}: give chdb a data directory, e.g. chdb://~/.llmsight/db")
         path = os.path.abspath(os.path.expanduser(location))
         db = database or query.get("database") or DEFAULT_DATABASE
-        _check_db(db, raw)
+        _check_db(db, shown)
         return StoreURL("chdb", f"chdb://{path}", db, path)
     if parsed.scheme in ("http", "https"):
         if not parsed.hostname:
-            raise ConfigError(f"LLMSIGHT_CLICKHOUSE_URL={raw!r}: no host; expected http(s)://user:pass@host:8123/db")
+            raise ConfigError(f"LLMSIGHT_CLICKHOUSE_URL={shown!r}: no host; expected http(s)://user:pass@host:8123/db")
         db = database or parsed.path.strip("/").split("/")[0] or query.get("database") or DEFAULT_DATABASE
-        _check_db(db, raw)
+        _check_db(db, shown)
         return StoreURL("http", raw, db)
     raise ConfigError(
-        f"LLMSIGHT_CLICKHOUSE_URL={raw!r}: unknown scheme {parsed.scheme!r}; "
+        f"LLMSIGHT_CLICKHOUSE_URL={shown!r}: unknown scheme {parsed.scheme!r}; "
         "use chdb:///path/to/dir (embedded) or http(s)://user:pass@host:8123/db (server)"
     )
 
@@ -125,7 +131,7 @@ def connect(url: str | None = None, database: str | None = None, *, create_datab
             admin.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
         return clickhouse_connect.get_client(dsn=target.dsn, database=target.database)
     except Exception as exc:
-        raise StoreError(f"cannot reach ClickHouse at {target.display()}: {exc}") from exc
+        raise StoreError(f"cannot reach ClickHouse at {target.display()}: {masked(str(exc))}") from exc
 
 
 def close_all() -> None:
