@@ -211,9 +211,14 @@ def decoded_or_none(raw: bytes) -> Any:
 class Batch:
     """Messages accumulated since the last insert, validated and split by table."""
 
-    def __init__(self, max_message_bytes: int, window: tuple[datetime, datetime] | None = None) -> None:
+    def __init__(self, max_message_bytes: int, window: tuple[datetime, datetime] | None = None, *,
+                 retention_days: int | None = None) -> None:
         self.max_message_bytes = max_message_bytes
-        self.window = window or ts_window()
+        # Without a fixed window, the window is taken when the first message arrives (an idle
+        # collector's empty batch may be hours old by then).
+        self._fixed_window = window
+        self.retention_days = retention_days
+        self.window = window or ts_window(retention_days)
         self.rejected: list[DeadLetter] = []  # rows the store refused alone (bisection)
         self.rejected_by_table: dict[str, int] = {}
         self.bisect = False  # the store kept rejecting this batch: insert it by halves
@@ -237,6 +242,8 @@ class Batch:
             return
         if self.opened_at is None:
             self.opened_at = time.monotonic()
+            if self._fixed_window is None:
+                self.window = ts_window(self.retention_days)
         self.messages += len(chunk.values)
         self.nbytes += sum(len(v) for v in chunk.values if v is not None)
         self._parts.append(decode_chunk(chunk, self.max_message_bytes, self.window))

@@ -41,7 +41,7 @@ import msgspec
 
 from llmsight import config
 from llmsight.collector import settings
-from llmsight.collector.batch import REJECTED, Batch, DeadLetter, ts_window
+from llmsight.collector.batch import REJECTED, Batch, DeadLetter
 from llmsight.collector.observability import CollectorMetrics, HealthServer
 from llmsight.collector.source import Checkpoint, Source
 from llmsight.store import settings as store_settings
@@ -190,7 +190,7 @@ class Collector:
 
     # -- the loop ---------------------------------------------------------------------------------
     def _new_batch(self) -> Batch:
-        return Batch(self.max_message_bytes, ts_window(self.retention_days))
+        return Batch(self.max_message_bytes, retention_days=self.retention_days)
 
     @contextlib.contextmanager
     def _running(self) -> Iterator[None]:

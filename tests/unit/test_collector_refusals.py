@@ -124,3 +124,18 @@ def test_a_heartbeat_is_a_row_of_its_own_table() -> None:
     assert [c[0] for c in columns[2:12]] == ["p1", "s", "", "h", 7, "", 10, 1, 2, 3]
     assert [d.reason for d in batch.dead_letters][0] == "heartbeat: counters must not be negative: sent"
     assert batch.dead_letters[1].kind == "bad_schema"
+
+
+def test_the_ts_window_is_taken_when_the_first_message_arrives(monkeypatch) -> None:
+    # An idle collector's empty batch may be days old: its window must not be.
+    import llmsight.collector.batch as batch_module
+
+    old = datetime.now(timezone.utc) - timedelta(days=3)
+    monkeypatch.setattr(batch_module, "ts_window", lambda days=None, now=None: (
+        (now or old) - timedelta(days=days or 90), (now or old) + timedelta(days=1)))
+    batch = Batch(10_000, retention_days=90)  # made "3 days ago"
+    monkeypatch.setattr(batch_module, "ts_window", lambda days=None, now=None: ts_window(days, now))
+    fresh = json.dumps({"type": "llm_call", "schema_version": 1, "event_id": str(uuid.uuid4()), "trace_id": "t",
+                        "ts": TS, "service": "s", "name": "n", "latency_ms": 1.0}).encode()
+    batch.add(Chunk("f:", [1], [fresh]))
+    assert batch.n_events == 1 and batch.dead_letters == []
