@@ -1,6 +1,6 @@
 """``llmsight bench ...``: the benchmarks. Each module in ``llmsight.bench`` (but ``report``)
-defines ``main`` with typer options and becomes ``llmsight bench <module>``; modules import their
-heavy dependencies inside ``main`` so ``--help`` stays fast."""
+that defines ``main`` with typer options becomes ``llmsight bench <module>`` (a module without one is a
+helper of the others); modules import their heavy dependencies inside ``main`` so ``--help`` stays fast."""
 
 from __future__ import annotations
 
@@ -17,4 +17,6 @@ for _info in sorted(pkgutil.iter_modules(llmsight.bench.__path__), key=lambda m:
     if _info.name.startswith("_") or _info.name == "report":
         continue
     _module = importlib.import_module(f"llmsight.bench.{_info.name}")
+    if not hasattr(_module, "main"):
+        continue
     app.command(name=_info.name, help=(_module.__doc__ or "").strip().split("\n")[0])(_module.main)

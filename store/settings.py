@@ -15,4 +15,5 @@ CLICKHOUSE_CLUSTER = define("LLMSIGHT_CLICKHOUSE_CLUSTER", "", parse_text,
                              "ClickHouse cluster name: migrations create Replicated tables ON CLUSTER.", "store")
 
 RETENTION_DAYS = define("LLMSIGHT_RETENTION_DAYS", 90, parse_positive_int,
-                         "TTL of events, feedback and dead letters, in days.", "store")
+                         "Days every table keeps its rows (events, feedback, dead letters, metrics, alerts, embeddings, ...); "
+                         "a change applies to the TTLs at the next `llmsight db migrate`.", "store")
