@@ -154,38 +154,28 @@ def _engine_error(exc: Exception) -> _EngineError:
 # ------------------------------------------------------------------------------------ SQL shape
 
 
+_QUOTED_OR_COMMENT = re.compile(
+    r"""'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)|`(?:[^`\\]|\\.)*(?:`|$)"""
+    r"|--[^\n]*|#[^\n]*|/\*.*?(?:\*/|$)",
+    re.DOTALL,
+)
+
+
+def _blank(found: re.Match[str]) -> str:
+    text = found.group(0)
+    if text[0] in "'\"`":  # keep the quotes, blank what they hold
+        inner = len(text) - (2 if len(text) > 1 and text[-1] == text[0] else 1)
+        return text[0] + " " * inner + text[1 + inner:]
+    return " " * len(text)
+
+
 def _blank_quoted(sql: str) -> str:
     """``sql`` with the insides of string literals, quoted identifiers and comments blanked out.
 
     Same length, so positions found in the result index the original: keywords are then looked
     for without being fooled by a column called `format` or a string holding 'SETTINGS'.
     """
-    out = list(sql)
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch in "'\"`":
-            j = i + 1
-            while j < n and sql[j] != ch:
-                j += 2 if sql[j] == "\\" else 1
-            for k in range(i + 1, min(j, n)):
-                out[k] = " "
-            i = j + 1
-        elif sql.startswith("--", i) or ch == "#":
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            for k in range(i, j):
-                out[k] = " "
-            i = j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            for k in range(i, j):
-                out[k] = " "
-            i = j
-        else:
-            i += 1
-    return "".join(out)
+    return _QUOTED_OR_COMMENT.sub(_blank, sql)
 
 
 def _keyword(blanked: str) -> str:
@@ -209,14 +199,18 @@ def _split_inline_insert(head: bytes | bytearray, final: bool) -> tuple[str, str
     The data starts after the format name, one run of spaces and one line break: clickhouse-connect
     writes ``FORMAT Native\\n`` before binary blocks, whose first byte may itself be a tab or a newline.
     """
-    text = bytes(head[: 1 << 20]).decode("latin-1")  # 1:1 with the bytes, so offsets carry over
-    blanked = _blank_quoted(text)
-    keyword = _keyword(blanked)
-    if keyword != "INSERT":
-        return ("more", "", 0) if not final and len(blanked.strip(" \t\r\n(;")) < 8 else ("text", "", 0)
-    found = _INLINE_FORMAT.search(blanked)
+    window = 4096
+    while True:  # the statement is short and the data may be megabytes: look at a growing window
+        text = bytes(head[:window]).decode("latin-1")  # 1:1 with the bytes, so offsets carry over
+        blanked = _blank_quoted(text)
+        if _keyword(blanked) != "INSERT":
+            return ("more", "", 0) if not final and len(blanked.strip(" \t\r\n(;")) < 8 else ("text", "", 0)
+        found = _INLINE_FORMAT.search(blanked)
+        if (found and found.end() < len(text)) or window >= min(len(head), 1 << 20):
+            break
+        window *= 8
     if not found or (found.end() == len(text) and not final):
-        return ("more", "", 0) if not final and len(text) < (1 << 20) else ("text", "", 0)
+        return ("more", "", 0) if not final and len(head) < (1 << 20) else ("text", "", 0)
     end = found.end()
     while end < len(text) and text[end] == " ":
         end += 1
@@ -519,6 +513,8 @@ class StoreHTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S
+    # TCP_NODELAY: without it the answer's second segment waits for the client's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
     server: StoreHTTPServer
     server_version = "llmsight-store"
 
@@ -766,8 +762,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(memoryview(data).nbytes))
         self.send_header("Keep-Alive", f"timeout={IDLE_TIMEOUT_S}")
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        self.wfile.write(data)
 
     def _error(self, exc: ClickHouseError | _EngineError, query_id: str) -> None:
         text = self.server.mask(exc.body(self.server.engine.version))

@@ -220,3 +220,75 @@ def test_a_password_is_required_off_loopback_and_checked(tmp_path: Path) -> None
         code, _, out = guarded.stop()
     assert code == 0, out
     assert secret not in out
+
+
+@pytest.mark.parametrize("compress", ["lz4", "zstd", "gzip", False])
+@pytest.mark.parametrize("columns", [9, 10, 32])  # Native data starting with a tab, a newline, a space
+def test_inserts_in_every_compression_and_width(server: Server, compress: str | bool, columns: int) -> None:
+    import clickhouse_connect
+
+    database = "t_" + uuid.uuid4().hex[:12]
+    server.client(database)  # creates the database
+    client = clickhouse_connect.get_client(dsn=f"{server.url}/{database}", compress=compress)
+    names = [f"c{i}" for i in range(columns)]
+    client.command(f"CREATE TABLE w ({', '.join(n + ' String' for n in names)}) ENGINE = MergeTree ORDER BY c0")
+    rows = [[f"{r}-{c}\t\n'x" for c in range(columns)] for r in range(3000)]
+    client.insert("w", rows, column_names=names)
+    assert client.query("SELECT count(), max(c0) FROM w").result_rows == [(3000, "999-0\t\n'x")]
+    # raw_insert's compression says how the caller compressed the block.
+    tsv = "\n".join("\t".join(f"raw{r}" for _ in names) for r in range(5)).encode()
+    for how in ("lz4", "zstd", "gzip", "deflate", False):
+        client.raw_insert("w", names, _compressed(tsv, how), fmt="TSV", compression=how or None)
+    assert client.command("SELECT count() FROM w WHERE c0 LIKE 'raw%'") == 25
+
+
+def _compressed(data: bytes, how: str | bool) -> bytes:
+    import gzip
+    import zlib
+
+    import lz4.frame
+    from backports import zstd
+
+    return {"lz4": lz4.frame.compress, "zstd": zstd.compress, "gzip": gzip.compress, "deflate": zlib.compress,
+            False: lambda d: d}[how](data)
+
+
+def test_what_the_shared_session_cannot_do_is_refused(server: Server) -> None:
+    import urllib.request
+    from urllib.error import HTTPError
+
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    client = server.client()
+    for statement in ("SET max_threads = 1", "USE system", "CREATE TEMPORARY TABLE tmp (a UInt8)"):
+        with pytest.raises(DatabaseError, match="llmsight store server"):
+            client.command(statement)
+    # GET is read-only, as on ClickHouse.
+    with pytest.raises(HTTPError) as get:
+        urllib.request.urlopen(f"{server.url}/?query=CREATE%20DATABASE%20nope_get", timeout=30)
+    assert get.value.code == 403 and get.value.headers["X-ClickHouse-Exception-Code"] == "164"
+    with urllib.request.urlopen(f"{server.url}/?query=SELECT%2040%2B2", timeout=30) as ok:
+        assert ok.read() == b"42\n"
+    # A web page cannot drive it: browsers add Origin to cross-site requests.
+    request = urllib.request.Request(f"{server.url}/", data=b"SELECT 1", headers={"Origin": "http://evil.example"})
+    with pytest.raises(HTTPError) as cross:
+        urllib.request.urlopen(request, timeout=30)
+    assert cross.value.code == 403
+    with urllib.request.urlopen(f"{server.url}/ping", timeout=30) as ping:
+        assert ping.read() == b"Ok.\n"
+
+
+def test_sigterm_during_a_long_query_stops_within_seconds(tmp_path: Path) -> None:
+    running = start_server(tmp_path / "s")
+    url = running.url
+    slow = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from llmsight import store
+        client = store.connect({url + '/slow'!r})
+        client.query("SELECT count() FROM numbers(100000000000) WHERE cityHash64(number) % 7 = 1")
+    """)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(4)  # the query runs
+    code, took, out = running.stop()
+    slow.kill()
+    slow.communicate()
+    assert took < 12, f"SIGTERM took {took:.1f} s: {out}"
+    assert code in (0, 1), out
