@@ -215,7 +215,7 @@ def test_the_silences_table_is_replicated_and_sharded_by_id_on_a_cluster():
     (["output-toxicity", "--for", "0m"], "must be longer than zero"),
     (["output-toxicity", "--for", "45d"], "longer than 30 days"),
     (["toxicity", "--for", "2h"], "Invalid value for RULE: no alert rule named 'toxicity'; the rules are: "
-                                  "acceptance-drop, cost-per-call, error-rate,"),
+                                  "acceptance-drop, analysis-lag, cost-per-call, error-rate,"),
 ])
 def test_cli_silence_refuses_bad_durations_and_unknown_rules_with_exit_code_2(args, message, monkeypatch):
     from typer.testing import CliRunner
