@@ -1,5 +1,5 @@
 """The loss audit after a crash (issue 15, item 10): three producers write events and heartbeats
-through the SDK's file sink; a collector is SIGKILLed twice mid-stream and restarted; in the end
+through the SDK's file sink (or a Kafka producer with the SDK's acks=all); a collector is SIGKILLed twice mid-stream and restarted; in the end
 `llmsight audit` balances for every producer, per hour and in total: sent = stored + dead letters.
 A fourth producer whose heartbeat claims more than it wrote shows as a loss (the audit can fail).
 
@@ -21,6 +21,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from llmsight.sinks import FileSink, Stats
 from tests.integration.test_collector_crash import collector_env, free_port, rows_stored
 
@@ -33,11 +35,33 @@ def line(event: dict) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode() + b"\n"
 
 
-def write_producers(spool: Path, base: datetime, rng: random.Random) -> dict[str, dict[str, int]]:
+class KafkaLines:
+    """Writes lines to a topic as the SDK's Kafka sink does (keyed, acks=all) and counts them as sent."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaProducer
+
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=1 << 20)
+        self.topic = topic
+        self.writer = self
+
+    def send(self, batch: list[tuple[str, bytes]], stats: Stats) -> None:
+        self.write([line for _key, line in batch], [key for key, _line in batch])
+        stats.add(sent=len(batch))
+
+    def write(self, lines: list[bytes], keys: list[str] | None = None) -> None:
+        for i, value in enumerate(lines):
+            self.producer.send(self.topic, value.rstrip(b"\n"), key=(keys[i] if keys else "hb").encode())
+        self.producer.flush(timeout=60)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def write_producers(sink, base: datetime, rng: random.Random) -> dict[str, dict[str, int]]:  # type: ignore[no-untyped-def]
     """Interleaved batches of three producers (and one that over-reports); returns each one's final counters."""
     producers = {f"p-{name}": (service, Stats()) for name, service in (("a", "bank"), ("b", "bank"), ("c", "cards"))}
     producers["p-lossy"] = ("cards", Stats())
-    sink = FileSink(str(spool), segment_bytes=2 * 1024 * 1024, fsync="never")
     for hour in range(HOURS):
         start = base + timedelta(hours=hour)
         for producer, (service, stats) in producers.items():
@@ -67,17 +91,17 @@ def write_producers(spool: Path, base: datetime, rng: random.Random) -> dict[str
                     "producer_id": producer, "service": service, "environment": "production", "host": "web-1",
                     "pid": 1000 + len(producer), "started_at": base.isoformat(), **counters}
             sink.writer.write([line(beat)])  # heartbeats are not counted in `sent`
-    sink.writer.close()
+    sink.writer.close()  # type: ignore[attr-defined]
     return {p: s.snapshot() for p, (_service, s) in producers.items()}
 
 
-def kill_twice_then_finish(spool: Path, db: Path, rng: random.Random) -> list[float]:
+def kill_twice_then_finish(source: str, db: Path, rng: random.Random) -> list[float]:
     killed_at = []
     for kill in range(KILLS):
         port = free_port()
         log_path = db.parent / f"collector-{kill}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", f"file://{spool}"],
+            proc = subprocess.Popen([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", source],
                                     env=collector_env(db, port), stdout=subprocess.DEVNULL, stderr=log)
         target = rng.uniform(3_000, 12_000)
         deadline = time.monotonic() + 120
@@ -91,7 +115,7 @@ def kill_twice_then_finish(spool: Path, db: Path, rng: random.Random) -> list[fl
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-    final = subprocess.run([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", f"file://{spool}",
+    final = subprocess.run([sys.executable, "-m", "llmsight.cli.app", "collector", "--source", source,
                             "--until-idle"], env=collector_env(db, 0), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-3000:]
     return killed_at
@@ -102,12 +126,21 @@ def audit(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=collector_env(db, 0), capture_output=True, text=True, timeout=120)
 
 
-def test_the_audit_balances_after_a_collector_is_killed_mid_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["spool", "kafka"])
+def test_the_audit_balances_after_a_collector_is_killed_mid_stream(transport: str, tmp_path: Path,
+                                                                   request: pytest.FixtureRequest) -> None:
     rng = random.Random(int.from_bytes(os.urandom(4), "big"))
     base = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS)
-    spool = tmp_path / "spool"
-    counters = write_producers(spool, base, rng)
-    killed_at = kill_twice_then_finish(spool, tmp_path / "chdb", rng)
+    if transport == "kafka":
+        broker = request.getfixturevalue("kafka_broker")
+        topic = broker.create_topic(partitions=4)
+        sink: object = KafkaLines(broker.bootstrap, topic)
+        source = f"kafka://{broker.bootstrap}/{topic}"
+    else:
+        sink = FileSink(str(tmp_path / "spool"), segment_bytes=2 * 1024 * 1024, fsync="never")
+        source = f"file://{tmp_path / 'spool'}"
+    counters = write_producers(sink, base, rng)
+    killed_at = kill_twice_then_finish(source, tmp_path / "chdb", rng)
     assert all(k > 0 for k in killed_at)
 
     out = audit(tmp_path / "chdb", "--json")
