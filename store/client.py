@@ -19,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlparse
 
 from llmsight import config
 from llmsight.errors import ConfigError, StoreError, StoreLockedError
@@ -83,7 +83,10 @@ def parse_url(url: str | None = None, database: str | None = None) -> StoreURL:
             raise ConfigError(f"LLMSIGHT_CLICKHOUSE_URL={shown!r}: no host; expected http(s)://user:pass@host:8123/db")
         db = database or parsed.path.strip("/").split("/")[0] or query.get("database") or DEFAULT_DATABASE
         _check_db(db, shown)
-        return StoreURL("http", raw, db)
+        # clickhouse-connect turns every query parameter of a DSN into an argument; ``database`` is
+        # given on its own, so it must not come twice.
+        rest = [(k, v) for k, v in parse_qsl(parsed.query) if k != "database"]
+        return StoreURL("http", parsed._replace(query=urlencode(rest)).geturl(), db)
     raise ConfigError(
         f"LLMSIGHT_CLICKHOUSE_URL={shown!r}: unknown scheme {parsed.scheme!r}; "
         "use chdb:///path/to/dir (embedded) or http(s)://user:pass@host:8123/db (server)"

@@ -104,3 +104,10 @@ def test_readme_settings_table_is_the_generated_one():
     block = readme.split("<!-- settings-table:start -->")[1].split("<!-- settings-table:end -->")[0].strip()
     assert block == table
     assert len(table.splitlines()) == 2 + len(all_settings())
+
+
+def test_a_server_url_names_its_database_once():
+    # clickhouse-connect turns a DSN's query parameters into arguments; database is passed on its own.
+    parsed = parse_url("http://u:p@ch:8123?database=team_a&compress=0")
+    assert parsed.database == "team_a"
+    assert "database" not in parsed.dsn and "compress=0" in parsed.dsn
