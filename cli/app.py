@@ -93,6 +93,8 @@ def _build() -> typer.Typer:
     app.command(name="audit")(audit)
     from llmsight.cli.deadletters import app as dead_letters_app  # dead-letters replay
     app.add_typer(dead_letters_app, name="dead-letters")
+    from llmsight.cli.otlp import otlp  # the OpenTelemetry receiver
+    app.command(name="otlp")(otlp)
     return app
 
 

@@ -1,0 +1,211 @@
+"""The receiver's core, shared by OTLP/HTTP and OTLP/gRPC: map a request, write it, say what happened.
+
+``export_traces``/``export_logs`` return an :class:`Outcome` once every mapped event is written (or raise
+:class:`~llmsight.otlp.writer.Busy` / :class:`~llmsight.otlp.writer.Unavailable`, and nothing is
+acknowledged). Items that cannot be used are *rejected* and reported in OTLP's ``partial_success``;
+spans that are not LLM calls and logs that are not GenAI events are *skipped*: accepted, counted,
+not stored.
+
+Dead letters: the receiver has no store, so a payload it cannot read goes to the same sink as the
+events, as a small JSON event of type ``otlp_dead_letter`` (the reason, where it came from, and the
+first 4 KB of the payload as text, redacted). The collector does not know that type, so it stores it
+in ``dead_letters`` with the whole message: the one place operators already look, across every
+receiver replica, and a disk in a pod would not survive a restart. At most
+``DEAD_LETTERS_PER_S`` per second are written (a flood of garbage must not fill Kafka); the rest are
+counted and logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from llmsight.otlp import decode
+from llmsight.otlp.mapping import (
+    CHOICE_EVENT,
+    DETAILS_EVENT,
+    EVALUATION_EVENT,
+    MESSAGE_EVENTS,
+    OPENLIT_COMPLETION_EVENT,
+    OPENLIT_PROMPT_EVENT,
+    Mapper,
+    is_llm_call,
+)
+from llmsight.otlp.writer import Batch, Busy, Unavailable, Writer
+
+log = logging.getLogger("llmsight.otlp")
+
+DEAD_LETTERS_PER_S = 5.0
+DEAD_LETTER_TYPE = "otlp_dead_letter"
+_CONTENT_LOGS = frozenset({DETAILS_EVENT, CHOICE_EVENT, OPENLIT_PROMPT_EVENT, OPENLIT_COMPLETION_EVENT,
+                           *MESSAGE_EVENTS})
+CONTENT_LOG_MESSAGE = ("GenAI content sent as log records is not joined with its span; export content on the "
+                       "span (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental and "
+                       "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=span_only or span_and_event)")
+
+
+@dataclass
+class Outcome:
+    accepted: int = 0  # events written (llm_call and feedback)
+    skipped: int = 0  # items that are not LLM calls or GenAI evaluations: accepted, not stored
+    rejected: int = 0  # items refused for good (reported in partial_success)
+    message: str = ""
+
+
+class Counters:
+    NAMES = ("requests", "spans_received", "llm_calls", "feedback", "skipped", "rejected", "bad_requests",
+             "busy", "unavailable", "unauthorized", "dead_letters", "dead_letters_dropped")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.values = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                self.values[name] += value
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.values)
+
+
+class Receiver:
+    def __init__(self, mapper: Mapper, writer: Writer, *, token: str = "", write_timeout: float = 5.0,
+                 max_request_bytes: int = 16 * 1024 * 1024) -> None:
+        self.mapper = mapper
+        self.writer = writer
+        self.token = token
+        self.write_timeout = write_timeout
+        self.max_request_bytes = max_request_bytes
+        self.counters = Counters()
+        self._dead_lock = threading.Lock()
+        self._dead_tokens = DEAD_LETTERS_PER_S
+        self._dead_at = time.monotonic()
+
+    def authorized(self, header: str | None) -> bool:
+        if not self.token:
+            return True
+        expected = f"Bearer {self.token}".encode()
+        ok = header is not None and hmac.compare_digest(header.strip().encode("utf-8", "replace"), expected)
+        if not ok:
+            self.counters.add(unauthorized=1)
+        return ok
+
+    # -- traces and logs ---------------------------------------------------------------------------
+
+    def export_traces(self, request: Any) -> Outcome:
+        outcome = Outcome()
+        batch: Batch = []
+        reasons: list[str] = []
+        received = calls = feedback = 0
+        for span in decode.spans(request):
+            received += 1
+            if isinstance(span, decode.InvalidItem):
+                outcome.rejected += 1
+                reasons.append(str(span))
+                continue
+            try:
+                for event in span.events:
+                    if event.name == EVALUATION_EVENT:
+                        item = self.mapper.feedback(event)
+                        if item is not None:
+                            batch.append(item)
+                            feedback += 1
+                if is_llm_call(span):
+                    batch.append(self.mapper.llm_call(span))
+                    calls += 1
+                else:
+                    outcome.skipped += 1
+            except Exception as exc:  # a bug or a value nobody foresaw: this span only
+                log.warning("otlp: cannot map span %r: %r", span.name[:80], exc)
+                outcome.rejected += 1
+                reasons.append(f"span {span.name[:80]!r} could not be mapped: {type(exc).__name__}")
+        self.counters.add(spans_received=received)
+        return self._finish(batch, outcome, reasons, calls, feedback)
+
+    def export_logs(self, request: Any) -> Outcome:
+        outcome = Outcome()
+        batch: Batch = []
+        reasons: list[str] = []
+        feedback = 0
+        for event in decode.log_events(request):
+            if event.name == EVALUATION_EVENT:
+                item = self.mapper.feedback(event)
+                if item is None:
+                    outcome.rejected += 1
+                    reasons.append(f"{EVALUATION_EVENT} without a trace id cannot be tied to a call")
+                else:
+                    batch.append(item)
+                    feedback += 1
+            elif event.name in _CONTENT_LOGS:
+                outcome.rejected += 1
+                reasons.append(CONTENT_LOG_MESSAGE)
+            else:
+                outcome.skipped += 1
+        return self._finish(batch, outcome, reasons, 0, feedback)
+
+    def _finish(self, batch: Batch, outcome: Outcome, reasons: list[str], calls: int, feedback: int) -> Outcome:
+        try:
+            refused, message = self.writer.write(batch, self.write_timeout)
+        except Busy:
+            self.counters.add(busy=1)
+            raise
+        except Unavailable:
+            self.counters.add(unavailable=1)
+            raise
+        if refused:
+            outcome.rejected += refused
+            reasons.append(message)
+        outcome.accepted = len(batch) - refused
+        outcome.message = "; ".join(dict.fromkeys(reasons))[:1000]
+        self.counters.add(requests=1, llm_calls=calls, feedback=feedback, skipped=outcome.skipped,
+                          rejected=outcome.rejected)
+        return outcome
+
+    # -- bad input -----------------------------------------------------------------------------------
+
+    def dead_letter(self, reason: str, source: str, payload: bytes, content_type: str) -> None:
+        """Write one ``otlp_dead_letter`` event to the sink (rate-limited; best effort, never raises)."""
+        self.counters.add(bad_requests=1)
+        with self._dead_lock:
+            now = time.monotonic()
+            self._dead_tokens = min(DEAD_LETTERS_PER_S, self._dead_tokens + (now - self._dead_at) * DEAD_LETTERS_PER_S)
+            self._dead_at = now
+            allowed = self._dead_tokens >= 1.0
+            if allowed:
+                self._dead_tokens -= 1.0
+        if not allowed:
+            self.counters.add(dead_letters_dropped=1)
+            log.warning("otlp: bad request from %s (%s); over %g dead letters/s, not kept", source, reason,
+                        DEAD_LETTERS_PER_S)
+            return
+        head, _ = self.mapper.text(payload[:4096].decode("utf-8", "replace"))
+        event = {"type": DEAD_LETTER_TYPE, "schema_version": 1, "event_id": str(uuid.uuid4()),
+                 "ts": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "reason": reason[:1000],
+                 "source": source[:256], "content_type": content_type[:128], "payload_bytes": len(payload),
+                 "payload_head": head}
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n"
+        try:
+            self.writer.write([("otlp-dead-letter", line)], min(self.write_timeout, 2.0))
+            self.counters.add(dead_letters=1)
+        except Exception as exc:
+            self.counters.add(dead_letters_dropped=1)
+            log.warning("otlp: bad request from %s (%s); its dead letter could not be written: %s", source, reason, exc)
+
+    def metrics_text(self) -> str:
+        """The counters in Prometheus' text format."""
+        lines = []
+        for name, value in self.counters.snapshot().items():
+            lines.append(f"# TYPE llmsight_otlp_{name}_total counter")
+            lines.append(f"llmsight_otlp_{name}_total {value}")
+        lines.append("# TYPE llmsight_otlp_sink_ready gauge")
+        lines.append(f"llmsight_otlp_sink_ready {1 if self.writer.ready else 0}")
+        return "\n".join(lines) + "\n"
