@@ -32,6 +32,7 @@ COPY dashboard ./dashboard
 COPY cli ./cli
 COPY demo ./demo
 COPY bench ./bench
+COPY otlp ./otlp
 RUN pip install ".[server]" \
     && python -c "import torch; assert not torch.version.cuda, torch.version.cuda"
 

@@ -100,7 +100,7 @@ class KafkaWriter(Writer):
                 enable_idempotence=True, compression_type=self._compression, linger_ms=self.linger_ms,
                 batch_size=512 * 1024, max_block_ms=1000, request_timeout_ms=10_000, delivery_timeout_ms=30_000,
                 retry_backoff_ms=100, reconnect_backoff_ms=50, reconnect_backoff_max_ms=1000,
-                buffer_memory=64 * 1024 * 1024, max_request_size=4 * 1024 * 1024, **self._security)
+                max_request_size=4 * 1024 * 1024, **self._security)
         except Exception as exc:
             log.warning("otlp: cannot connect to kafka %s: %s", ",".join(self.servers), exc)
             return None
