@@ -1,0 +1,225 @@
+"""OTLP: spans/s the receiver accepts into Kafka over HTTP and gRPC vs a raw kafka-python producer loop, and p99 of a 100-span request.
+
+One run, on one broker (``scripts/kafka-dev``, or ``--bootstrap``):
+
+* ``raw_producer_sps``: a bare kafka-python producer (``acks=all``, idempotent, the receiver's settings)
+  sending already-encoded events of the same size and waiting for every acknowledgement: the ceiling;
+* ``http_sps`` / ``grpc_sps``: ``llmsight otlp`` in its own process, fed by ``--clients`` threads posting
+  prebuilt protobuf requests of 100 spans with ~1 KB of content each (counted once answered 200, i.e.
+  acknowledged by Kafka);
+* ``http_p99_ms`` / ``grpc_p99_ms``: one client, one request of 100 spans at a time (not saturated).
+
+Targets: >= 10,000 spans/s and >= 0.5x the raw producer; p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import typer
+
+SPANS_PER_REQUEST = 100
+
+
+def _request(seed: int, content_bytes: int) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    rng = random.Random(seed)
+    words = "card account transfer pin limit fee balance refund statement loan savings abroad blocked".split()
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    kv = resource.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "bench-bot"
+    scope = resource.scope_spans.add()
+    scope.scope.name = "bench"
+    now = time.time_ns()
+    for i in range(SPANS_PER_REQUEST):
+        span = scope.spans.add()
+        span.trace_id = rng.getrandbits(128).to_bytes(16, "big")
+        span.span_id = rng.getrandbits(64).to_bytes(8, "big")
+        span.name = "chat gpt-4o-mini"
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 800_000_000
+        text_in = " ".join(rng.choice(words) for _ in range(content_bytes // 14))
+        text_out = " ".join(rng.choice(words) for _ in range(content_bytes // 14))
+        for key, value in (("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
+                           ("gen_ai.request.model", "gpt-4o-mini"),
+                           ("gen_ai.input.messages", json.dumps([{"role": "user", "parts": [{"type": "text", "content": text_in}]}])),
+                           ("gen_ai.output.messages", json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": text_out}]}]))):
+            a = span.attributes.add()
+            a.key, a.value.string_value = key, value
+        for key, number in (("gen_ai.usage.input_tokens", 40 + i), ("gen_ai.usage.output_tokens", 80)):
+            a = span.attributes.add()
+            a.key, a.value.int_value = key, number
+    return request.SerializeToString()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _raw_producer(bootstrap: str, topic: str, lines: list[bytes]) -> float:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2,
+                             batch_size=512 * 1024, compression_type="lz4")
+    try:
+        producer.send(topic, b"warm-up").get(timeout=30)
+        started = time.perf_counter()
+        for i, line in enumerate(lines):
+            producer.send(topic, value=line, key=str(i).encode())
+        producer.flush(timeout=120)
+        return len(lines) / (time.perf_counter() - started)
+    finally:
+        producer.close()
+
+
+def _http_post(port: int) -> Any:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post(body: bytes) -> int:
+        conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+
+    return post
+
+
+def _grpc_post(port: int) -> Any:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    stub = trace_service_pb2_grpc.TraceServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+    def post(body: bytes) -> int:
+        try:
+            stub.Export(trace_service_pb2.ExportTraceServiceRequest.FromString(body), timeout=60)
+            return 200
+        except grpc.RpcError:
+            return 503
+
+    return post
+
+
+def _throughput(make_post: Any, port: int, bodies: list[bytes], clients: int) -> float:
+    done = [0]
+    lock = threading.Lock()
+    chunks = [bodies[i::clients] for i in range(clients)]
+
+    def run(chunk: list[bytes]) -> None:
+        post = make_post(port)
+        for body in chunk:
+            if post(body) == 200:
+                with lock:
+                    done[0] += SPANS_PER_REQUEST
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.perf_counter() - started)
+
+
+def _p99(make_post: Any, port: int, bodies: list[bytes]) -> float:
+    post = make_post(port)
+    times = []
+    for body in bodies:
+        started = time.perf_counter()
+        assert post(body) == 200
+        times.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.01)
+    times.sort()
+    return times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def main(
+    spans: int = typer.Option(30_000, "--spans", help="Spans per throughput run (in requests of 100)."),
+    clients: int = typer.Option(4, "--clients", help="Concurrent client threads for the throughput runs."),
+    content: int = typer.Option(1024, "--content", help="Bytes of content per span (input + output)."),
+    bootstrap: str = typer.Option(None, "--bootstrap", help="host:port of a broker; default: start one."),
+    redact: bool = typer.Option(True, "--redact/--no-redact", help="The receiver redacts as the SDK does "
+                                "(LLMSIGHT_REDACT; on by default, and most of its CPU time)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
+) -> None:
+    """OTLP receiver: spans/s into Kafka over HTTP and gRPC vs the raw producer, and p99 of a 100-span request."""
+    from llmsight.bench.ingest import _start_broker, _stop_broker
+    from llmsight.bench.report import emit
+
+    state = Path(tempfile.mkdtemp(prefix="llmsight-bench-otlp-"))
+    own_broker = bootstrap is None
+    bootstrap = bootstrap or _start_broker(state)
+    process = None
+    try:
+        from kafka.admin import KafkaAdminClient, NewTopic
+
+        topic = f"bench-otlp-{int(time.time())}"
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+        admin.close()
+        requests = max(1, spans // SPANS_PER_REQUEST)
+        bodies = [_request(seed, content // 2) for seed in range(min(requests, 50))]
+        bodies = [bodies[i % len(bodies)] for i in range(requests)]
+        # The raw loop sends what the receiver writes for these spans: encoded llm_call lines of the same size.
+        from llmsight.otlp import decode
+        from llmsight.otlp.mapping import Mapper
+        from llmsight.pricing import load_prices
+
+        mapper = Mapper(service="bench", environment="bench", prices=load_prices("", None), max_text_chars=32768)
+        sample = [mapper.llm_call(s)[1] for s in decode.spans(decode.parse_traces(bodies[0]))]
+        lines = [sample[i % len(sample)] for i in range(requests * SPANS_PER_REQUEST)]
+        http_port, grpc_port = _free_port(), _free_port()
+        env = {**os.environ, "LLMSIGHT_OTLP_ADDRESS": "127.0.0.1", "LLMSIGHT_REDACT": "true" if redact else "false"}
+        process = subprocess.Popen([sys.executable, "-c", "from llmsight.cli.app import main; main()", "otlp",
+                                    "--sink", f"kafka://{bootstrap}/{topic}", "--http-port", str(http_port),
+                                    "--grpc-port", str(grpc_port)], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the receiver did not become ready in 60 s")
+            time.sleep(0.2)
+        _throughput(_http_post, http_port, bodies[:20], 2)  # warm-up
+        figures: dict[str, Any] = {"spans": requests * SPANS_PER_REQUEST, "clients": clients,
+                                   "content_bytes_per_span": content, "cpus": os.cpu_count(), "redact": redact}
+        figures["raw_producer_sps"] = round(_raw_producer(bootstrap, topic, lines))
+        figures["http_sps"] = round(_throughput(_http_post, http_port, bodies, clients))
+        figures["grpc_sps"] = round(_throughput(_grpc_post, grpc_port, bodies, clients))
+        figures["raw_producer_sps_after"] = round(_raw_producer(bootstrap, topic, lines))
+        raw = (figures["raw_producer_sps"] + figures["raw_producer_sps_after"]) / 2
+        figures["http_vs_raw"] = round(figures["http_sps"] / raw, 3)
+        figures["grpc_vs_raw"] = round(figures["grpc_sps"] / raw, 3)
+        figures["http_p99_ms"] = round(_p99(_http_post, http_port, bodies[:200]), 2)
+        figures["grpc_p99_ms"] = round(_p99(_grpc_post, grpc_port, bodies[:200]), 2)
+        emit("OTLP receiver into Kafka", figures, as_json)
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if own_broker:
+            _stop_broker(state)
