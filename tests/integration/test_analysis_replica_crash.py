@@ -30,7 +30,6 @@ SEGMENTS = 8
 
 def group_members(bootstrap: str, group: str) -> int:
     from kafka.admin import KafkaAdminClient
-
     from kafka.errors import KafkaError
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="llmsight-tests")
