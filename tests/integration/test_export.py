@@ -164,7 +164,7 @@ def test_export_writes_every_file_with_the_weeks_rows(seeded, tmp_path):
     events = pq.read_table(folder / "events.parquet")
     assert events.num_rows == truth["in_week"] == _count(
         client, "SELECT count() FROM events WHERE ts >= " + week_sql.format(col="ts"))
-    assert events.column_names == ["event_id", *store.EVENT_COLUMNS[1:], "inserted_at"]
+    assert events.column_names == ["event_id", *store.EVENT_COLUMNS[1:], "inserted_at", "producer_id"]
     assert events.column("ts").to_pylist() == sorted(events.column("ts").to_pylist())
     feedback = pq.read_table(folder / "feedback.parquet")
     assert feedback.num_rows == _count(client, "SELECT count() FROM feedback WHERE ts >= " + week_sql.format(col="ts"))

@@ -55,9 +55,11 @@ def _launch(name: str, spec: dict[str, Any], env: dict[str, Any], kafka_url: str
         "HOME": str(home),
         "LLMSIGHT_CLICKHOUSE_URL": f"chdb://{home / 'db'}",
         "LLMSIGHT_SINK": kafka_url,
-        "LLMSIGHT_DASHBOARD_PASSWORD": "probe-test",
+        "LLMSIGHT_DASHBOARD_PASSWORD": "probe-test-password",
         "LLMSIGHT_EXPORT_DIR": str(home / "exports"),
     })
+    if "LLMSIGHT_ANALYSIS_QUEUE" in plain:  # the analyzer replicas share their work on the test broker
+        plain["LLMSIGHT_ANALYSIS_QUEUE"] = f"{kafka_url}-analysis"
     if name in PORT_VARIABLES:
         plain[PORT_VARIABLES[name]] = str(port)
     log = home / "output.log"

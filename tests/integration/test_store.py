@@ -15,7 +15,7 @@ from llmsight.store import EVENT_COLUMNS, event_row
 DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 
 TABLES = {"events", "feedback", "embeddings", "metrics", "alerts", "alert_silences", "dead_letters",
-          "analysis_windows", "analysis_units", "schema_migrations"}
+          "analysis_windows", "analysis_units", "producer_heartbeats", "schema_migrations"}
 
 
 def _event(i: int) -> dict:
