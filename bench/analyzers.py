@@ -195,8 +195,14 @@ def main(segments: int = typer.Option(40, "--segments", help="segments with call
          reference_calls: int = typer.Option(120, "--reference-calls",
                                              help="calls per segment in the trailing reference hour"),
          data: Path = typer.Option(DEFAULT_DATA, "--data", help="the banking77 folder"),
+         workers: str = typer.Option("1,2", "--workers",
+                                     help="then the same window shared by this many worker processes through "
+                                          "Kafka, one core each, one count after the other (empty: skip)"),
+         kafka: str = typer.Option(None, "--kafka", help="broker for --workers; default: start one with "
+                                   "the checkout's scripts/kafka-dev"),
+         unit_segments: int = typer.Option(4, "--unit-segments", help="segments per work unit with --workers"),
          json_out: bool = typer.Option(False, "--json", help="print the figures as one JSON line")) -> None:
-    """Analyzers: one process analysing one window of N segments x M calls, cold and warm cache."""
+    """Analyzers: one window of N segments x M calls, one process cold and warm, then 1 and 2 worker processes."""
     import os
 
     from llmsight import config, store
@@ -226,4 +232,9 @@ def main(segments: int = typer.Option(40, "--segments", help="segments with call
         "backend": config.resolve(settings.EMBEDDING_BACKEND, strict=True), "cores": os.cpu_count(),
         "seed_s": round(seed_s, 1), "model_load_s": round(load_s, 1), "cold": cold, "warm": warm,
     }
-    emit("analyzers: one window, one process", figures, json_out)
+    counts = [int(w) for w in workers.split(",") if w.strip()]
+    if counts:
+        from llmsight.bench.analyzers_scale import scale
+
+        figures["replicas"] = scale(counts, segments, calls, reference_calls, unit_segments, data, kafka)
+    emit("analyzers: one window, one process, then worker processes", figures, json_out)

@@ -12,9 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_analyzers_json():
+def test_bench_analyzers_json(kafka_broker):
     out = subprocess.run([sys.executable, "-m", "llmsight.cli.app", "bench", "analyzers", "--segments", "3",
-                          "--calls", "20", "--json"], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                          "--calls", "20", "--workers", "1,2", "--kafka", kafka_broker.bootstrap,
+                          "--unit-segments", "1", "--json"], capture_output=True, text=True, timeout=900, cwd=ROOT,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
@@ -32,3 +33,11 @@ def test_bench_analyzers_json():
     assert figures["cold"]["texts_embedded"] >= 120 and figures["cold"]["model_calls"] >= 1
     assert figures["warm"]["texts_embedded"] == 0 and figures["warm"]["model_calls"] == 0
     assert figures["warm"]["metric_rows"] == figures["cold"]["metric_rows"]
+    # Then the window shared by worker processes through the broker: every unit done, split 3 / 2+1.
+    replicas = figures["replicas"]
+    assert [run["workers"] for run in replicas["runs"]] == [1, 2]
+    for run in replicas["runs"]:
+        assert (run["segments"], run["units"], run["calls"]) == (3, 3, 60)
+        assert sum(run["units_by_worker"]) == 3 and run["calls_per_s"] > 0
+    assert replicas["runs"][1]["units_by_worker"] == [1, 2]
+    assert set(replicas["scaling"]) == {"1", "2"} and replicas["scaling"]["1"] == 1.0
