@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmsight.collector.batch import Chunk
-from llmsight.errors import ConfigError, SinkError
+from llmsight.errors import ConfigError, SinkError, masked_url
 
 # ClickHouse keeps dedup tokens in memory; a batch that spans many partitions gets a hash instead.
 _MAX_TOKEN_CHARS = 200
@@ -119,6 +119,6 @@ def source_from_url(url: str, **options: Any) -> Source:
             raise ConfigError(f"collector source: {exc}") from None
         return SpoolSource(directory, **options)
     raise ConfigError(
-        f"collector source {url!r}: unknown scheme; "
+        f"collector source {masked_url(url)!r}: unknown scheme; "
         "use kafka://host:9092[,host2:9092]/topic or file:///path/to/spool"
     )

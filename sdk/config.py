@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llmsight.errors import ConfigError
+from llmsight.errors import ConfigError, masked_url
 
 log = logging.getLogger("llmsight")
 
@@ -237,8 +237,8 @@ def _parse(setting: Setting, raw: str, source: str, strict: bool) -> Any:
     try:
         return setting.parse(raw)
     except (ValueError, TypeError) as exc:
-        given = f"{setting.name}={raw!r}" + (" (an argument)" if source == "argument" else "")
-        message = f"{given} is not valid: {exc}. {setting.doc}"
+        given = f"{setting.name}={masked_url(raw)!r}" + (" (an argument)" if source == "argument" else "")
+        message = masked_url(f"{given} is not valid: {exc}. {setting.doc}")
         if strict:
             raise ConfigError(message) from None
         # Once per variable; once per distinct bad argument (init() may be called again with another).

@@ -12,6 +12,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+import re
+
 
 class LlmsightError(Exception):
     """Base class of every llmsight error."""
@@ -35,3 +37,9 @@ class SchemaError(LlmsightError):
 
 class SinkError(LlmsightError):
     """A sink URL is malformed or its target cannot be used."""
+
+
+def masked_url(raw: str) -> str:
+    """``raw`` with the password of a ``scheme://user:password@host`` URL replaced by ``***``: every message
+    that shows a store, sink or broker URL goes through this, so a secret never reaches a log or a terminal."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", raw)

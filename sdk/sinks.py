@@ -15,7 +15,7 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from llmsight.errors import SinkError
+from llmsight.errors import SinkError, masked_url
 from llmsight.guard import warn_every
 from llmsight.spool import SpoolWriter, enforce_cap
 
@@ -189,7 +189,7 @@ def spool_path(url: str) -> str:
     """The directory of a ``file://`` URL: ``file://~/x`` and ``file:///abs/x`` both work."""
     rest = url[len("file://"):]
     if not rest:
-        raise SinkError(f"sink URL {url!r} has no path; expected file:///path/to/spool")
+        raise SinkError(f"sink URL {masked_url(url)!r} has no path; expected file:///path/to/spool")
     return os.path.expanduser(unquote(rest))
 
 
@@ -199,11 +199,11 @@ def parse_kafka_url(url: str) -> tuple[list[str], str]:
     servers = [s.strip() for s in parts.netloc.split(",") if s.strip()]
     topic = parts.path.strip("/")
     if not servers or not topic:
-        raise SinkError(f"sink URL {url!r} must look like kafka://host:9092[,host2:9092]/topic")
+        raise SinkError(f"sink URL {masked_url(url)!r} must look like kafka://host:9092[,host2:9092]/topic")
     for server in servers:
         host, _, port = server.rpartition(":")
         if not host or not port.isdigit():
-            raise SinkError(f"sink URL {url!r}: {server!r} must be host:port")
+            raise SinkError(f"sink URL {masked_url(url)!r}: {server!r} must be host:port")
     return servers, topic
 
 
@@ -219,4 +219,4 @@ def make_sink(url: str, *, segment_bytes: int, fsync: str, spill_dir: str, spill
         kafka: Sink = KafkaSink(servers, topic, spill_dir=spill_dir, spill_max_bytes=spill_max_bytes,
                          segment_bytes=segment_bytes, fsync=fsync)
         return kafka
-    raise SinkError(f"unknown sink URL {url!r}; expected kafka://host:9092/topic or file:///path/to/spool")
+    raise SinkError(f"unknown sink URL {masked_url(url)!r}; expected kafka://host:9092/topic or file:///path/to/spool")

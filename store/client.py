@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlencode, urlparse
 
 from llmsight import config
-from llmsight.errors import ConfigError, StoreError, StoreLockedError
+from llmsight.errors import ConfigError, StoreError, StoreLockedError, masked_url
 from llmsight.store import settings
 
 log = logging.getLogger("llmsight.store")
@@ -54,7 +54,7 @@ class StoreURL:
 
 def masked(raw: str) -> str:
     """``raw`` with the password of a ``scheme://user:password@host`` URL replaced by ``***``, for messages."""
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1***@", raw)
+    return str(masked_url(raw))
 
 
 def parse_url(url: str | None = None, database: str | None = None) -> StoreURL:

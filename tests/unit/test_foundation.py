@@ -111,3 +111,19 @@ def test_a_server_url_names_its_database_once():
     parsed = parse_url("http://u:p@ch:8123?database=team_a&compress=0")
     assert parsed.database == "team_a"
     assert "database" not in parsed.dsn and "compress=0" in parsed.dsn
+
+
+def test_passwords_in_urls_never_reach_an_error_message(monkeypatch):
+    from llmsight.collector.source import source_from_url
+    from llmsight.errors import SinkError
+    from llmsight.sinks import parse_kafka_url
+
+    with pytest.raises(SinkError) as sink:
+        parse_kafka_url("kafka://user:hunter2secret@broker/")
+    with pytest.raises(ConfigError) as source:
+        source_from_url("nats://user:hunter2secret@broker/topic")
+    monkeypatch.setenv("LLMSIGHT_SAMPLE_RATE", "http://u:hunter2secret@x/")
+    with pytest.raises(ConfigError) as setting:
+        config.resolve(config.SAMPLE_RATE, strict=True)
+    for caught in (sink, source, setting):
+        assert "hunter2secret" not in str(caught.value) and "***@" in str(caught.value)
