@@ -25,10 +25,9 @@ from typing import Any
 from llmsight.pricing import PriceTable
 from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
-from llmsight.serialize import bounded_json, clean_text, cut, encode_line, uuid_text
+from llmsight.serialize import bounded_json, bounded_text, clean_text, cut, encode_line, uuid_text
 
 MAX_ID_CHARS = 256  # names, models, ids: as the SDK
-_REDACT_SLACK = 256
 _MAX_INDEXED = 256  # OpenLLMetry/OpenInference indexed messages read per span, at most
 
 
@@ -465,24 +464,9 @@ class Mapper:
         self.redactor = redactor
         self.prompt_version_attribute = prompt_version_attribute
 
-    # Text rules of the SDK (llmsight.client.Client._text/_short), kept in step with it.
     def text(self, value: str | None) -> tuple[str | None, bool]:
-        if value is None:
-            return None, False
-        limit = self.max_text_chars
-        truncated = len(value) > limit
-        if truncated:
-            value = value[: limit + _REDACT_SLACK]
-        value = clean_text(value)
-        if self.redactor is not None:
-            try:
-                redacted = self.redactor(value)
-            except Exception:
-                return "[redaction failed]", truncated  # never ship text we were told to redact
-            value = redacted if isinstance(redacted, str) else "[redaction failed]"
-        if len(value) > limit:
-            value, truncated = value[:limit], True
-        return value, truncated
+        """A text field by the SDK's rules (:func:`llmsight.serialize.bounded_text`)."""
+        return bounded_text(value, self.max_text_chars, self.redactor)
 
     def short(self, value: Any, limit: int = MAX_ID_CHARS, redact: bool = True) -> tuple[str | None, bool]:
         text = _string(value)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from llmsight import config
-from llmsight.kafka_sink import record_error
+from llmsight.kafka_sink import compression_type, record_error
 from llmsight.sinks import parse_kafka_url, spool_path
 from llmsight.spool import SpoolWriter
 
@@ -55,19 +55,6 @@ class Writer:
         pass
 
 
-def _compression(choice: str) -> str | None:
-    if choice == "none":
-        return None
-    if choice != "auto":
-        return choice
-    try:
-        import lz4.frame  # noqa: F401
-
-        return "lz4"
-    except ImportError:
-        return "gzip"
-
-
 class KafkaWriter(Writer):
     def __init__(self, url: str, *, max_in_flight: int, linger_ms: int = 2) -> None:
         self.servers, self.topic = parse_kafka_url(url)
@@ -77,7 +64,7 @@ class KafkaWriter(Writer):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._next_connect = 0.0
-        self._compression = _compression(config.resolve(config.KAFKA_COMPRESSION, strict=True))
+        self._compression = compression_type(config.resolve(config.KAFKA_COMPRESSION, strict=True))
         self._security = config.kafka_security_options(strict=True)
         self._connect()
 

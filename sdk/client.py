@@ -27,7 +27,9 @@ from llmsight.pricing import PriceTable, load_prices
 from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, HEARTBEAT, LLM_CALL, SCHEMA_VERSION
 from llmsight.serialize import (
+    REDACT_SLACK,
     bounded_json,
+    bounded_text,
     clean_text,
     cut,
     encode_line,
@@ -52,7 +54,6 @@ from llmsight.worker import Worker
 log = logging.getLogger("llmsight")
 
 _HOST = socket.gethostname()[:MAX_ID_CHARS] or None
-_REDACT_SLACK = 256  # redact a little past the cut so a secret is not half-kept at the boundary
 
 
 class CallMeta:
@@ -85,7 +86,7 @@ class Client:
         self.prices = prices
         self.max_text_chars = max_text_chars
         # Host-side cut of call arguments and results: one past what the worker keeps, so it still flags.
-        self.queue_cap = max_text_chars + _REDACT_SLACK + 1
+        self.queue_cap = max_text_chars + REDACT_SLACK + 1
         self._pacer = Pacer()  # used by the worker thread only, while it redacts
         self.started_at = iso_utc(time.time())
         self.producer_id = str(uuid.uuid4())
@@ -130,28 +131,16 @@ class Client:
 
     def _text(self, text: str | None) -> tuple[str | None, bool]:
         """Clean, redact and cut one text field; returns (text, truncated)."""
-        if text is None:
-            return None, False
-        limit = self.max_text_chars
-        truncated = len(text) > limit
-        if truncated:
-            text = text[: limit + _REDACT_SLACK]
-        text = clean_text(text)
-        if self.redactor is not None:
-            try:
-                redactor = self.redactor
-                if redactor is default_redact:
-                    self._pacer.tick()
-                    redacted = redact_module.redact(text, self._pacer.tick)  # gives the GIL back as it goes
-                else:
-                    redacted = redactor(text)
-                text = redacted if isinstance(redacted, str) else clean_text(safe_repr(redacted))
-            except Exception as exc:
-                internal_error("the redact function", exc)
-                return "[redaction failed]", truncated  # never ship text we were told to redact
-        if len(text) > limit:
-            text, truncated = text[:limit], True
-        return text, truncated
+        redactor = self.redactor
+        if redactor is default_redact:
+            self._pacer.tick()
+
+            def redactor(value: str) -> str:  # gives the GIL back as it goes
+                return str(redact_module.redact(value, self._pacer.tick))
+
+        field: tuple[str | None, bool] = bounded_text(text, self.max_text_chars, redactor,
+                                                      lambda exc: internal_error("the redact function", exc))
+        return field
 
     def _short(self, value: Any, limit: int = MAX_ID_CHARS, redact: bool = True) -> tuple[str | None, bool]:
         """An id, name or tag: text cut to ``limit`` (flagged), then redacted like the texts."""
@@ -177,7 +166,7 @@ class Client:
         if record[0] == FEEDBACK:
             return self._build_feedback(record[1])
         (_, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns, ttft_ns, ctx) = record
-        budget = self.max_text_chars + _REDACT_SLACK
+        budget = self.max_text_chars + REDACT_SLACK
         raw_input = input_text(meta.params, meta.skip_self, args, kwargs, budget)
         if chunks is not None:
             raw_output, tokens_in, tokens_out, found_model = stream_summary(chunks, budget)

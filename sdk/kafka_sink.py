@@ -59,7 +59,8 @@ REPLAY_SLICE_S = 0.2  # longest stretch of replay per worker wake-up
 RESCAN_EVERY_S = 5.0  # while reachable, how often to list the spill directory for dead processes' spill
 
 
-def _compression(choice: str) -> str | None:
+def compression_type(choice: str) -> str | None:
+    """kafka-python's ``compression_type`` for ``LLMSIGHT_KAFKA_COMPRESSION`` (``auto``: lz4 when installed)."""
     if choice == "none":
         return None
     if choice != "auto":
@@ -120,7 +121,7 @@ class KafkaSink(Sink):  # type: ignore[misc]
         # Small spill segments, so that the byte cap drops old data in small steps.
         spill_segment = max(64 * 1024, min(segment_bytes, spill_max_bytes // 16))
         self._spill = SpoolWriter(self.spill_dir, spill_segment, fsync, on_closed=self._segment_closed)
-        self._compression = _compression(config.resolve(config.KAFKA_COMPRESSION))
+        self._compression = compression_type(config.resolve(config.KAFKA_COMPRESSION))
         self._fresh()
 
     def _fresh(self) -> None:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -279,3 +279,34 @@ def bounded_json(value: Any, redact: Any, *, depth: int = 4, items: int = 64, te
         return walk(render(obj, text + 1), level)
 
     return walk(value, 0), cut_any[0]
+
+
+REDACT_SLACK = 256  # redact a little past the cut so a secret is not half-kept at the boundary
+
+
+def bounded_text(text: str | None, limit: int, redact: Callable[[str], Any] | None,
+                 on_error: Callable[[Exception], Any] | None = None) -> tuple[str | None, bool]:
+    """One text field as it may leave the process: cleaned, redacted, cut to ``limit``; returns (text, truncated).
+
+    The text is cut a little past ``limit`` before redaction (so redaction's work is bounded and a secret
+    at the boundary is still seen whole), then to ``limit``. A redactor that raises makes the field
+    ``[redaction failed]``: text that was to be redacted is never shipped as it is. The SDK's client and
+    the OTLP receiver both use this, so a field means the same whichever way it came in.
+    """
+    if text is None:
+        return None, False
+    truncated = len(text) > limit
+    if truncated:
+        text = text[: limit + REDACT_SLACK]
+    text = clean_text(text)
+    if redact is not None:
+        try:
+            redacted = redact(text)
+        except Exception as exc:
+            if on_error is not None:
+                on_error(exc)
+            return "[redaction failed]", truncated
+        text = redacted if isinstance(redacted, str) else clean_text(safe_repr(redacted))
+    if len(text) > limit:
+        text, truncated = text[:limit], True
+    return text, truncated
