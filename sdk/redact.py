@@ -45,9 +45,11 @@ _PEM = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(://[^\s/?#@:]{0,256}):[^\s/?#@]{1,256}@")
 _SLACK_WEBHOOK = re.compile(r"(hooks\.slack\.com/)(?:services|workflows|triggers)/[A-Za-z0-9_/\-]+")
-_BEARER = re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9\-._~+/]{8,}=*")
-_BASIC = re.compile(r"(?i)\b(basic)\s{1,8}([A-Za-z0-9+/]{8,}={0,2})")
+_BEARER = re.compile(r"(?i)(?=[bt])\b(bearer|token)\s+[A-Za-z0-9\-._~+/]{8,}=*")
+_BASIC = re.compile(r"(?i)(?=b)\b(basic)\s{1,8}([A-Za-z0-9+/]{8,}={0,2})")
+# Each alternative starts with one of these letters: a lookahead lets the engine skip other positions.
 _API_KEYS = re.compile(
+    r"(?=[sAgxrke])"
     r"\b(?:"
     r"sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{16,}"  # OpenAI, Anthropic
     r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key id (long-term, temporary)
@@ -84,7 +86,8 @@ _IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
 # A run of number characters from its first possible start; the callback cuts it at its last digit.
 # (The old ``...{6,}\d`` gave characters back from every start: quadratic on "((((".)
 _NUMBER_RUN = re.compile(r"[\d+(][\d .\-()]{6,}")
-_IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]{1,16})?")
+# Starts where a run of hex digits starts (or at a colon): one attempt per run, not per character.
+_IPV6 = re.compile(r"(?=[0-9A-Fa-f:])(?<![0-9A-Fa-f])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9]{1,16})?")
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DIGIT = re.compile(r"\d")
