@@ -256,15 +256,19 @@ def _role(message: Any, default: str | None = None) -> str | None:
     return default
 
 
+def _message_list(messages: Any) -> str | list[Any] | None:
+    """A message attribute as a list of messages, or the plain text it already is (None: neither)."""
+    messages = _json(messages)
+    if isinstance(messages, dict):
+        return [messages]
+    return messages if isinstance(messages, (str, list)) else None
+
+
 def _messages_text(messages: Any) -> str | None:
     """``role: text`` lines of a message list (as the SDK renders an OpenAI ``messages`` argument)."""
-    messages = _json(messages)
-    if isinstance(messages, str):
+    messages = _message_list(messages)
+    if messages is None or isinstance(messages, str):
         return messages
-    if isinstance(messages, dict):
-        messages = [messages]
-    if not isinstance(messages, list):
-        return None
     lines = []
     for message in messages:
         text = _content_text(message)
@@ -277,13 +281,9 @@ def _messages_text(messages: Any) -> str | None:
 
 def _first_output(messages: Any) -> str | None:
     """The text of the first output message (the first choice)."""
-    messages = _json(messages)
-    if isinstance(messages, str):
+    messages = _message_list(messages)
+    if messages is None or isinstance(messages, str):
         return messages
-    if isinstance(messages, dict):
-        messages = [messages]
-    if not isinstance(messages, list):
-        return None
     for message in messages:
         text = _content_text(message)
         if text is not None:

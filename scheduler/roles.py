@@ -426,11 +426,12 @@ class Coordinator:
         return evaluated
 
     def _republish(self, item: Unfinished) -> None:
-        units = cut(item.window, segments_in(self.client, item.window), self.queue.unit_segments, item.plan)
+        segments = segments_in(self.client, item.window)
+        units = cut(item.window, segments, self.queue.unit_segments, item.plan)
         if len(units) != item.units:  # late events changed the window's segments: plan it again
             log.warning("analyzers: %s changed from %d to %d units; planning it again", item.window, item.units,
                         len(units))
-            self.publish(item.window, segments_in(self.client, item.window))
+            self.publish(item.window, segments)
             return
         missing = [u for u in units if u.index not in item.done]
         log.warning("analyzers: %s unfinished after %.0f s: publishing %d units again", item.window,
