@@ -4,8 +4,9 @@
 
 * ``events.parquet``, ``feedback.parquet``, ``metrics.parquet``, ``alerts.parquet``: the week's raw rows;
 * ``review_sample.csv``: the calls people should label (every call flagged toxic or rejected by
-  its user, plus a stratified random sample of the rest) with empty ``reviewer_verdict`` and
-  ``reviewer_notes`` columns; the summary tables as CSV beside it;
+  its user, plus a stratified random sample of the rest) with empty reviewer columns (``reviewer_verdict``,
+  ``reviewer_tags``, ``reviewer_edited_output``, ``reviewer_notes``) that ``llmsight review import``
+  reads back; the summary tables as CSV beside it;
 * ``report.html``: the report (see :mod:`llmsight.review.html`);
 * ``export.json``: the week's bounds and when its feedback was counted until (``feedback_until``).
 
@@ -62,8 +63,10 @@ MANIFEST = "export.json"
 REVIEW_COLUMNS = [
     "week", "flag", "trace_id", "event_id", "ts", "service", "name", "model", "prompt_version",
     "input", "output", "error", "latency_ms", "toxicity_score", "accepted", "score", "comment",
-    "reviewer_verdict", "reviewer_notes",
+    "reviewer_verdict", "reviewer_tags", "reviewer_edited_output", "reviewer_notes",
 ]
+# The columns a reviewer fills in; ``llmsight review import`` reads them back (:mod:`llmsight.review.imports`).
+REVIEWER_COLUMNS = ["reviewer_verdict", "reviewer_tags", "reviewer_edited_output", "reviewer_notes"]
 
 Progress = Callable[[str, int, int], None]  # (step description, done, total)
 
@@ -246,7 +249,7 @@ def review_sample(client: Any, week: IsoWeek, toxic_scores: dict[str, float], si
                 "toxicity_score": "" if trace not in toxic_scores else round(toxic_scores[trace], 4),
                 "accepted": "" if accepted is None else int(accepted),
                 "score": "" if score is None else score, "comment": comment or "",
-                "reviewer_verdict": "", "reviewer_notes": "",
+                **{column: "" for column in REVIEWER_COLUMNS},
             })
     log.info("export: review sample of %d flagged + %d random calls", len(flagged), len(sampled))
     return out

@@ -5,7 +5,8 @@ small, prints well and is byte-identical when the same week is exported again. E
 report, when asked for, is embedded whole in an ``<iframe srcdoc>``, which keeps it self-contained too.
 
 Sections (each an ``<section id=...>``): ``overview``, ``segments``, ``volume``, ``acceptance``,
-``drift``, ``toxicity``, ``alerts``, ``review`` and, optionally, ``evidently``.
+``drift``, ``toxicity``, ``alerts``, ``monitors`` (precision and recall of the monitors against the
+reviewers' labels), ``review`` and, optionally, ``evidently``.
 """
 
 from __future__ import annotations
@@ -282,6 +283,27 @@ def _alerts(summary: Any) -> str:
     return f'<section id="alerts"><h2>Alerts</h2>{body}</section>'
 
 
+def _monitors(summary: Any) -> str:
+    rows = [[escape(m["week"]), escape(m["monitor"]), str(m["reviewed"]), str(m["flagged"]), str(m["human_positive"]),
+             str(m["true_positive"]), _fmt_share(m["precision"]), _fmt_share(m["recall"])]
+            for m in getattr(summary, "monitors", [])]
+    head = '<section id="monitors"><h2>Monitors against reviewers</h2>'
+    if not rows:
+        return head + _empty("No call of this week was labelled by a reviewer.") + "</section>"
+    note = ('<p class="sub">Of the calls reviewers labelled: precision is the share of the calls a monitor flagged '
+            'that reviewers found bad (toxic, for the toxicity flag); recall the share of the calls reviewers found '
+            'bad that it flagged. Small counts: read the figures with them.</p>')
+    body = _table(["week", "monitor", "reviewed", "flagged", "bad to reviewers", "both", "precision", "recall"],
+                  rows, {2, 3, 4, 5, 6, 7})
+    advice = getattr(summary, "threshold_suggestion", "")
+    advice_html = f'<p class="worse" id="threshold-suggestion">{escape(advice)}</p>' if advice else ""
+    return head + note + body + advice_html + "</section>"
+
+
+def _fmt_share(value: Any) -> str:
+    return "–" if value is None else f"{float(value):.0%}"
+
+
 def _review(sample: list[dict[str, Any]]) -> str:
     shown = sample[:REVIEW_ROWS_SHOWN]
     rows = [[escape(r["flag"]), escape(r["ts"]), escape(r["prompt_version"]), escape(str(r["input"])[:200]),
@@ -290,8 +312,9 @@ def _review(sample: list[dict[str, Any]]) -> str:
         else _empty("No calls this week.")
     return ('<section id="review"><h2>Review sample</h2>'
             f'<p class="sub">{len(sample)} calls in <code>review_sample.csv</code> (every flagged call plus a '
-            f'stratified random sample); fill in <code>reviewer_verdict</code> and <code>reviewer_notes</code>. '
-            f'The first {len(shown)} are shown here.</p>{body}</section>')
+            f'stratified random sample); fill in <code>reviewer_verdict</code>, <code>reviewer_tags</code>, '
+            f'<code>reviewer_edited_output</code> and <code>reviewer_notes</code>, then run '
+            f'<code>llmsight review import</code> on it. The first {len(shown)} are shown here.</p>{body}</section>')
 
 
 def _feedback_notice(text: str, provisional: bool) -> str:
@@ -306,7 +329,8 @@ def render(summary: Any, sample: list[dict[str, Any]], evidently_html: str | Non
     week = summary.week
     sections = [_feedback_notice(feedback_notice, provisional)] if feedback_notice else []
     sections += [_overview(summary, sample), _segments(summary), _volume(summary), _acceptance(summary),
-                _drift(summary), _toxicity(summary), _alerts(summary), _review(sample)]
+                _drift(summary), _toxicity(summary), _alerts(summary), _monitors(summary),
+                 _review(sample)]
     if evidently_html:
         sections.append('<section id="evidently"><h2>Evidently: text drift, this week against last week</h2>'
                         f'<iframe title="Evidently drift report" srcdoc="{escape(evidently_html, quote=True)}">'

@@ -58,6 +58,8 @@ class WeeklySummary:
     toxic_scores: dict[str, float] = field(default_factory=dict)  # trace id -> highest score, inputs and outputs
     totals: dict[str, Any] = field(default_factory=dict)
     feedback_until: datetime | None = None  # this week's feedback counted while ts < this
+    monitors: list[dict[str, Any]] = field(default_factory=list)  # precision/recall against reviewers
+    threshold_suggestion: str = ""  # a suggested toxicity threshold when its precision or recall drift
 
     def tables(self) -> dict[str, tuple[list[dict[str, Any]], list[str]]]:
         """The summary tables written as CSV beside the review sample."""
@@ -319,6 +321,19 @@ def _toxic(client: Any, week: IsoWeek) -> tuple[list[dict[str, Any]], dict[str, 
     return toxic, scores
 
 
+def _monitors(client: Any, week: IsoWeek, scorer: Any) -> tuple[list[dict[str, Any]], str]:
+    """The monitors' precision and recall against the reviewers' labels (see :mod:`llmsight.review.precision`)."""
+    from llmsight.review.precision import monitor_report
+
+    report = monitor_report(client, week, scorer=scorer)
+    return report.rows, report.suggestion.text() if report.suggestion else ""
+
+
+def toxic_scores(client: Any, week: IsoWeek) -> dict[str, float]:
+    """trace id -> the highest toxicity score the analyzers gave one of its texts this week (their examples)."""
+    return _toxic(client, week)[1]
+
+
 def _alerts(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
     """Firing episodes that overlap the week: when each fired, when (if) it resolved, and how long that took."""
     rows = client.query(
@@ -361,7 +376,7 @@ def _alerts(client: Any, week: IsoWeek) -> list[dict[str, Any]]:
 
 
 def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedder: Any = None,
-              now: datetime | None = None) -> WeeklySummary:
+              now: datetime | None = None, toxicity_scorer: Any = None) -> WeeklySummary:
     """Every figure of the report for ``week``, compared with the week before.
 
     Each week's feedback counts until its :func:`~llmsight.review.export.feedback_cutoff` at ``now``
@@ -393,6 +408,7 @@ def summarize(client: Any, week: IsoWeek, *, topics_by_week: bool = True, embedd
     summary.topics = (weekly_topics(client, week, embedder=embedder) if topics_by_week else []) + _topics(client, week)
     summary.toxic, summary.toxic_scores = _toxic(client, week)
     summary.alerts = _alerts(client, week)
+    summary.monitors, summary.threshold_suggestion = _monitors(client, week, toxicity_scorer)
     calls = sum(v.get("volume", 0) for v in this.values())
     judged = sum(v.get("feedback_judged", 0) for v in this.values())
     accepted = sum(v.get("_accepted", 0) for v in this.values())
