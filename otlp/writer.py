@@ -70,7 +70,9 @@ class KafkaWriter(Writer):
 
     @property
     def ready(self) -> bool:  # type: ignore[override]
-        return self._producer is not None
+        """Connected to Kafka; when not, try again (at most once a second): /readyz must see a broker
+        that came back even while no request arrives, since an unready pod gets no traffic."""
+        return (self._producer or self._connect()) is not None
 
     def _connect(self) -> Any:
         with self._lock:
