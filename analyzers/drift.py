@@ -186,12 +186,22 @@ def embedding_drift(reference: np.ndarray, current: np.ndarray, method: str = "a
     return DriftResult(round(float(observed), 6), round(threshold, 6), p_value < alpha, p_value, method, details)
 
 
+_blas_controller: list[Any] = []
+
+
 def one_blas_thread() -> Any:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    """A context in which BLAS runs on one thread (a no-op without threadpoolctl).
+
+    The controller, which finds the loaded BLAS libraries by scanning the process's shared objects,
+    is made once: made per call it cost 1-8 ms, and a window of 40 segments asks for it 160 times.
+    """
+    if not _blas_controller:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return contextlib.nullcontext()
+        _blas_controller.append(ThreadpoolController())
+    return _blas_controller[0].limit(limits=1, user_api="blas")
 
 
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -207,8 +217,14 @@ def principal_projection(pooled: np.ndarray, dims: int | None) -> np.ndarray:
         return pooled
     centred = pooled - pooled.mean(axis=0, dtype=np.float64).astype(np.float32)
     covariance = (centred.T @ centred).astype(np.float64)
-    _, axes = np.linalg.eigh(covariance)  # ascending eigenvalues: the last columns are the top ones
-    projected = centred @ axes[:, -dims:].astype(np.float32)
+    # Only the top ``dims`` eigenvectors (ascending order: the last columns are the top ones);
+    # LAPACK's syevr for a subset takes about half the time of the full eigh (10 ms against 17 ms
+    # at 384 dimensions, twice per segment and window).
+    from scipy.linalg import eigh
+
+    width = covariance.shape[0]
+    _, axes = eigh(covariance, subset_by_index=[width - dims, width - 1], driver="evr")
+    projected = centred @ axes.astype(np.float32)
     return projected / np.maximum(np.linalg.norm(projected, axis=1, keepdims=True), 1e-12)
 
 

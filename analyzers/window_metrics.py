@@ -8,11 +8,20 @@ For each segment (service × name × model × prompt_version) with calls in the 
   most toxic examples (trace id and text) as evidence;
 * acceptance, mean score, edit rate and feedback count, from feedback joined by trace id, compared
   with the reference period by :func:`llmsight.analyzers.acceptance.compare`;
-* drift of inputs and outputs against the reference period, with the explanation of what changed.
+* drift of inputs and outputs against the reference period, with the explanation of what changed
+  (``grown_topic``: the topic that grew, its share before and after with 95% intervals, and five
+  of its texts with their trace ids), and next to each drift row its sequential evidence row
+  (``drift_*_evidence``, a CUSUM over the windows of the same horizon, see
+  :mod:`llmsight.analyzers.drift`). Hourly and daily windows test up to
+  ``LLMSIGHT_DRIFT_HORIZON_SAMPLE`` texts per side, spread over the period and read from the
+  embeddings the minute windows stored: a longer horizon embeds nothing new.
 
 The reference period is either the trailing ``LLMSIGHT_REFERENCE_SECONDS`` before the window or a
 fixed baseline (``LLMSIGHT_BASELINE``, or else the first ``LLMSIGHT_REFERENCE_SECONDS`` of the
-feature's traffic). The window itself is always cut out of its reference. A segment with too few
+feature's traffic). The window itself is always cut out of its reference. A trailing reference is
+at least as long as the window's horizon, and while a run of drift evidence is building it ends
+where the run began (held at most ``LLMSIGHT_DRIFT_HOLD_SECONDS``), so it cannot swallow a shift
+the evidence has not finished weighing. A segment with too few
 calls of its own in the reference (a prompt version just shipped) is compared with its feature's
 traffic instead, which is what makes a bad release visible in its very first windows.
 
@@ -31,6 +40,7 @@ import numpy as np
 
 from llmsight.analyzers.windows import (
     FEATURE_KEYS,
+    ROLLUPS,
     SEGMENT_KEYS,
     Calls,
     Key,
@@ -40,8 +50,10 @@ from llmsight.analyzers.windows import (
     count_calls_many,
     feature_starts,
     key_of,
+    latest_details_many,
     read_calls_many,
     read_feedback_many,
+    read_texts_stratified_many,
     reference_means_many,
     segments_in,
 )
@@ -50,6 +62,12 @@ from llmsight.store import names
 log = logging.getLogger("llmsight.scheduler.service")
 
 _EXAMPLES = 3
+# Topics are explained for drifted windows and those with a p-value below this (about one in ten
+# windows when nothing changed).
+EXPLAIN_BELOW_P = 0.1
+_TOPIC_EXAMPLES = 5  # texts of the grown topic on a drift row (the alert page and notifications show them)
+# The sequential evidence row written next to each drift row.
+EVIDENCE_METRICS = {names.DRIFT_INPUT: names.DRIFT_INPUT_EVIDENCE, names.DRIFT_OUTPUT: names.DRIFT_OUTPUT_EVIDENCE}
 # The metrics whose reference-period mean is a row's baseline: operations and toxicity rates.
 _BASELINE_METRICS = [names.VOLUME, names.ERROR_RATE, names.LATENCY_P50, names.LATENCY_P95, names.LATENCY_P99,
                      names.TTFT_P50, names.TOKENS_IN, names.TOKENS_OUT, names.COST, names.COST_PER_CALL,
@@ -65,6 +83,8 @@ class AnalysisSettings:
     baseline: tuple[datetime, datetime] | None = None
     sample: int = 500
     drift_min_n: int = 20
+    horizon_sample: int = 3000  # texts per side of the hourly and daily drift tests (cached embeddings only)
+    hold_s: int = 86400  # longest a trailing reference stays held behind a run of drift evidence
 
     @classmethod
     def from_env(cls) -> AnalysisSettings:
@@ -80,7 +100,9 @@ class AnalysisSettings:
         return cls(reference=config.resolve(settings.REFERENCE, strict=True),
                    reference_s=config.resolve(settings.REFERENCE_SECONDS, strict=True), baseline=baseline,
                    sample=config.resolve(settings.SAMPLE_PER_WINDOW, strict=True),
-                   drift_min_n=config.resolve(settings.DRIFT_MIN_N, strict=True))
+                   drift_min_n=config.resolve(settings.DRIFT_MIN_N, strict=True),
+                   horizon_sample=config.resolve(settings.DRIFT_HORIZON_SAMPLE, strict=True),
+                   hold_s=config.resolve(settings.DRIFT_HOLD_SECONDS, strict=True))
 
 
 class WindowAnalyzer:
@@ -158,7 +180,8 @@ class WindowAnalyzer:
         own = count_calls_many(self.client, period, [segment], SEGMENT_KEYS).get(key_of(segment), 0)
         return period, (SEGMENT_KEYS if own >= self.settings.drift_min_n else FEATURE_KEYS)
 
-    def _periods(self, window: Window, segments: list[dict[str, str]]) -> dict[Key, Period]:
+    def _periods(self, window: Window, segments: list[dict[str, str]],
+                 evidence: dict[Key, dict[str, Any]] | None = None) -> dict[Key, Period]:
         cut = (window.start, window.end)
         if self.settings.reference == "baseline":
             if self.settings.baseline is not None:
@@ -170,8 +193,34 @@ class WindowAnalyzer:
                 periods[key_of(segment)] = Period(first, first + timedelta(seconds=self.settings.reference_s),
                                                   exclude=cut)
             return periods
-        trailing = Period(window.start - timedelta(seconds=self.settings.reference_s), window.start)
-        return {key_of(s): trailing for s in segments}
+        # At least the horizon's length, ending where the segment's run of drift evidence began.
+        length = timedelta(seconds=max(self.settings.reference_s, ROLLUPS.get(window.granularity, 0)))
+        periods = {}
+        for segment in segments:
+            end = window.start
+            for state in ((evidence or {}).get(key_of(segment)) or {}).values():
+                if state.since is not None and state.since < end:
+                    end = state.since
+            periods[key_of(segment)] = Period(end - length, end)
+        return periods
+
+    def _evidence(self, window: Window, segments: list[dict[str, str]]) -> dict[Key, dict[str, Any]]:
+        """Each segment's drift evidence before this window (per drift metric), from the stored rows."""
+        from llmsight.analyzers.drift import EvidenceState, evidence_step
+
+        since = window.start - timedelta(seconds=self.settings.hold_s)
+        stored = latest_details_many(self.client, list(EVIDENCE_METRICS.values()), window.granularity,
+                                     window.start, since, segments)
+        result: dict[Key, dict[str, Any]] = {}
+        for segment in segments:
+            rows = stored.get(key_of(segment), {})
+            states = {}
+            for drift_metric, evidence_metric in EVIDENCE_METRICS.items():
+                # A run older than the hold is dropped here already, so the reference moves on.
+                states[drift_metric] = evidence_step(EvidenceState.from_details(rows.get(evidence_metric)), None,
+                                                     window.start, 1.0, hold_s=self.settings.hold_s)
+            result[key_of(segment)] = states
+        return result
 
     def _read(self, window: Window, segments: list[dict[str, str]]) -> list[_Inputs]:
         """Everything the segments' signals read, a few queries per window (not per segment)."""
@@ -179,12 +228,20 @@ class WindowAnalyzer:
         now = Period(window.start, window.end)
         current = read_calls_many(self.client, now, segments, SEGMENT_KEYS, settings.sample)
         feedback = read_feedback_many(self.client, now, segments, SEGMENT_KEYS)
-        periods = self._periods(window, segments)
+        evidence = self._evidence(window, segments)
+        periods = self._periods(window, segments, evidence)
         by_period: dict[Period, list[dict[str, str]]] = {}
         for segment in segments:
             by_period.setdefault(periods[key_of(segment)], []).append(segment)
         inputs = {key_of(s): _Inputs(s, current.get(key_of(s)) or Calls(), periods[key_of(s)], SEGMENT_KEYS,
-                                     feedback.get(key_of(s), [])) for s in segments}
+                                     feedback.get(key_of(s), []), evidence=evidence.get(key_of(s), {}))
+                  for s in segments}
+        horizon = window.granularity in ROLLUPS
+        if horizon:
+            # The longer horizons test a larger sample spread over the period (cached vectors only).
+            spread = read_texts_stratified_many(self.client, now, segments, SEGMENT_KEYS, settings.horizon_sample)
+            for key, item in inputs.items():
+                item.drift_current = spread.get(key)
         for period, members in by_period.items():
             own = count_calls_many(self.client, period, members, SEGMENT_KEYS)
             for segment in members:
@@ -197,6 +254,8 @@ class WindowAnalyzer:
             means = reference_means_many(self.client, _BASELINE_METRICS, period, [m.segment for m in members], keys)
             drifting = [m.segment for m in members if len(m.calls.sample_inputs) >= settings.drift_min_n]
             reference = read_calls_many(self.client, period, drifting, keys, settings.sample, numbers=False)
+            spread_ref = (read_texts_stratified_many(self.client, period, drifting, keys, settings.horizon_sample)
+                          if horizon else {})
             judged = [m.segment for m in members if m.feedback]
             reference_feedback = read_feedback_many(self.client, period, judged, keys)
             for item in members:
@@ -204,6 +263,8 @@ class WindowAnalyzer:
                 item.baselines = means.get(group, {})
                 item.reference = reference.get(group) or Calls()
                 item.reference_feedback = reference_feedback.get(group, [])
+                if horizon:
+                    item.drift_reference = spread_ref.get(group)
         return list(inputs.values())
 
     def _embed(self, inputs: list[_Inputs]) -> dict[str, np.ndarray]:
@@ -215,7 +276,8 @@ class WindowAnalyzer:
             calls = item.calls
             texts.update(dict.fromkeys(calls.sample_outputs))
             texts.update(dict.fromkeys(calls.sample_inputs))
-            if len(calls.sample_inputs) >= minimum and len(item.reference.sample_inputs) >= minimum:
+            if (item.drift_current is None and len(calls.sample_inputs) >= minimum
+                    and len(item.reference.sample_inputs) >= minimum):
                 texts.update(dict.fromkeys(item.reference.sample_inputs))
                 texts.update(dict.fromkeys(item.reference.sample_outputs))
         if self._scores_embeddings():
@@ -284,23 +346,90 @@ class WindowAnalyzer:
 
     def _drift(self, window: Window, item: _Inputs, scope: dict[str, Any],
                vectors: dict[str, np.ndarray]) -> list[MetricRow]:
-        from llmsight.analyzers.drift import embedding_drift
+        from llmsight.analyzers.drift import (
+            embedding_drift,
+            evidence_step,
+            evidence_z,
+            horizon_budget,
+            horizon_limit,
+        )
 
         minimum = self.settings.drift_min_n
-        calls, reference = item.calls, item.reference
+        if item.drift_current is not None:
+            calls, reference = item.drift_current, item.drift_reference or Calls()
+        else:
+            calls, reference = item.calls, item.reference
         if len(calls.sample_inputs) < minimum or len(reference.sample_inputs) < minimum:
             return []
+        window_s = (window.end - window.start).total_seconds()
+        limit = horizon_limit(window.granularity, window_s)
         rows = []
         for metric, cur_texts, ref_texts in ((names.DRIFT_INPUT, calls.sample_inputs, reference.sample_inputs),
                                              (names.DRIFT_OUTPUT, calls.sample_outputs, reference.sample_outputs)):
-            cur = _stack(vectors, cur_texts)
-            ref = _stack(vectors, ref_texts)
+            trace_ids = calls.sample_trace_ids
+            if item.drift_current is not None:
+                cur, kept = self._cached(cur_texts)
+                cur_texts, trace_ids = [cur_texts[i] for i in kept], [trace_ids[i] for i in kept]
+                ref, kept = self._cached(ref_texts)
+                ref_texts = [ref_texts[i] for i in kept]
+                if len(cur_texts) < minimum or len(ref_texts) < minimum:
+                    continue
+            else:
+                cur = _stack(vectors, cur_texts)
+                ref = _stack(vectors, ref_texts)
             result = embedding_drift(ref, cur)
             details = dict(scope)
-            details.update(_drift_details(result, ref, cur, ref_texts, cur_texts, calls.sample_trace_ids))
+            details.update(_drift_details(result, ref, cur, ref_texts, cur_texts, trace_ids))
             rows.append(MetricRow(window, item.segment, metric, float(result.score), len(cur_texts),
                                   p_value=result.p_value, threshold=result.threshold, details=details))
+            z = evidence_z(result.p_value, result.score, (result.details or {}).get("permutations"), result.method)
+            state = evidence_step(item.evidence.get(metric) or _fresh_evidence(), z, window.start, limit,
+                                  hold_s=self.settings.hold_s)
+            evidence = {**scope, **state.as_details(), "method": "cusum", "drifted": state.alarm,
+                        "limit": limit, "k": 0.5, "z": None if z is None else round(z, 4),
+                        "horizon": window.granularity,
+                        "false_alarms_per_week": round(horizon_budget(window.granularity), 6),
+                        "test": {"score": result.score, "threshold": result.threshold, "p_value": result.p_value,
+                                 "n_ref": len(ref_texts), "n_cur": len(cur_texts)}}
+            for key in ("grown_topic", "examples"):
+                if key in details:
+                    evidence[key] = details[key]
+            rows.append(MetricRow(window, item.segment, EVIDENCE_METRICS[metric], round(state.cusum / limit, 6),
+                                  len(cur_texts), p_value=result.p_value, threshold=1.0, details=evidence))
         return rows
+
+    def _cached(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        """The stored vectors of ``texts`` and the positions that have one: the longer horizons embed nothing.
+
+        An embedder without a store behind it (a unit test's) is asked directly.
+        """
+        cache = self.embeddings
+        embedder = getattr(cache, "embedder", None)
+        if embedder is None or not hasattr(cache, "client"):
+            return np.asarray(cache.encode(texts), dtype=np.float32), list(range(len(texts)))
+        from llmsight.analyzers.embeddings import text_hash
+
+        model = embedder.name
+        keys = [text_hash(model, t) for t in texts]
+        found: dict[str, np.ndarray] = {}
+        distinct = list(dict.fromkeys(keys))
+        for start in range(0, len(distinct), 2000):
+            result = self.client.query(
+                "SELECT text_hash, any(vector) FROM embeddings WHERE model = {model:String} "
+                "AND text_hash IN {keys:Array(String)} GROUP BY text_hash",
+                parameters={"model": model, "keys": distinct[start:start + 2000]})
+            for key, vector in result.result_rows:
+                found[key] = np.asarray(vector, dtype=np.float32)
+        kept = [i for i, key in enumerate(keys) if key in found]
+        if not kept:
+            return np.zeros((0, 1), dtype=np.float32), []
+        return np.stack([found[keys[i]] for i in kept]), kept
+
+
+def _fresh_evidence() -> Any:
+    from llmsight.analyzers.drift import EvidenceState
+
+    return EvidenceState()
 
 
 @dataclass
@@ -315,6 +444,9 @@ class _Inputs:
     reference: Calls = field(default_factory=Calls)
     reference_feedback: list[tuple[str, int | None, float | None, bool]] = field(default_factory=list)
     baselines: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)  # drift metric -> EvidenceState before the window
+    drift_current: Calls | None = None  # the longer horizons' drift sample (None: the window's own sample)
+    drift_reference: Calls | None = None
 
 
 def _stack(vectors: dict[str, np.ndarray], texts: list[str]) -> np.ndarray:
@@ -348,11 +480,30 @@ def _drift_details(result: Any, ref: np.ndarray, cur: np.ndarray, ref_texts: lis
     if isinstance(extra, dict):
         # Timings vary run to run; rows must not (a rerun writes identical rows).
         details.update({k: v for k, v in extra.items() if k not in ("ms", "seconds", "elapsed_ms")})
+    details["examples"] = [{"trace_id": t, "text": x[:300]} for t, x in list(zip(trace_ids, cur_texts, strict=True))[:_EXAMPLES]]
     try:
         from llmsight.analyzers import topics
 
-        details["topics"] = topics.explain_drift(ref, cur, ref_texts, cur_texts)
+        explained = topics.explain_drift(ref, cur, ref_texts, cur_texts, n_examples=_TOPIC_EXAMPLES)
+        details["topics"] = explained
+        grown = grown_topic(explained, cur_texts, trace_ids)
+        if grown is not None:
+            details["grown_topic"] = grown
+            details["examples"] = grown["examples"]  # the evidence is the topic that grew, not any prompts
     except Exception:  # the explanation is a help, never a reason to lose the score
         log.warning("scheduler: drift explanation failed", exc_info=True)
-    details["examples"] = [{"trace_id": t, "text": x[:300]} for t, x in list(zip(trace_ids, cur_texts, strict=True))[:_EXAMPLES]]
     return details
+
+
+def grown_topic(explained: dict[str, Any], cur_texts: list[str], trace_ids: list[str]) -> dict[str, Any] | None:
+    """The drift evidence an on-call engineer reads: the topic that grew most (a new region first),
+    its share before and after with 95% intervals, and up to five of its texts with their trace ids."""
+    grown = (explained or {}).get("grown") or []
+    if not grown:
+        return None
+    top = grown[0]
+    rows = [i for i in top.get("example_rows") or [] if 0 <= i < len(cur_texts)][:_TOPIC_EXAMPLES]
+    return {"label": top["label"], "share_before": top["share_ref"], "share_after": top["share_cur"],
+            "share_before_ci": top.get("share_ref_ci"), "share_after_ci": top.get("share_cur_ci"),
+            "kind": top.get("kind"), "z": top.get("z"),
+            "examples": [{"trace_id": trace_ids[i], "text": cur_texts[i][:300]} for i in rows]}
