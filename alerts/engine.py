@@ -37,7 +37,7 @@ log = logging.getLogger("llmsight.alerts.engine")
 
 OK, PENDING, FIRING, RESOLVED = "ok", "pending", "firing", "resolved"
 # Transitions that are sent to the notification targets.
-NOTIFYING = {"firing", "escalated", "deescalated", "renotify", "resolved"}
+NOTIFYING = {"firing", "escalated", "deescalated", "renotify", "resolved", "flapping"}
 _HISTORY = 10
 ALERT_STATE_COLUMNS = [
     "alert_id", "rule", "metric", "severity", "state", "service", "name", "model", "prompt_version",
@@ -79,10 +79,36 @@ class AlertState:
     granularity: str = "1m"
     held_back: str = ""  # the notification a silence held back, sent once the silence ends
     silenced_by: str = ""  # the silence that held it back
+    # The episode (one incident): id, started, fired, resolved, clean_since, flaps, flapping (window times).
+    # Stored in the row's evidence JSON under "episode", so the table needs no new column.
+    episode: dict[str, Any] = field(default_factory=dict)
 
 
-def _threshold(rule: Rule, severity: str) -> float | None:
-    return rule.critical if severity == "critical" and rule.critical is not None else rule.warning
+def _parse(stamp: Any) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _since(episode: dict[str, Any], key: str, window_start: datetime) -> float | None:
+    """Seconds of window time from the episode's ``key`` moment to ``window_start`` (None if unknown)."""
+    moment = _parse(episode.get(key))
+    if moment is None:
+        return None
+    current = window_start if window_start.tzinfo else window_start.replace(tzinfo=timezone.utc)
+    return (current - moment).total_seconds()
+
+
+def _flap(rule: Rule, state: AlertState, window_start: datetime) -> bool:
+    """A breach now re-fires the episode that resolved less than ``flap_window`` ago."""
+    if rule.flap_window_s <= 0 or state.state != RESOLVED or not state.episode.get("fired"):
+        return False
+    since = _since(state.episode, "resolved", window_start)
+    return since is not None and since < rule.flap_window_s
 
 
 def step(rule: Rule, state: AlertState, obs: Observation | None, window_start: datetime,
@@ -97,35 +123,69 @@ def step(rule: Rule, state: AlertState, obs: Observation | None, window_start: d
             return state, None
         # Silence raises a warning, and never lowers the severity of an alert already firing.
         level = (state.severity if state.state == FIRING else "warning") if rule.no_data == "alert" else None
+        clean = level is None
         obs_fields: dict[str, Any] = {"value": None, "baseline": None, "p_value": None}
         evidence_entry = {"window_start": iso_ms(window_start), "no_data": True, "n": obs.n if obs else 0}
+        obs = None
     else:
         level = rule.judge(obs)
+        clean = level is None and rule.clean(obs)
         obs_fields = {"value": obs.value, "baseline": obs.baseline, "p_value": obs.p_value}
         evidence_entry = {"window_start": iso_ms(window_start), "value": obs.value, "n": obs.n,
                           "baseline": obs.baseline, "p_value": obs.p_value}
     new = replace(state, window_start=window_start, **obs_fields)
     if level is not None:
-        new.evidence = _evidence(state, obs, evidence_entry, fresh=state.state in (OK, RESOLVED))
-        new.threshold = _threshold(rule, level)
-        return _breaching(rule, state, new, level, now)
-    return _clear(rule, state, new)
+        flap = _flap(rule, state, window_start)
+        new.evidence = _evidence(state, obs, evidence_entry, fresh=state.state in (OK, RESOLVED) and not flap)
+        new.evidence["rule_level"] = {"severity": level, "level": rule.level(level), "unit": rule.level_unit}
+        new.threshold = rule.value_threshold(obs, level)
+        if flap:
+            return _reopened(state, new, level, window_start, now)
+        return _breaching(rule, state, new, level, obs, window_start, now)
+    return _not_breaching(rule, state, new, clean, window_start)
 
 
-def _breaching(rule: Rule, old: AlertState, new: AlertState, level: str,
-               now: datetime) -> tuple[AlertState, str | None]:
+def _reopened(old: AlertState, new: AlertState, level: str, window_start: datetime,
+              now: datetime) -> tuple[AlertState, str]:
+    """A breach within the flap window: the same episode fires again, marked flapping, not a new incident."""
+    episode = {k: v for k, v in old.episode.items() if k not in ("resolved", "clean_since", "lower_streak")}
+    episode.update(flaps=int(episode.get("flaps", 0)) + 1, flapping=True, refired=iso_ms(window_start))
+    new.episode = episode
+    new.state, new.streak, new.ok_streak, new.severity, new.notified_at = FIRING, 1, 0, level, now
+    new.acked_by, new.ack_note, new.acked_at = "", "", None
+    return new, "flapping"
+
+
+def _breaching(rule: Rule, old: AlertState, new: AlertState, level: str, obs: Observation | None,
+               window_start: datetime, now: datetime) -> tuple[AlertState, str | None]:
     new.ok_streak = 0
     if old.state in (OK, RESOLVED, PENDING):
         new.streak = old.streak + 1 if old.state == PENDING else 1
         new.severity = level
+        if old.state != PENDING:  # a new episode: its id is the incident's, in every notification
+            stamp = window_start.strftime("%Y%m%dT%H%M%S")
+            new.episode = {"id": f"{old.alert_id}-{stamp}", "started": iso_ms(window_start), "flaps": 0}
         if new.streak < rule.for_windows:
             new.state = PENDING
             return new, "pending"
         new.state, new.fired_at, new.notified_at = FIRING, now, now
         new.acked_by, new.ack_note, new.acked_at = "", "", None
+        new.episode = {**new.episode, "fired": iso_ms(window_start)}
         return new, "firing"
     # Already firing.
     new.streak = old.streak + 1
+    episode = {k: v for k, v in old.episode.items() if k != "clean_since"}
+    lower = int(episode.pop("lower_streak", 0))
+    if level == "warning" and old.severity == "critical":
+        # Hysteresis on the severity too: step down only after recover_for windows at warning.
+        lower += 1
+        if lower < rule.recover_windows:
+            new.severity, new.episode = old.severity, {**episode, "lower_streak": lower}
+            new.evidence["rule_level"] = {"severity": old.severity, "level": rule.level(old.severity),
+                                          "unit": rule.level_unit}
+            new.threshold = rule.value_threshold(obs, old.severity)
+            return new, "deescalating"
+    new.episode = episode
     if level != old.severity:
         new.severity, new.notified_at = level, now
         return new, "escalated" if level == "critical" else "deescalated"
@@ -134,25 +194,52 @@ def _breaching(rule: Rule, old: AlertState, new: AlertState, level: str,
     if due:
         new.notified_at = now
         return new, "renotify"
-    if old.ok_streak:
-        return new, "breaching"  # a recovery was under way and broke off: record the reset
+    if old.ok_streak or lower:
+        return new, "breaching"  # a recovery (or a step down) was under way and broke off: record the reset
     return old, None
 
 
-def _clear(rule: Rule, old: AlertState, new: AlertState) -> tuple[AlertState, str | None]:
+def _not_breaching(rule: Rule, old: AlertState, new: AlertState, clean: bool,
+                   window_start: datetime) -> tuple[AlertState, str | None]:
     if old.state == PENDING:
-        new.state, new.streak, new.severity = RESOLVED, 0, ""
+        new.state, new.streak, new.severity, new.episode = RESOLVED, 0, "", {}
         return new, "cleared"  # never fired, so nothing is sent: flapping stays quiet
-    if old.state == FIRING:
-        new.ok_streak = old.ok_streak + 1
-        if new.ok_streak < rule.recover_windows:
-            new.severity, new.evidence, new.threshold = old.severity, old.evidence, old.threshold
-            return new, "recovering"
-        new.state, new.streak = RESOLVED, 0
-        new.severity, new.evidence, new.threshold = old.severity, old.evidence, old.threshold
-        new.acked_by, new.ack_note, new.acked_at = "", "", None
-        return new, "resolved"
-    return old, None
+    if old.state != FIRING:
+        return old, None
+    # Firing, and this window does not breach: the evidence and severity stay those of the breach.
+    new.severity, new.evidence, new.threshold = old.severity, old.evidence, old.threshold
+    episode = {k: v for k, v in old.episode.items() if k != "lower_streak"}
+    if not clean:
+        # In the hysteresis band (not breaching, not past `clear`): hold firing, restart the count.
+        if not old.ok_streak:
+            return old, None
+        new.ok_streak, new.episode = 0, {k: v for k, v in episode.items() if k != "clean_since"}
+        return new, "held"
+    new.ok_streak = old.ok_streak + 1
+    if "clean_since" not in episode:
+        episode["clean_since"] = iso_ms(window_start)
+    new.episode = episode
+    if not _may_resolve(rule, new, window_start):
+        return new, "recovering"
+    new.state, new.streak = RESOLVED, 0
+    new.acked_by, new.ack_note, new.acked_at = "", "", None
+    new.episode = {k: v for k, v in episode.items() if k not in ("clean_since", "flapping")}
+    new.episode["resolved"] = iso_ms(window_start)
+    return new, "resolved"
+
+
+def _may_resolve(rule: Rule, state: AlertState, window_start: datetime) -> bool:
+    """Enough clean windows, fired long enough, and (when flapping) clean for a whole flap window."""
+    if state.ok_streak < rule.recover_windows:
+        return False
+    fired_for = _since(state.episode, "fired", window_start)
+    if rule.min_firing_s > 0 and fired_for is not None and fired_for < rule.min_firing_s:
+        return False
+    if state.episode.get("flapping") and rule.flap_window_s > 0:
+        clean_for = _since(state.episode, "clean_since", window_start)
+        if clean_for is not None and clean_for < rule.flap_window_s:
+            return False
+    return True
 
 
 def _evidence(old: AlertState, obs: Observation | None, entry: dict[str, Any], *, fresh: bool) -> dict[str, Any]:
@@ -164,9 +251,9 @@ def _evidence(old: AlertState, obs: Observation | None, entry: dict[str, Any], *
         evidence.update(value=obs.value, n=obs.n, baseline=obs.baseline, p_value=obs.p_value,
                         analyzer_threshold=obs.threshold)
         for key, value in obs.details.items():
-            evidence.setdefault(key, value)  # examples, topics, rates with CIs...
+            evidence.setdefault(key, value)  # examples, topics, the grown topic, rates with CIs...
     elif not fresh:
-        for key in ("examples", "topics"):
+        for key in ("examples", "topics", "grown_topic"):
             if key in old.evidence:
                 evidence[key] = old.evidence[key]
     return evidence
@@ -180,6 +267,7 @@ def notification(rule: Rule, state: AlertState, transition: str) -> dict[str, An
         "segment": dict(state.segment), "value": state.value, "threshold": state.threshold,
         "baseline": state.baseline, "p_value": state.p_value, "window_start": iso_ms(state.window_start),
         "fired_at": iso_ms(state.fired_at), "evidence": state.evidence,
+        **({"incident_id": state.episode.get("id", ""), "episode": dict(state.episode)} if state.episode else {}),
     }
 
 
@@ -192,6 +280,9 @@ def load_states(client: Any) -> dict[str, AlertState]:
     states = {}
     for row in result.result_rows:
         rec = dict(zip(ALERT_STATE_COLUMNS, row, strict=True))
+        evidence = _details(rec["evidence"])
+        stored = evidence.pop("episode", None)
+        episode: dict[str, Any] = stored if isinstance(stored, dict) else {}
         states[rec["alert_id"]] = AlertState(
             alert_id=rec["alert_id"], rule=rec["rule"], metric=rec["metric"],
             segment={k: rec[k] for k in SEGMENT_KEYS}, state=rec["state"], severity=rec["severity"],
@@ -199,8 +290,8 @@ def load_states(client: Any) -> dict[str, AlertState]:
             fired_at=utc(rec["fired_at"]), notified_at=utc(rec["notified_at"]), acked_at=utc(rec["acked_at"]),
             acked_by=rec["acked_by"], ack_note=rec["ack_note"], value=rec["value"], threshold=rec["threshold"],
             baseline=rec["baseline"], p_value=rec["p_value"],
-            evidence=json.loads(rec["evidence"]) if rec["evidence"] else {}, granularity=rec["granularity"],
-            held_back=rec["held_back"], silenced_by=rec["silenced_by"],
+            evidence=evidence, granularity=rec["granularity"],
+            held_back=rec["held_back"], silenced_by=rec["silenced_by"], episode=episode,
         )
     return states
 
@@ -217,11 +308,15 @@ def write_states(client: Any, changes: list[tuple[AlertState, str]], now: dateti
             st.alert_id, st.rule, st.metric, st.severity, st.state,
             *(st.segment.get(k, "") for k in SEGMENT_KEYS),
             st.value, st.threshold, st.baseline, st.p_value,
-            st.window_start or now, json.dumps(st.evidence, default=str, ensure_ascii=False),
+            st.window_start or now, json.dumps(_stored_evidence(st), default=str, ensure_ascii=False),
             st.acked_by, st.ack_note, changed_at, transition, st.granularity, st.streak, st.ok_streak,
             st.fired_at, st.notified_at, st.acked_at, st.held_back, st.silenced_by,
         ])
     client.insert("alerts", rows, column_names=ALERT_STATE_COLUMNS)
+
+
+def _stored_evidence(state: AlertState) -> dict[str, Any]:
+    return {**state.evidence, "episode": state.episode} if state.episode else state.evidence
 
 
 def acknowledge(client: Any, alert: str, by: str, note: str = "", now: datetime | None = None) -> AlertState:

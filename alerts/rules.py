@@ -9,6 +9,10 @@ to a file of your own)::
       no_data: keep      # ok (clear), alert (breach at warning) or keep (state unchanged)
       renotify: 1h       # repeat a firing alert's notification this often (0: never)
       send_recovery: true
+      recover_for: 3     # consecutive clean windows before firing becomes resolved (hysteresis)
+      clear: 0.03        # optional: a window is clean only past this lower level (hysteresis band)
+      min_firing: 5m     # a firing alert stays firing at least this long (window time)
+      flap_window: 10m   # a breach this soon after resolving re-fires the same episode, marked flapping
     rules:
       - name: output-toxicity
         metric: toxicity_rate_output
@@ -21,6 +25,17 @@ to a file of your own)::
 For ``significant`` the levels are p-values (warning 0.01 means p < 0.01) and ``min_effect`` is the
 smallest difference from the baseline that counts. For ``relative`` the levels are fractions of the
 baseline (0.5 means 50 % above it, with ``direction: above``).
+
+Hysteresis and flapping (see :mod:`llmsight.alerts.engine` for the state machine): a firing alert
+resolves only after ``recover_for`` consecutive *clean* windows, and not before it has fired for
+``min_firing``. Without ``clear`` every window that does not breach is clean; with ``clear`` (in the
+units of the levels: a value, a fraction of the baseline or a p-value) a window is clean only when it
+is also past that lower level, so a metric hovering just under the warning level holds the alert
+instead of resolving and re-opening it. A breach within ``flap_window`` of a resolution re-fires the
+same episode (same incident id), marked flapping, and the episode then resolves only after a whole
+``flap_window`` of clean windows. A critical alert steps down to warning after ``recover_for`` windows
+at warning, not at the first one. Without these keys a rule behaves as before they existed (one
+clean window resolves it; ``flap_window`` defaults to 10m); the shipped rules set them.
 """
 
 from __future__ import annotations
@@ -70,6 +85,9 @@ class Rule:
     min_samples: int = 30
     for_windows: int = 2
     recover_windows: int = 1
+    clear: float | None = None  # hysteresis: a window is clean only past this level (None: any non-breach)
+    min_firing_s: float = 0.0  # a firing alert resolves no sooner than this after it fired (window time)
+    flap_window_s: float = 0.0  # a breach this soon after resolving re-fires the episode, marked flapping
     no_data: str = "keep"
     renotify_s: float = 3600.0
     send_recovery: bool = True
@@ -96,6 +114,38 @@ class Rule:
             if obs.threshold is not None and self._moved(obs.value, obs.threshold, strict=True):
                 return "warning"
         return None
+
+    def clean(self, obs: Observation) -> bool:
+        """True when a window that does not breach also counts towards recovery (past ``clear``, if set)."""
+        if self.judge(obs) is not None:
+            return False
+        return self.clear is None or not self._breaches(obs, self.clear)
+
+    @property
+    def level_unit(self) -> str:
+        """What the rule's levels are: ``p-value``, ``fraction of baseline`` or ``value``."""
+        return {"significant": "p-value", "relative": "fraction of baseline"}.get(self.comparison, "value")
+
+    def level(self, severity: str) -> float | None:
+        """The rule's level for a severity (critical falls back to warning when it has none)."""
+        return self.critical if severity == "critical" and self.critical is not None else self.warning
+
+    def value_threshold(self, obs: Observation | None, severity: str) -> float | None:
+        """The threshold in the units of the observed value, to show next to it.
+
+        ``absolute``: the level itself; ``relative``: the baseline moved by the level; ``significant``:
+        the analyzer's own critical value of the score (never the p-value level, which is shown apart).
+        """
+        level = self.level(severity)
+        if self.comparison == "absolute":
+            return level
+        if obs is None:
+            return None
+        if self.comparison == "relative":
+            if level is None or obs.baseline is None:
+                return None
+            return obs.baseline * (1 - level) if self.direction == "below" else obs.baseline * (1 + level)
+        return obs.threshold
 
     def _breaches(self, obs: Observation, level: float) -> bool:
         if self.comparison == "absolute":
@@ -146,7 +196,7 @@ def rule_from_dict(raw: dict[str, Any], defaults: dict[str, Any], source: str) -
         raise ConfigError(f"{source}: every rule needs a name, got {raw!r}")
     known = {"name", "metric", "comparison", "direction", "warning", "critical", "segment", "min_samples",
              "for", "recover_for", "no_data", "renotify", "send_recovery", "min_effect", "granularity",
-             "description"}
+             "description", "clear", "min_firing", "flap_window"}
     unknown = sorted(set(merged) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(known)}")
@@ -177,17 +227,41 @@ def rule_from_dict(raw: dict[str, Any], defaults: dict[str, Any], source: str) -
         if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "min_samples" else 1):
             raise ConfigError(f"{where}: {key} must be a whole number ({'0' if key == 'min_samples' else '1'} or more)")
         counts[key] = value
+    clear = _level(merged.get("clear"), "clear", where)
+    if clear is not None:
+        _check_clear(clear, warning if warning is not None else critical, comparison, direction, where)
+    min_firing = parse_duration(merged.get("min_firing", 0), where)
+    flap_window = parse_duration(merged.get("flap_window", "10m"), where)
+    if min_firing < 0 or flap_window < 0:
+        raise ConfigError(f"{where}: min_firing and flap_window must be 0 or more (for example 5m, 10m)")
     return Rule(
         name=name.strip(), metric=metric, comparison=comparison, direction=direction,
         warning=warning, critical=critical,
         segment={str(k): str(v) for k, v in segment.items()},
         min_samples=counts["min_samples"], for_windows=counts["for"], recover_windows=counts["recover_for"],
+        clear=clear, min_firing_s=min_firing, flap_window_s=flap_window,
         no_data=no_data, renotify_s=parse_duration(merged.get("renotify", "1h"), where),
         send_recovery=bool(merged.get("send_recovery", True)),
         min_effect=float(merged.get("min_effect", 0.0)),
         granularity=str(merged.get("granularity", "1m")),
         description=str(merged.get("description", "")),
     )
+
+
+def _check_clear(clear: float, level: float | None, comparison: str, direction: str, where: str) -> None:
+    """``clear`` must lie on the healthy side of the lowest alerting level, or it would never be reached."""
+    if level is None:  # a rule has a warning or a critical level (checked before)
+        return
+    if comparison == "significant":
+        ok, side = level <= clear < 1, f"between the lowest p-value level {level:g} and 1"
+    elif direction == "below":
+        ok, side = clear >= level, f"at or above the lowest level {level:g} (direction below)"
+    elif direction == "any":
+        ok, side = abs(clear) <= abs(level), f"nearer zero than the lowest level {level:g}"
+    else:
+        ok, side = clear <= level, f"at or below the lowest level {level:g}"
+    if not ok:
+        raise ConfigError(f"{where}: clear {clear:g} must be {side}, so a recovering metric can reach it")
 
 
 def _level(raw: Any, key: str, where: str) -> float | None:
