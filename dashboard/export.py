@@ -3,27 +3,25 @@
 The export is :func:`llmsight.review.export.export_week`, the same code as ``llmsight export``
 and the weekly job; it writes to ``LLMSIGHT_EXPORT_DIR/<week>/``.
 
-Nothing is read for the downloads while the page renders: each download button gets a callable that
-Streamlit runs on the click. The zip is built then, file by file from disk into an unnamed temporary
-file (never the whole export in memory while building), and handed over as an open file. A file or an
-export larger than ``LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES`` is not offered: the page says where it is on
-the server instead. The week offered is the last
+Downloads stream from disk (:mod:`llmsight.dashboard.downloads`): each file is offered as a link that
+lasts ten minutes, and the zip of them all is built when asked for, member by member from disk into an
+unnamed temporary file; no download is ever held in memory (``st.download_button`` holds its whole file
+there). A file or a zip larger than ``LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES`` is refused: the page says so
+and where the files are on the server. The week offered is the last
 complete one; exported before its feedback grace ends (Tuesday 00:00 UTC) it is provisional, and the
 page says so, as the export's own files do.
 """
 
 from __future__ import annotations
 
-import tempfile
-import zipfile
-from collections.abc import Callable
+import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from llmsight import config
-from llmsight.dashboard import data, settings
+from llmsight.dashboard import data, downloads, settings
 from llmsight.review import settings as review_settings
 from llmsight.store.queries import Filters
 
@@ -49,31 +47,6 @@ def run_export(week: str, formats: list[str]) -> ExportResult:
     return result
 
 
-def zipped(files: list[Path], max_bytes: int) -> IO[bytes]:
-    """The files zipped into an unnamed temporary file (deleted when closed), rewound; raises ValueError when
-    the zip would pass ``max_bytes``."""
-    out = tempfile.TemporaryFile()
-    try:
-        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in files:
-                archive.write(path, arcname=path.name)  # streamed from disk in chunks
-                if out.tell() > max_bytes:
-                    raise ValueError(f"the zip passed {max_bytes:,} bytes")
-        out.seek(0)
-        return out
-    except BaseException:
-        out.close()
-        raise
-
-
-def _on_click_zip(files: list[Path], max_bytes: int) -> Callable[[], IO[bytes]]:
-    return lambda: zipped(files, max_bytes)
-
-
-def _on_click_file(path: Path) -> Callable[[], IO[bytes]]:
-    return lambda: path.open("rb")
-
-
 def max_download_bytes() -> int:
     return int(config.resolve(settings.DASHBOARD_DOWNLOAD_MAX_BYTES, strict=True))
 
@@ -97,6 +70,8 @@ def render(f: Filters) -> None:
         except Exception as exc:  # a bad week or a store error goes to the person who asked, not a traceback
             st.error(f"The export failed: {exc}")
             return
+        st.session_state.pop("export_links", None)
+        st.session_state.pop("export_zip_url", None)
         st.session_state["export_done"] = {"week": result.week.label, "rows": dict(result.rows),
                                            "files": [str(p) for p in sorted(result.files.values())],
                                            "feedback": result.feedback, "provisional": result.provisional}
@@ -111,18 +86,46 @@ def render(f: Filters) -> None:
         st.caption(done["feedback"])
     st.dataframe([{"file": p.name, "bytes": p.stat().st_size} for p in files], hide_index=True, width="stretch")
     st.caption("Rows: " + ", ".join(f"{k} {v:,}" for k, v in done["rows"].items()))
+    offer_downloads(files, done["week"])
+
+
+def _link(path: Path, cap: int) -> str:
+    """A fresh link to ``path`` for this session (offered again when it is near its end)."""
+    links = st.session_state.setdefault("export_links", {})
+    url, at = links.get(str(path), ("", 0.0))
+    if not url or time.monotonic() - at > downloads.OFFER_TTL_S - 60:
+        url = downloads.url_path(downloads.offer_file(path, cap))
+        links[str(path)] = (url, time.monotonic())
+    return str(url)
+
+
+def offer_downloads(files: list[Path], week: str) -> None:
+    """Links to each file and, on request, to a zip of them all; nothing above the cap."""
     cap = max_download_bytes()
     sizes = {path: path.stat().st_size for path in files}
+    where = files[0].parent if files else "-"
     if sum(sizes.values()) <= cap:
-        st.download_button("Download all (zip)", _on_click_zip(files, cap), file_name=f"llmsight-{done['week']}.zip",
-                           mime="application/zip", key="export_zip")
+        if st.button("Prepare a zip of all the files", key="export_zip"):
+            try:
+                token = downloads.offer_zip(files, f"llmsight-{week}.zip", cap)
+            except downloads.TooLarge as exc:
+                st.session_state.pop("export_zip_url", None)
+                st.info(f"No zip: {exc} (LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES); the files are in {where} on the "
+                        "server.")
+            else:
+                st.session_state["export_zip_url"] = (downloads.url_path(token), week, time.monotonic())
+        zip_url = st.session_state.get("export_zip_url")
+        if zip_url and zip_url[1] == week and time.monotonic() - zip_url[2] < downloads.OFFER_TTL_S:
+            st.link_button("Download all (zip)", zip_url[0], type="primary")
     else:
         st.info(f"The export is {sum(sizes.values()):,} bytes, more than the {cap:,} bytes offered for download "
-                f"(LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES): no zip here; its files are in {files[0].parent} on the "
-                "server.")
+                f"(LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES): no zip here; its files are in {where} on the server.")
     for path in files:
         if sizes[path] <= cap:
-            st.download_button(f"Download {path.name}", _on_click_file(path), file_name=path.name,
-                               key=f"export_file_{path.name}")
+            try:
+                st.link_button(f"Download {path.name}", _link(path, cap))
+            except downloads.TooLarge as exc:  # it grew since the listing
+                st.caption(f"{exc}; it is on the server.")
         else:
-            st.caption(f"{path.name} ({sizes[path]:,} bytes) is above the download cap; it is on the server.")
+            st.caption(f"{path.name} ({sizes[path]:,} bytes) is above the download cap "
+                       "(LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES); it is on the server.")

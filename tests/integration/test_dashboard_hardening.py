@@ -151,31 +151,69 @@ def _export(tmp_path: Path, monkeypatch, cap: int | None = None) -> tuple[AppTes
     return app, sorted((tmp_path / week).iterdir())
 
 
-def test_export_downloads_are_built_on_click_not_on_render(seeded, tmp_path, monkeypatch, streamlit_on_localhost):  # noqa: F811
+def _fetch(url: str) -> tuple[int, bytes, dict[str, str]]:
+    """GET ``url`` from the download route (the real one, in a Starlette app of its own)."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from llmsight.dashboard import downloads
+
+    with TestClient(Starlette(routes=[downloads.route()])) as client:
+        response = client.get(url)
+    return response.status_code, response.content, dict(response.headers)
+
+
+def _links(app: AppTest) -> dict[str, str]:
+    return {b.proto.label: b.proto.url for b in app.get("link_button")}
+
+
+def test_export_downloads_stream_from_disk_and_the_zip_is_complete(seeded, tmp_path, monkeypatch,  # noqa: F811
+                                                                    streamlit_on_localhost):
+    import io
     import zipfile
 
-    from llmsight.dashboard import export as export_page
-
     app, written = _export(tmp_path, monkeypatch)
-    buttons = app.get("download_button")
-    assert len(buttons) == len(written) + 1
-    # No bytes were sent with the page: every button is deferred (Streamlit calls back on the click).
-    assert all(b.proto.deferred_file_id and not b.proto.url for b in buttons), [b.proto for b in buttons]
-    # What the click builds: the zip, on disk, of every file.
-    with export_page.zipped(written, 1 << 30) as handle, zipfile.ZipFile(handle) as archive:
+    # Nothing goes through Streamlit's in-memory media store: no download button at all, a link per file.
+    assert not app.get("download_button")
+    links = _links(app)
+    assert sorted(links) == sorted(f"Download {p.name}" for p in written)
+    for path in written:
+        url = links[f"Download {path.name}"]
+        assert re.fullmatch(r"/llmsight/download/[A-Za-z0-9_-]{43}", url), url  # 256 random bits
+        status, body, headers = _fetch(url)
+        assert status == 200 and body == path.read_bytes(), path.name
+        assert headers["content-disposition"] == f"attachment; filename*=UTF-8''{path.name}"
+        assert headers["cache-control"] == "no-store"
+    # The zip is built only when asked for.
+    assert "Download all (zip)" not in links
+    app.button(key="export_zip").click().run(timeout=120)
+    assert not app.exception, [e.value for e in app.exception]
+    zip_url = _links(app)["Download all (zip)"]
+    status, body, _ = _fetch(zip_url)
+    assert status == 200
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.testzip() is None
         assert sorted(archive.namelist()) == [p.name for p in written]
-        assert archive.read("report.html") == (written[0].parent / "report.html").read_bytes()
+        for path in written:
+            assert archive.read(path.name) == path.read_bytes()
+    # A guessed or altered link gets nothing.
+    assert _fetch(zip_url[:-1] + ("A" if zip_url[-1] != "A" else "B"))[0] == 404
 
 
 def test_export_downloads_above_the_cap_are_refused(seeded, tmp_path, monkeypatch, streamlit_on_localhost):  # noqa: F811
-    from llmsight.dashboard import export as export_page
+    from llmsight.dashboard import downloads
 
     app, written = _export(tmp_path, monkeypatch, cap=2000)
     small = [p for p in written if p.stat().st_size <= 2000]
     big = [p for p in written if p.stat().st_size > 2000]
     assert big and small
-    labels = [b.proto.label for b in app.get("download_button")]
-    assert labels == [f"Download {p.name}" for p in small]  # no zip, no big file
+    assert sorted(_links(app)) == sorted(f"Download {p.name}" for p in small)  # no zip, no big file
+    assert not [b for b in app.button if b.key == "export_zip"]
     assert any("LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES" in i.value for i in app.info)
-    with pytest.raises(ValueError, match="2,000 bytes"):
-        export_page.zipped(written, 2000)
+    refused = [c.value for c in app.caption if "above the download cap" in c.value]
+    assert sorted(refused) == sorted(f"{p.name} ({p.stat().st_size:,} bytes) is above the download cap "
+                                     "(LLMSIGHT_DASHBOARD_DOWNLOAD_MAX_BYTES); it is on the server." for p in big)
+    with pytest.raises(downloads.TooLarge, match="2,000 bytes"):
+        downloads.zipped(written, 2000)
+    with pytest.raises(downloads.TooLarge, match=f"{big[0].name} is .* more than the 2,000 bytes"):
+        downloads.offer_file(big[0], 2000)
