@@ -42,7 +42,7 @@ for _language, _words in _FUNCTION_WORDS.items():
 _WORD = re.compile(r"[^\W\d_]+")
 
 MIN_LETTERS = 4
-MIN_HITS = 2
+MIN_WEIGHT = 1.5
 
 
 def script_of(text: str) -> str | None:
@@ -74,16 +74,18 @@ def detect(text: str) -> str | None:
     script = script_of(text)
     if script != "latin":
         return script
-    hits: dict[str, int] = {}
+    # A word of one language counts 1; a word shared by k languages counts 1/k to each.
+    hits: dict[str, float] = {}
     for word in _WORD.findall(text.lower()):
-        for language in _LOOKUP.get(word, ()):
-            hits[language] = hits.get(language, 0) + 1
+        languages = _LOOKUP.get(word, ())
+        for language in languages:
+            hits[language] = hits.get(language, 0.0) + 1.0 / len(languages)
     if not hits:
         return None
     ranked = sorted(hits.items(), key=lambda item: (-item[1], item[0]))
-    best, count = ranked[0]
-    runner_up = ranked[1][1] if len(ranked) > 1 else 0
-    # Decided only with a few hits and a clear lead (Spanish and Portuguese share many words).
-    if count < MIN_HITS or count < runner_up * 1.5:
+    best, weight = ranked[0]
+    runner_up = ranked[1][1] if len(ranked) > 1 else 0.0
+    # Decided only with enough evidence and a clear lead (Spanish and Portuguese share many words).
+    if weight < MIN_WEIGHT or weight < runner_up * 1.5:
         return None
     return best
