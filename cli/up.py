@@ -1,9 +1,12 @@
-"""``llmsight up``: the embedded stack in one process: collector, scheduler and dashboard.
+"""``llmsight up``: the embedded stack in one process: collector, scheduler, dashboard and OTLP receiver.
 
 chdb allows one process per data directory, so in embedded mode the three services share this
 process and one store client: the collector consumes the sink (``LLMSIGHT_SINK``: a spool
 directory or Kafka) on a thread, the analyzers run on APScheduler's background threads, and the
-Streamlit dashboard serves from the main thread.
+Streamlit dashboard serves from the main thread. The OTLP receiver (``llmsight otlp``: OTLP/HTTP
+4318 and OTLP/gRPC 4317 on 127.0.0.1 by default) writes into the same sink the collector reads, so an
+app instrumented with OpenTelemetry shows up on the dashboard; ``--no-otlp`` or ``LLMSIGHT_UP_OTLP=false``
+leaves it out.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ class EmbeddedStack:
     """The collector thread and the analyzers' scheduler around one store client (no dashboard)."""
 
     def __init__(self, store_url: str | None = None, sink_url: str | None = None, *, http_port: int | None = None,
-                 collector_http_port: int | None = None, schedule: Any = None, analysis: Any = None) -> None:
+                 collector_http_port: int | None = None, schedule: Any = None, analysis: Any = None,
+                 otlp: bool = False) -> None:
         from llmsight import config, store
         from llmsight.collector import settings as collector_settings
         from llmsight.scheduler.service import AnalyzerService, ScheduleSettings
@@ -42,6 +46,8 @@ class EmbeddedStack:
         self.error: Exception | None = None
         self._collector_thread: threading.Thread | None = None
         self.collector: Any = None
+        self.run_otlp = otlp
+        self.otlp: Any = None  # the receiver's llmsight.otlp.Service once started
 
     def start(self, *, warm_up: bool = True, weekly_export: bool = True) -> None:
         from llmsight.collector import Collector, source_from_url
@@ -51,6 +57,8 @@ class EmbeddedStack:
         self.collector = Collector(source_from_url(self.sink_url), self.client, http_port=self.collector_http_port)
         self._collector_thread = threading.Thread(target=self._collect, name="llmsight-collector", daemon=True)
         self._collector_thread.start()
+        if self.run_otlp:
+            self.otlp = start_otlp(self.sink_url)
         if warm_up:
             started = time.perf_counter()
             self.service.analyzer.warm_up()
@@ -76,6 +84,9 @@ class EmbeddedStack:
                 self._stop.wait(2.0)
 
     def stop(self) -> None:
+        if self.otlp is not None:  # no new requests first; the ones in hand are written before it returns
+            self.otlp.stop(timeout=2.0)
+            self.otlp = None
         self._stop.set()
         if self._collector_thread is not None:
             # The batch in hand is committed within a second or two; the process's stop deadline
@@ -85,6 +96,27 @@ class EmbeddedStack:
         log.info("up: stopped")
 
 
+def start_otlp(sink_url: str) -> Any:
+    """The OTLP receiver on the ``LLMSIGHT_OTLP_*`` settings, writing to ``sink_url``; a port in use or a
+    bad setting stops ``up`` with what to change."""
+    from llmsight import config, otlp
+    from llmsight.errors import ConfigError
+    from llmsight.otlp import settings
+
+    try:
+        service = otlp.build(sink=sink_url).start()
+    except OSError as exc:
+        ports = f"{config.resolve(settings.OTLP_HTTP_PORT, strict=True)}/{config.resolve(settings.OTLP_GRPC_PORT, strict=True)}"
+        raise ConfigError(f"llmsight up cannot start the OTLP receiver on ports {ports}: {exc.strerror or exc}; "
+                          "stop what holds them, choose others with LLMSIGHT_OTLP_HTTP_PORT and "
+                          "LLMSIGHT_OTLP_GRPC_PORT, or run without the receiver: llmsight up --no-otlp") from None
+    except ConfigError as exc:
+        raise ConfigError(f"llmsight up cannot start the OTLP receiver: {exc} (or run llmsight up --no-otlp)") from None
+    log.info("up: OTLP receiver writing to %s (http %s, grpc %s)", _display(sink_url), service.http_port or "off",
+             service.grpc_port or "off")
+    return service
+
+
 def _display(url: str) -> str:
     return url.split("@")[-1] if url.startswith("kafka://") else url
 
@@ -92,14 +124,21 @@ def _display(url: str) -> str:
 def up(
     port: int = typer.Option(8501, "--port", help="Port of the dashboard."),
     address: str = typer.Option("127.0.0.1", "--address", help="Address the dashboard listens on."),
+    otlp: bool = typer.Option(None, "--otlp/--no-otlp", help="Also run the OTLP receiver (OTLP/HTTP 4318, "
+                              "OTLP/gRPC 4317 on LLMSIGHT_OTLP_ADDRESS, 127.0.0.1); default LLMSIGHT_UP_OTLP (on)."),
 ) -> None:
-    """Run the embedded stack in one process: collector, analyzers and the dashboard."""
+    """Run the embedded stack in one process: collector, analyzers, the dashboard and the OTLP receiver."""
+    from llmsight import config
     from llmsight.cli import stopping
     from llmsight.dashboard import server
+    from llmsight.otlp import settings as otlp_settings
 
-    stack = EmbeddedStack()
+    stack = EmbeddedStack(otlp=config.resolve(otlp_settings.UP_OTLP, otlp, strict=True))
     try:
         stack.start()
+        if stack.otlp is not None:
+            typer.echo(f"llmsight up: OpenTelemetry receiver on {_host(stack.otlp)}: OTLP/HTTP "
+                       f"{stack.otlp.http_port or 'off'}, OTLP/gRPC {stack.otlp.grpc_port or 'off'} (--no-otlp leaves it out)")
         typer.echo(f"llmsight up: dashboard on http://{address}:{port} (Ctrl-C stops everything)")
         server.run(port=port, address=address)
     except KeyboardInterrupt:
@@ -110,3 +149,8 @@ def up(
         stack.stop()
     if stack.error is not None:
         raise stack.error
+
+
+def _host(service: Any) -> str:
+    host = str(service.http.server.server_address[0]) if service.http is not None else "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -79,10 +79,13 @@ def build(*, sink: str | None = None, address: str | None = None, http_port: int
                         max_request_bytes=max_bytes)
     http_port = config.resolve(settings.OTLP_HTTP_PORT, http_port, strict=True)
     grpc_port = config.resolve(settings.OTLP_GRPC_PORT, grpc_port, strict=True)
+    http = grpc = None
     try:
         http = HttpServer(receiver, address, http_port) if http_port else None
         grpc = GrpcServer(receiver, address, grpc_port) if grpc_port else None
     except Exception:
+        if http is not None:  # the gRPC port failed: free the HTTP one too
+            http.server.server_close()
         writer.close(1.0)
         raise
     return Service(receiver, http, grpc)

@@ -263,7 +263,10 @@ class GrpcServer:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), self.server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(receiver), self.server)
         host = f"[{address}]" if ":" in address else address
-        self.port = self.server.add_insecure_port(f"{host}:{port}")
+        try:
+            self.port = self.server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpcio >= 1.50 raises where older ones returned 0
+            raise ConfigError(f"cannot listen for OTLP/gRPC on {host}:{port}: {exc}") from None
         if self.port == 0:
             raise ConfigError(f"cannot listen for OTLP/gRPC on {host}:{port}")
 

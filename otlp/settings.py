@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from llmsight.config import (
                       define,
+                      parse_bool,
                       parse_port,
                       parse_positive_float,
                       parse_positive_int,
@@ -36,3 +37,6 @@ OTLP_MAX_IN_FLIGHT = define("LLMSIGHT_OTLP_MAX_IN_FLIGHT", 20_000, parse_positiv
 OTLP_PROMPT_VERSION_ATTRIBUTE = define("LLMSIGHT_OTLP_PROMPT_VERSION_ATTRIBUTE", "", parse_text,
                                        "A span or resource attribute read as the prompt version before "
                                        "gen_ai.prompt.version / gen_ai.prompt.name.", "otlp")
+UP_OTLP = define("LLMSIGHT_UP_OTLP", True, parse_bool,
+                 "`llmsight up` also runs the OTLP receiver (LLMSIGHT_OTLP_ADDRESS and ports) into its sink; "
+                 "false (or --no-otlp) leaves it out.", "otlp")
