@@ -8,7 +8,8 @@ users' latest feedback and their reviewers' latest labels, and writes three JSON
   verdict, tags, edit and comment) and ``scores`` (each evaluator's score, when the online evaluators
   wrote any), with the call's trace id, time and segment;
 * ``sft.jsonl``: the accepted answers as chat examples, ``{"messages": [user, assistant]}``. A call is
-  accepted when at least half of its reviewers accepted it or, with no reviewer, its user accepted it;
+  accepted when more than half of its reviewers accepted it (a tie is not: the review queue's scores
+  count a tie as bad too) or, with no reviewer, its user accepted it;
 * ``preferences.jsonl``: one pair per edited answer, ``{"prompt", "chosen": edited, "rejected": original}``;
   a reviewer's edit wins over the user's, the latest reviewer's over an earlier one.
 
@@ -196,7 +197,7 @@ def export_dataset(client: Any, start: datetime, end: datetime, out_dir: str | P
         else:
             removed["regression.jsonl"]["no label"] += 1
         if given:
-            accepted = sum(g["verdict"] == "accept" for g in given) * 2 >= len(given)
+            accepted = sum(g["verdict"] == "accept" for g in given) * 2 > len(given)
         else:
             accepted = verdict is not None and bool(verdict)
         if not accepted:
