@@ -34,6 +34,40 @@ so dashboards can draw it next to the score.
 
 ``method="mmd"`` is a plain RBF-kernel MMD permutation test (median-heuristic bandwidth) kept
 for comparison; ``"auto"`` is ``knn``.
+
+Evidence over time (what the default drift alert reads)
+-------------------------------------------------------
+One test per minute and segment at alpha 0.01 would give about 100 false flags per segment per
+week. The alert therefore does not read single tests; it reads a one-sided CUSUM of their
+evidence, per segment, drift metric (input, output) and horizon (minute windows, hours, days):
+
+* each test's p-value becomes a z-value, ``z = Phi^-1(1 - p)`` (:func:`evidence_z`). Under no
+  drift the permutation p-value is uniform or larger, so ``z`` is standard normal or smaller.
+  When no permutation reached the observed score (p at its floor ``1/(1+P)``), the score's own
+  normal tail, Bonferroni-corrected for the maximum of the four standardised statistics, refines
+  it, so one strong hourly test can count for more than the permutation count allows. z is
+  clipped to [-4, 8];
+* ``S_t = max(0, S_{t-1} + z_t - k)`` with ``k = 0.5`` (:func:`evidence_step`): S drifts down
+  under no drift and climbs by about ``z - k`` per window under a shift;
+* an alarm starts when ``S_t >= h`` and ends when S falls back below ``h``; then S restarts at 0.
+  ``h`` (:func:`cusum_limit`) comes from Siegmund's approximation of the CUSUM's average run
+  length under the null, ``ARL0(h) = (exp(2kb) - 2kb - 1) / (2k^2)`` with ``b = h + 1.166``,
+  set so that ``windows per week / ARL0(h)`` equals that horizon's share of the budget;
+* the budget, ``LLMSIGHT_DRIFT_FALSE_ALARMS_PER_WEEK`` (default 0.5, half the target of at most
+  one false drift alert per segment-week, the other half a margin for the correlation that the
+  shared trailing reference puts between consecutive windows, which the formula ignores), is
+  split between the two drift metrics and the horizons: 60% to minute windows, 32% to hours,
+  8% to days (:data:`HORIZON_SHARES`). With 1-minute windows that is ``h`` = 9.2 for minutes,
+  5.8 for hours and 4.0 for days.
+
+The evidence row stores ``S / h`` as its value with threshold 1.0 (``S`` and ``h`` themselves
+are in its details), so the same rule reads every horizon. While S is above 0 the trailing
+reference stays where it was when the run of evidence began (``since``), so a slow shift is not
+swallowed by the reference before the evidence (or the longer horizon) has seen it; after
+``LLMSIGHT_DRIFT_HOLD_SECONDS`` (default a day) of one run the new traffic is accepted as the
+reference and the evidence restarts. Unit tests (tests/unit/test_drift_evidence.py) run the rule
+on synthetic null p-values and check the false-alarm rate against the budget;
+``llmsight bench drift-stream`` measures it end to end on a simulated week.
 """
 
 from __future__ import annotations
@@ -43,7 +77,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -343,3 +378,141 @@ def _mmd_test(reference: np.ndarray, current: np.ndarray, permutations: int,
     # MMD^2 (biased) for every labelling at once: w^T K w per row of weights.
     mmd2 = np.einsum("pi,pi->p", weights @ kernel, weights)
     return float(mmd2[0]), mmd2[1:], {"bandwidth": round(bandwidth, 4)}
+
+
+# --- Evidence over time: a CUSUM of the tests' z-values (see the module docstring) ---------------
+CUSUM_K = 0.5
+Z_CLIP = (-4.0, 8.0)
+WEEK_S = 7 * 86400
+# The share of the weekly false-alarm budget each horizon gets (split again between the two metrics).
+HORIZON_SHARES = {"1m": 0.60, "1h": 0.32, "1d": 0.08}
+HORIZON_SECONDS = {"1h": 3600, "1d": 86400}
+DRIFT_METRICS_PER_SEGMENT = 2  # drift_input and drift_output share the budget
+
+
+def evidence_z(p_value: float | None, score: float | None = None, permutations: int | None = None,
+               method: str = "knn", n_statistics: int = 4) -> float | None:
+    """The z-value of one test's evidence, ``Phi^-1(1 - p)``, clipped to :data:`Z_CLIP` (None without a p-value).
+
+    For the ``knn`` method, when ``p_value`` is at the permutation floor ``1/(1+permutations)``
+    the score's normal tail times ``n_statistics`` (Bonferroni over the maximum of the
+    standardised statistics) is used if it is smaller.
+    """
+    from scipy.special import ndtr, ndtri  # the normal CDF and its inverse (scipy.stats' are 100x slower)
+
+    if p_value is None or not math.isfinite(p_value):
+        return None
+    p = float(p_value)
+    if (method == "knn" and permutations and score is not None and math.isfinite(score)
+            and p <= 1.0 / (1 + permutations) + 1e-12):
+        p = min(p, n_statistics * float(ndtr(-score)))
+    if p <= 0.0:
+        return Z_CLIP[1]
+    z = float(-ndtri(min(p, 1.0)))
+    return min(max(z, Z_CLIP[0]), Z_CLIP[1])
+
+
+def cusum_arl0(limit: float, k: float = CUSUM_K) -> float:
+    """Siegmund's approximation of a one-sided CUSUM's mean windows to a false alarm, N(0, 1) increments."""
+    b = limit + 1.166
+    return (math.exp(2 * k * b) - 2 * k * b - 1) / (2 * k * k)
+
+
+def cusum_limit(windows_per_week: float, false_alarms_per_week: float, k: float = CUSUM_K) -> float:
+    """The alarm level ``h`` at which ``windows_per_week / ARL0(h)`` is ``false_alarms_per_week``."""
+    if windows_per_week <= 0 or false_alarms_per_week <= 0:
+        raise ValueError("windows and false alarms per week must be above 0")
+    wanted = windows_per_week / false_alarms_per_week
+    low, high = 0.0, 100.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        if cusum_arl0(middle, k) < wanted:
+            low = middle
+        else:
+            high = middle
+    return round(high, 4)
+
+
+def horizon_budget(granularity: str, false_alarms_per_week: float | None = None) -> float:
+    """False alarms per week one drift metric of one segment may raise at this horizon."""
+    total = config.resolve(settings.DRIFT_FALSE_ALARMS_PER_WEEK, false_alarms_per_week, strict=True)
+    return total * HORIZON_SHARES.get(granularity, HORIZON_SHARES["1h"]) / DRIFT_METRICS_PER_SEGMENT
+
+
+def horizon_limit(granularity: str, window_s: float, false_alarms_per_week: float | None = None) -> float:
+    """The CUSUM alarm level of one drift metric at a horizon whose windows last ``window_s``."""
+    return cusum_limit(WEEK_S / window_s, horizon_budget(granularity, false_alarms_per_week))
+
+
+@dataclass(frozen=True)
+class EvidenceState:
+    """The sequential drift evidence of one segment, metric and horizon after a window.
+
+    ``cusum`` is S, ``since`` the start of the current run of S above 0 (the trailing reference's
+    anchor), ``alarm_since`` the start of the current alarm (None when there is none).
+    """
+
+    cusum: float = 0.0
+    since: datetime | None = None
+    alarm_since: datetime | None = None
+
+    @property
+    def alarm(self) -> bool:
+        return self.alarm_since is not None
+
+    def as_details(self) -> dict[str, Any]:
+        return {"cusum": round(self.cusum, 4), "since": _iso(self.since), "alarm_since": _iso(self.alarm_since)}
+
+    @classmethod
+    def from_details(cls, details: Any) -> EvidenceState:
+        """The state stored in an evidence row's details (a fresh state when it holds none)."""
+        if isinstance(details, (str, bytes)):
+            try:
+                details = json.loads(details) if details else {}
+            except ValueError:
+                details = {}
+        if not isinstance(details, dict):
+            return cls()
+        try:
+            cusum = float(details.get("cusum") or 0.0)
+        except (TypeError, ValueError):
+            return cls()
+        if not math.isfinite(cusum) or cusum < 0:
+            return cls()
+        return cls(cusum, _parse_iso(details.get("since")), _parse_iso(details.get("alarm_since")))
+
+
+def evidence_step(state: EvidenceState, z: float | None, window_start: datetime, limit: float, *,
+                  k: float = CUSUM_K, hold_s: float | None = None) -> EvidenceState:
+    """The evidence after one more window whose test gave ``z`` (None: no test, nothing changes).
+
+    A run of evidence older than ``hold_s`` (default ``LLMSIGHT_DRIFT_HOLD_SECONDS``) is dropped
+    first: what it saw is the new normal.
+    """
+    hold = config.resolve(settings.DRIFT_HOLD_SECONDS, hold_s, strict=True)
+    if state.since is not None and window_start - state.since >= timedelta(seconds=hold):
+        state = EvidenceState()
+    if z is None:
+        return state
+    cusum = max(0.0, state.cusum + z - k)
+    if cusum >= limit:
+        return EvidenceState(cusum, state.since or window_start, state.alarm_since or window_start)
+    if state.alarm or cusum == 0.0:
+        return EvidenceState()  # an alarm that ends restarts the evidence, as does a run back at 0
+    return replace(state, cusum=cusum, since=state.since or window_start)
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(raw: Any) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    from datetime import timezone
+
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -6,7 +6,15 @@ the service reads it with ``config.resolve(setting, strict=True)`` and fails fas
 
 from __future__ import annotations
 
-from llmsight.config import define, parse_bool, parse_choice, parse_fraction, parse_positive_int, parse_text
+from llmsight.config import (
+    define,
+    parse_bool,
+    parse_choice,
+    parse_fraction,
+    parse_positive_float,
+    parse_positive_int,
+    parse_text,
+)
 
 
 def parse_baseline(raw: str) -> str:
@@ -56,6 +64,21 @@ DRIFT_ALPHA = define("LLMSIGHT_DRIFT_ALPHA", 0.01, parse_fraction,
 
 DRIFT_PERMUTATIONS = define("LLMSIGHT_DRIFT_PERMUTATIONS", 500, parse_positive_int,
                              "Label permutations behind each drift p-value (the smallest p is 1/(1+this)).", "analyzers")
+
+DRIFT_FALSE_ALARMS_PER_WEEK = define("LLMSIGHT_DRIFT_FALSE_ALARMS_PER_WEEK", 0.5, parse_positive_float,
+                                     "False drift alarms per segment per week the sequential drift evidence allows "
+                                     "under no drift, over both drift metrics and every horizon (minute, hour, day).",
+                                     "analyzers")
+
+DRIFT_HORIZON_SAMPLE = define("LLMSIGHT_DRIFT_HORIZON_SAMPLE", 3000, parse_positive_int,
+                              "Most texts per side of the hourly and daily drift tests, stratified over the period "
+                              "and taken from the embeddings the minute windows already stored (no new embedding).",
+                              "analyzers")
+
+DRIFT_HOLD_SECONDS = define("LLMSIGHT_DRIFT_HOLD_SECONDS", 86400, parse_positive_int,
+                            "Longest time a trailing drift reference stays held before a run of drift evidence "
+                            "(after that the new traffic is accepted as the reference and the evidence restarts).",
+                            "analyzers")
 
 TOXICITY_MODEL = define("LLMSIGHT_TOXICITY_MODEL", "", parse_text,
                          "Local Hugging Face text-classification folder or Detoxify checkpoint for toxicity; "

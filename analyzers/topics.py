@@ -13,10 +13,11 @@ The drift test says *whether* the current window differs from the reference; thi
   cluster's share of the reference against its share of the current window, with a
   two-proportion z-score so a wobble on a small window does not look like a real move.
 
-Each entry has ``kind`` ("new", "vanished" or "cluster"), ``share_ref``, ``share_cur``, ``delta``,
-``z``, ``label`` (the most distinctive words by class-based TF-IDF, c-TF-IDF as in BERTopic: term
-frequency within the group times the log of how rare the term is across groups) and
-``examples`` (the texts nearest the group's centre, from the window where it is over-represented).
+Each entry has ``kind`` ("new", "vanished" or "cluster"), ``share_ref``, ``share_cur``, their 95%
+Wilson intervals ``share_ref_ci`` and ``share_cur_ci`` ([lo, hi]), ``delta``, ``z``, ``label`` (the most distinctive words by class-based TF-IDF, c-TF-IDF as in BERTopic: term
+frequency within the group times the log of how rare the term is across groups),
+``examples`` (the texts nearest the group's centre, from the window where it is over-represented)
+and ``example_rows`` (the positions of those examples in the current window, when they are from it).
 
 The result is a plain JSON-serialisable dict; the scheduler stores it in ``metrics.details``.
 Pure: no I/O.
@@ -38,6 +39,20 @@ EXAMPLE_CHARS = 200  # examples are for a glance on the dashboard, not a transcr
 # ("top up", "cash back", "log out", "call back", "bill").
 _KEEP = {"top", "up", "down", "off", "out", "back", "bill", "call", "empty", "full", "fire", "find", "give",
          "move", "show", "system", "detail", "interest", "amount", "name", "first", "last"}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """The 95% Wilson score interval [lo, hi] of a share ``successes / n`` ([0, 1] when ``n`` is 0).
+
+    Unlike the normal interval it stays inside [0, 1] and is not empty at 0 or n successes,
+    which matters here: a new topic's share before is usually exactly 0.
+    """
+    if n <= 0:
+        return [0.0, 1.0]
+    share = successes / n
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def choose_n_clusters(n_points: int) -> int:
@@ -202,7 +217,11 @@ def explain_drift(reference: np.ndarray, current: np.ndarray, reference_texts: S
             "z": round((share_cur - share_ref) / spread, 2),
             "n_ref": in_ref,
             "n_cur": in_cur,
+            "share_ref_ci": wilson_interval(in_ref, n_ref),
+            "share_cur_ci": wilson_interval(in_cur, n_cur),
             "examples": [texts[i][:EXAMPLE_CHARS] for i in closest],
+            # Where the examples sit in the current window (for their trace ids); empty for a shrunk topic.
+            "example_rows": [int(i - n_ref) for i in closest if is_cur[i]],
         }
 
     described = [d for d in (describe(i) for i in range(len(groups))) if d is not None]

@@ -378,13 +378,17 @@ class WindowAnalyzer:
                 cur = _stack(vectors, cur_texts)
                 ref = _stack(vectors, ref_texts)
             result = embedding_drift(ref, cur)
-            details = dict(scope)
-            details.update(_drift_details(result, ref, cur, ref_texts, cur_texts, trace_ids))
-            rows.append(MetricRow(window, item.segment, metric, float(result.score), len(cur_texts),
-                                  p_value=result.p_value, threshold=result.threshold, details=details))
             z = evidence_z(result.p_value, result.score, (result.details or {}).get("permutations"), result.method)
             state = evidence_step(item.evidence.get(metric) or _fresh_evidence(), z, window.start, limit,
                                   hold_s=self.settings.hold_s)
+            # Topics are explained when this test or the evidence points at a change (they cost more
+            # than the test): the grown topic is what the drift alert shows.
+            explain = (bool(result.drifted) or (result.p_value is not None and result.p_value < EXPLAIN_BELOW_P)
+                       or state.cusum >= limit / 2)
+            details = dict(scope)
+            details.update(_drift_details(result, ref, cur, ref_texts, cur_texts, trace_ids, explain=explain))
+            rows.append(MetricRow(window, item.segment, metric, float(result.score), len(cur_texts),
+                                  p_value=result.p_value, threshold=result.threshold, details=details))
             evidence = {**scope, **state.as_details(), "method": "cusum", "drifted": state.alarm,
                         "limit": limit, "k": 0.5, "z": None if z is None else round(z, 4),
                         "horizon": window.granularity,
@@ -474,13 +478,15 @@ def acceptance_rows(window: Window, segment: dict[str, str], summary: Any, resul
 
 
 def _drift_details(result: Any, ref: np.ndarray, cur: np.ndarray, ref_texts: list[str], cur_texts: list[str],
-                   trace_ids: list[str]) -> dict[str, Any]:
+                   trace_ids: list[str], *, explain: bool = True) -> dict[str, Any]:
     details: dict[str, Any] = {"method": result.method, "drifted": bool(result.drifted)}
     extra = getattr(result, "details", None)
     if isinstance(extra, dict):
         # Timings vary run to run; rows must not (a rerun writes identical rows).
         details.update({k: v for k, v in extra.items() if k not in ("ms", "seconds", "elapsed_ms")})
     details["examples"] = [{"trace_id": t, "text": x[:300]} for t, x in list(zip(trace_ids, cur_texts, strict=True))[:_EXAMPLES]]
+    if not explain:
+        return details
     try:
         from llmsight.analyzers import topics
 

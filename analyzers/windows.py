@@ -199,6 +199,67 @@ def read_calls(client: Any, period: Period, segment: dict[str, str], keys: tuple
     return read_calls_many(client, period, [segment], keys, sample).get(key_of(segment, keys)) or Calls()
 
 
+def read_texts_stratified_many(client: Any, period: Period, segments: list[dict[str, str]],
+                               keys: tuple[str, ...] = SEGMENT_KEYS, sample: int = 3000,
+                               bucket_s: int = 60) -> dict[Key, Calls]:
+    """A text sample of each group in ``period`` spread evenly over it: the longer horizons' drift sample.
+
+    The period is cut into ``bucket_s`` buckets (the base windows); each bucket gives at most
+    ``ceil(sample / buckets)`` texts, in the order the base windows sample theirs
+    (``cityHash64(event_id)``), so at the same window length these are texts the base windows
+    already embedded. A group with more than ``sample`` texts is cut down by
+    :func:`llmsight.analyzers.embeddings.stratified_sample` over the buckets. One query.
+    """
+    from llmsight.analyzers.embeddings import stratified_sample
+
+    if not segments:
+        return {}
+    where_p, params = _where_period(period)
+    where_k, params_k = _where_keys(segments, keys)
+    columns = ", ".join(keys)
+    buckets = max(1, -(-int((period.end - period.start).total_seconds()) // bucket_s))
+    per_bucket = max(1, -(-int(sample) // buckets))
+    rows = client.query(
+        f"SELECT {columns}, intDiv(toUnixTimestamp(ts), {int(bucket_s)}) AS bucket, trace_id, input, output "
+        f"FROM events FINAL WHERE {where_p} AND {where_k} AND error = '' "
+        f"ORDER BY {columns}, bucket, cityHash64(event_id), event_id LIMIT {per_bucket} BY {columns}, bucket",
+        parameters={**params, **params_k}).result_rows
+    width = len(keys)
+    grouped: dict[Key, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(tuple(row[:width]), []).append(row[width:])
+    result: dict[Key, Calls] = {}
+    for key, members in grouped.items():
+        chosen = stratified_sample([m[0] for m in members], sample)
+        calls = result[key] = Calls(n=len(members))
+        for index in chosen:
+            _, trace_id, text_in, text_out = members[int(index)]
+            calls.sample_trace_ids.append(trace_id)
+            calls.sample_inputs.append(text_in)
+            calls.sample_outputs.append(text_out)
+    return result
+
+
+def latest_details_many(client: Any, metrics: list[str], granularity: str, before: datetime, since: datetime,
+                        segments: list[dict[str, str]]) -> dict[Key, dict[str, str]]:
+    """The details of each segment's newest row of each of ``metrics`` with a window start in
+    ``since``..``before`` (``before`` excluded): where sequential evidence resumes. One query."""
+    if not segments or not metrics:
+        return {}
+    where_k, params = _where_keys(segments, SEGMENT_KEYS)
+    columns = ", ".join(SEGMENT_KEYS)
+    params.update(g=granularity, m=sorted(set(metrics)), a=since, b=before)
+    rows = client.query(
+        f"SELECT {columns}, metric, argMax(details, window_start) FROM metrics FINAL "
+        "WHERE granularity = {g:String} AND metric IN {m:Array(String)} "
+        f"AND window_start >= {{a:DateTime('UTC')}} AND window_start < {{b:DateTime('UTC')}} AND {where_k} "
+        f"GROUP BY {columns}, metric", parameters=params).result_rows
+    result: dict[Key, dict[str, str]] = {}
+    for row in rows:
+        result.setdefault(tuple(row[:-2]), {})[row[-2]] = row[-1]
+    return result
+
+
 def read_feedback_many(client: Any, period: Period, segments: list[dict[str, str]],
                        keys: tuple[str, ...] = SEGMENT_KEYS) -> dict[Key, list[tuple[str, int | None, float | None, bool]]]:
     """The latest feedback per trace on the calls in ``period`` of each segment (or feature), in one
