@@ -10,7 +10,13 @@ receiver that answers one byte at a time cannot hold the thread.
 
 Example texts (the users' prompts and outputs behind an alert) are sent only when
 ``LLMSIGHT_NOTIFY_EXAMPLES`` is on: they carry user text to a third party. Without it, a notification
-names the example traces (their ids) but not their texts. Slack messages escape ``& < >`` in every
+names the example traces (their ids) but not their texts; that holds for the drift evidence too (the
+grown topic's examples and every topic's examples), while the topic's label and shares are always sent.
+
+What changed (:mod:`llmsight.alerts.evidence`): a drift alert's Slack message names the topic that
+grew, its share before → after with intervals and (opt-in) its examples; a score is shown with its own
+critical value and the p-value apart, with the rule's p-value level. Every message of one episode
+carries the same ``incident_id`` (a flap re-fires that incident, kind ``flapping``). Slack messages escape ``& < >`` in every
 value, so a text cannot make a link or a mention.
 
 The webhook URLs are secrets (a Slack incoming-webhook URL is a credential), so they come from the
@@ -35,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from llmsight.alerts.evidence import grown_topic, levels_text, share_text
 from llmsight.store.names import SEGMENT_KEYS
 
 log = logging.getLogger("llmsight.alerts.notify")
@@ -42,7 +49,8 @@ log = logging.getLogger("llmsight.alerts.notify")
 WEBHOOK = "webhook"
 SLACK = "slack"
 
-_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "resolved": ":white_check_mark:"}
+_EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "resolved": ":white_check_mark:",
+          "flapping": ":repeat:"}
 
 
 @dataclass(frozen=True)
@@ -59,22 +67,41 @@ class Target:
         return f"{self.kind} {parsed.scheme}://{parsed.hostname}{':' + str(parsed.port) if parsed.port else ''}"
 
 
+def _no_text(items: Any) -> Any:
+    """Examples without their text: dicts keep their other keys (trace ids, scores), bare texts go."""
+    if not isinstance(items, list):
+        return items
+    kept = [{k: v for k, v in e.items() if k != "text"} for e in items if isinstance(e, dict)]
+    return [e for e in kept if e]
+
+
+def _topic_without_texts(topic: Any) -> Any:
+    """A topic without its example texts; the examples' trace ids stay when they have them."""
+    if not isinstance(topic, dict) or "examples" not in topic:
+        return topic
+    kept = {k: v for k, v in topic.items() if k != "examples"}
+    named = _no_text(topic["examples"])
+    return {**kept, "examples": named} if named else kept
+
+
 def without_texts(notification: dict[str, Any]) -> dict[str, Any]:
     """``notification`` without the users' texts: the evidence's examples keep their trace ids and scores,
-    the drift topics their labels and terms, but no example text."""
+    the drift topics (``grown_topic``, ``topics``) their labels, shares and trace ids, but no example text."""
     evidence = notification.get("evidence")
     if not isinstance(evidence, dict):
         return notification
     evidence = copy.deepcopy(evidence)
-    examples = evidence.get("examples")
-    if isinstance(examples, list):
-        evidence["examples"] = [{k: v for k, v in e.items() if k != "text"} if isinstance(e, dict) else {}
-                                for e in examples]
-        evidence["examples"] = [e for e in evidence["examples"] if e]
+    if "examples" in evidence:
+        evidence["examples"] = _no_text(evidence["examples"])
+    if "grown_topic" in evidence:
+        evidence["grown_topic"] = _topic_without_texts(evidence["grown_topic"])
     topics = evidence.get("topics")
     if isinstance(topics, list):
-        evidence["topics"] = [{k: v for k, v in t.items() if k != "examples"} if isinstance(t, dict) else t
-                              for t in topics]
+        evidence["topics"] = [_topic_without_texts(t) for t in topics]
+    elif isinstance(topics, dict):
+        # explain_drift's form: {"grown": [...], "shrunk": [...], ...}
+        evidence["topics"] = {k: [_topic_without_texts(t) for t in v] if isinstance(v, list) else v
+                              for k, v in topics.items()}
     return {**notification, "evidence": evidence}
 
 
@@ -94,24 +121,45 @@ def slack_payload(notification: dict[str, Any], *, examples: bool = False) -> di
     example texts only with ``examples``); every value is escaped."""
     kind = notification.get("kind", "firing")
     severity = slack_escape(notification.get("severity", ""))
-    emoji = _EMOJI["resolved"] if kind == "resolved" else _EMOJI.get(str(severity), ":bell:")
+    emoji = _EMOJI[kind] if kind in ("resolved", "flapping") else _EMOJI.get(str(severity), ":bell:")
     segment = notification.get("segment") or {}
     where = " / ".join(slack_escape(segment.get(k) or "-") for k in SEGMENT_KEYS)
     headline = (f"{emoji} [{slack_escape(str(kind).upper())}] {slack_escape(notification.get('rule'))} "
                 f"({severity}) on {where}")
-    facts = [
-        f"*metric* `{slack_escape(notification.get('metric'))}`",
-        f"*value* {slack_escape(_fmt(notification.get('value')))}",
-        f"*threshold* {slack_escape(_fmt(notification.get('threshold')))}",
-        f"*baseline* {slack_escape(_fmt(notification.get('baseline')))}",
-        f"*p-value* {slack_escape(_fmt(notification.get('p_value')))}",
-        f"*window* {slack_escape(notification.get('window_start'))}",
-    ]
+    evidence = notification.get("evidence") or {}
+    value_text, p_text = levels_text(notification.get("value"), notification.get("threshold"),
+                                     notification.get("p_value"), evidence)
+    if p_text is None:  # a value with its threshold in the same units
+        facts = [
+            f"*metric* `{slack_escape(notification.get('metric'))}`",
+            f"*value* {slack_escape(_fmt(notification.get('value')))}",
+            f"*threshold* {slack_escape(_fmt(notification.get('threshold')))}",
+            f"*baseline* {slack_escape(_fmt(notification.get('baseline')))}",
+            f"*p-value* {slack_escape(_fmt(notification.get('p_value')))}",
+        ]
+    else:  # a score with its own critical value; the p-value apart, with the rule's level
+        facts = [f"*metric* `{slack_escape(notification.get('metric'))}`", f"*{slack_escape(value_text)}*",
+                 slack_escape(p_text), f"*baseline* {slack_escape(_fmt(notification.get('baseline')))}"]
+    facts.append(f"*window* {slack_escape(notification.get('window_start'))}")
+    episode = notification.get("episode") or {}
+    if notification.get("incident_id"):
+        flapping = f", flapping ({episode.get('flaps', 0)} re-fires)" if episode.get("flapping") else ""
+        facts.append(f"*incident* `{slack_escape(notification['incident_id'])}`{slack_escape(flapping)}")
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": headline}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "  ·  ".join(facts)}},
     ]
-    found = (notification.get("evidence") or {}).get("examples") or []
+    topic = grown_topic(evidence)
+    if topic is not None:
+        lines = [f"*What changed:* the topic _{slack_escape(topic['label'])}_ grew: "
+                 f"{slack_escape(share_text(topic))} of traffic"]
+        for example in topic["examples"]:
+            if examples and example["text"]:
+                lines.append(f"• `{slack_escape(example['trace_id'] or '-')}` {slack_escape(example['text'][:160])}")
+            elif example["trace_id"]:
+                lines.append(f"• `{slack_escape(example['trace_id'])}`")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
+    found = evidence.get("examples") or [] if topic is None else []
     found = [e for e in found if isinstance(e, dict)]
     if found:
         if examples:
