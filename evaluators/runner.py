@@ -268,6 +268,15 @@ class EvaluatorRunner:
                 self._last[granularity] = window.start
         return reports
 
+    def pause(self) -> None:
+        """Stop at the next evaluator or window (the coordinator lost its role); :meth:`resume` undoes it."""
+        self._stopping.set()
+
+    def resume(self) -> None:
+        """Run again, resuming from the store (another process may have evaluated since)."""
+        self._last = {}
+        self._stopping.clear()
+
     def stop(self) -> None:
         self._stopping.set()
         for judge in self.judges.values():

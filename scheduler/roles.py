@@ -17,7 +17,7 @@ many times as needed (one Deployment with N replicas). Each replica is a **worke
   them, then, strictly in window order, runs the alert rules on each window whose units are all
   done; it republishes the missing units of a window left unfinished for
   ``LLMSIGHT_ANALYSIS_UNIT_TIMEOUT_S``, writes the lag rows and evaluates the lag rule every window,
-  and runs the weekly export. When the coordinator stops (or is evicted after the session timeout),
+  and runs the weekly export and the online evaluators (:mod:`llmsight.scheduler.evaluation`). When the coordinator stops (or is evicted after the session timeout),
   Kafka gives partition 0 to another replica, which resumes from the progress tables.
 
 The lag (how far analysis is behind, :func:`llmsight.store.queries.analysis_lag`) is read from the
@@ -296,14 +296,21 @@ class Coordinator:
     """The once-only jobs, on the replica that owns partition 0 of the coordination topic."""
 
     def __init__(self, client: Any, queue: QueueSettings, *, window_s: int, lag_s: float, catchup: int,
-                 rules: list[Any], notifier: Any, name: str, weekly_export: bool = True) -> None:
+                 rules: list[Any], notifier: Any, name: str, weekly_export: bool = True,
+                 evaluators: list[Any] | None = None) -> None:
         from llmsight.alerts.engine import AlertEngine
+        from llmsight.scheduler.evaluation import EvaluatorJob, is_eval_rule
 
         self.client = client
         self.queue = queue
         self.window_s, self.lag_s, self.catchup = window_s, lag_s, catchup
-        self.alerts = AlertEngine(client, [r for r in rules if r.metric not in LAG_METRICS], notifier)
+        self.alerts = AlertEngine(client, [r for r in rules if r.metric not in LAG_METRICS and not is_eval_rule(r)],
+                                  notifier)
         self.lag_alerts = AlertEngine(client, [r for r in rules if r.metric in LAG_METRICS], notifier)
+        # The online evaluators run on the coordinator only (each sampled call is judged once); read now
+        # so that a bad evaluators file fails at start-up on every replica.
+        self.evaluators = EvaluatorJob.from_settings(client, rules, notifier, window_s=window_s, lag_s=lag_s,
+                                                     catchup=catchup, evaluators=evaluators)
         self.name = name
         self.weekly_export = weekly_export
         self.leading = False
@@ -338,15 +345,21 @@ class Coordinator:
         self.leading = leading
         self._last = {}  # read again from the store: another coordinator may have planned since
         log.info("analyzers: %s %s the coordinator", self.name, "is now" if leading else "is no longer")
-        if leading and self.weekly_export:
+        if leading and (self.weekly_export or self.evaluators is not None):
             from apscheduler.schedulers.background import BackgroundScheduler
 
             from llmsight.review.export import schedule_weekly_export
 
             self._export = BackgroundScheduler(timezone=timezone.utc)
-            schedule_weekly_export(self._export, client=self.client)
+            if self.weekly_export:
+                schedule_weekly_export(self._export, client=self.client)
+            if self.evaluators is not None:
+                self.evaluators.runner.resume()  # from the store: another coordinator may have run since
+                self.evaluators.schedule(self._export, max(5, min(30, self.window_s // 2)))
             self._export.start()
         elif not leading and self._export is not None:
+            if self.evaluators is not None:
+                self.evaluators.runner.pause()  # a run under way stops at its next evaluator or window
             self._export.shutdown(wait=False)
             self._export = None
 
@@ -444,6 +457,8 @@ class Coordinator:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self.evaluators is not None:
+            self.evaluators.stop()
 
     def close(self) -> None:
         if self._producer is not None:

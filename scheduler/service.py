@@ -8,7 +8,10 @@ collapses into one) and with a misfire grace time:
   are upserted, and the alert rules are evaluated on them right away. Missed windows (a pause, a
   restart) are caught up, at most ``LLMSIGHT_CATCHUP_WINDOWS`` of them, oldest first.
 * ``rollup-1h`` and ``rollup-1d``: the same analysis over each closed hour and day;
-* the weekly quality-review export (:mod:`llmsight.review.export`).
+* the weekly quality-review export (:mod:`llmsight.review.export`);
+* ``evaluators``, when ``LLMSIGHT_EVALUATORS_FILE`` enables any: the online evaluators on a sample of
+  each window's calls, then the alert rules on their ``eval_*`` metrics, on a thread of their own
+  (:mod:`llmsight.scheduler.evaluation`).
 
 A job that fails is logged and retried on its next run; the other jobs go on. ``/healthz``,
 ``/readyz`` and ``/metrics`` (Prometheus) are served on ``LLMSIGHT_ANALYZERS_HTTP_PORT``.
@@ -36,6 +39,7 @@ from llmsight.analyzers.windows import (
     read_metrics,
     write_metrics,
 )
+from llmsight.scheduler.evaluation import EvaluatorJob, is_eval_rule
 from llmsight.scheduler.progress import EVALUATED, LAG_METRICS, lag_rows, record_lag, record_window
 
 log = logging.getLogger("llmsight.scheduler.service")
@@ -64,7 +68,7 @@ class AnalyzerService:
 
     def __init__(self, client: Any, *, schedule: ScheduleSettings | None = None,
                  analysis: AnalysisSettings | None = None, rules: list | None = None, notifier: Any = None,
-                 analyzer: WindowAnalyzer | None = None) -> None:
+                 analyzer: WindowAnalyzer | None = None, evaluators: list | None = None) -> None:
         from llmsight.alerts.notify import Notifier
         from llmsight.alerts.rules import load_rules
 
@@ -73,8 +77,13 @@ class AnalyzerService:
         self.analyzer = analyzer or WindowAnalyzer(client, analysis)
         self.notifier = notifier if notifier is not None else Notifier.from_settings()
         rules = rules if rules is not None else load_rules()
-        self.alerts = AlertEngine(client, [r for r in rules if r.metric not in LAG_METRICS], self.notifier)
+        self.alerts = AlertEngine(client, [r for r in rules if r.metric not in LAG_METRICS and not is_eval_rule(r)],
+                                  self.notifier)
         self.lag_alerts = AlertEngine(client, [r for r in rules if r.metric in LAG_METRICS], self.notifier)
+        # The online evaluators (None when none is enabled): a job of their own, see start().
+        self.evaluators = EvaluatorJob.from_settings(
+            client, rules, self.notifier, window_s=self.schedule.window_s, lag_s=self.schedule.lag_s,
+            catchup=self.schedule.catchup, evaluators=evaluators)
         self._last: dict[str, datetime | None] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -179,6 +188,8 @@ class AnalyzerService:
             from llmsight.review.export import schedule_weekly_export
 
             schedule_weekly_export(self._scheduler, client=self.client)
+        if self.evaluators is not None:
+            self.evaluators.schedule(self._scheduler, max(tick, min(30, window // 2)))
         if self.schedule.http_port:
             self.serve_http(self.schedule.http_port)
         log.info("scheduler: started (window %d s, lag %.0f s, %d rules)", window, self.schedule.lag_s,
@@ -189,6 +200,8 @@ class AnalyzerService:
         """Stop the jobs (a window under way finishes its current segment), the endpoints and the notifier."""
         self._stopping.set()
         self.analyzer.stop()
+        if self.evaluators is not None:
+            self.evaluators.stop()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=True)
         if self._http is not None:

@@ -140,3 +140,44 @@ def test_run_due_resumes_after_the_last_evaluated_window(store_client, judge_ser
     # Resumes after the newest window with evaluator metrics (START: 10:01 had no calls, so no rows),
     # not from the catch-up horizon (09:58).
     assert [r.window.start for r in later if r.window.granularity == "1m"] == [START + timedelta(minutes=i) for i in (1, 2)]
+
+
+class _Notifications:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, notification) -> None:
+        self.sent.append(notification)
+
+    def close(self, timeout=0) -> None:
+        pass
+
+
+def test_the_scheduler_runs_the_evaluators_job_and_alerts_on_its_metrics(store_client) -> None:
+    from llmsight.alerts.rules import parse_rules
+    from llmsight.scheduler.service import AnalyzerService, ScheduleSettings
+
+    store_client.insert("events", _events(), column_names=EVENT_COLUMNS)
+    rules = parse_rules("rules:\n  - {name: answers-leak, metric: eval_pii_leak, direction: below, warning: 0.9, "
+                        "min_samples: 1, for: 1}\n  - {name: slow, metric: latency_p95_ms, warning: 100000}\n", "t")
+    notifier = _Notifications()
+    service = AnalyzerService(store_client, schedule=ScheduleSettings(60, 20, 5, 0), rules=rules, notifier=notifier,
+                              evaluators=[Evaluator(name="pii_leak", check="pii_leak")])
+    assert service.evaluators is not None
+    assert [r.name for r in service.alerts.rules] == ["slow"]          # the window job leaves eval rules out
+    assert [r.name for r in service.evaluators.alerts.rules] == ["answers-leak"]
+    reports = service.evaluators.run_due(START + timedelta(minutes=2))
+    assert any(r.evaluated["pii_leak"] == 7 for r in reports)
+    states = store_client.query("SELECT rule, prompt_version, state FROM alerts ORDER BY changed_at").result_rows
+    assert ("answers-leak", "v2", "firing") in states                  # 0.75 clean < 0.9
+    assert not any(rule == "answers-leak" and version == "v1" and state == "firing" for rule, version, state in states)
+    service.shutdown()
+
+
+def test_no_evaluator_enabled_means_no_job(store_client) -> None:
+    from llmsight.scheduler.service import AnalyzerService, ScheduleSettings
+
+    service = AnalyzerService(store_client, schedule=ScheduleSettings(60, 20, 5, 0), rules=[],
+                              notifier=_Notifications(), evaluators=[Evaluator(name="x", check="pii_leak", enabled=False)])
+    assert service.evaluators is None
+    service.shutdown()
