@@ -310,7 +310,8 @@ def test_export_page_runs_the_weekly_export_and_offers_the_files(seeded, tmp_pat
     assert sorted(listing["file"]) == written
     rows = next(c.value for c in app.caption if c.value.startswith("Rows: "))
     assert f"events {in_week:,}" in rows
-    assert len(app.get("download_button")) == len(written) + 1  # one per file and the zip
+    assert sorted(b.proto.label for b in app.get("link_button")) == sorted(f"Download {n}" for n in written)
+    assert app.button(key="export_zip").label == "Prepare a zip of all the files"
 
 
 @pytest.fixture

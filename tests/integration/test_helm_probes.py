@@ -64,6 +64,9 @@ def _launch(name: str, spec: dict[str, Any], env: dict[str, Any], kafka_url: str
         plain[PORT_VARIABLES[name]] = str(port)
     log = home / "output.log"
     llmsight = str(Path(sys.executable).with_name("llmsight"))
+    if name == "dashboard":  # the chart's migrations job runs first: the dashboard never changes the schema
+        subprocess.run([llmsight, "db", "migrate"], env={**os.environ, **plain}, check=True, timeout=300,
+                       capture_output=True)
     with open(log, "wb") as out:
         process = subprocess.Popen([llmsight, *args], env={**os.environ, **plain}, stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
