@@ -97,7 +97,7 @@ def _move(week: str, step: int, total: int) -> None:
 
 def _call(row: dict[str, Any], existing: Label | None) -> None:
     segment = "/".join(str(row[k]) for k in ("service", "name", "model", "prompt_version"))
-    st.markdown(f"**{plain(row['flag'])}** · {plain(segment)} · {plain(row['ts'])} · trace `{plain(row['trace_id'])}`")
+    st.markdown(f"**{plain(row['flag'])}** · {plain(segment)} · {plain(row['ts'])} · trace {plain(row['trace_id'])}")
     left, right = st.columns(2)
     with left:
         st.caption("Prompt (redacted)")
@@ -150,15 +150,15 @@ def queue_section(week: IsoWeek) -> None:
                  key=f"review_edit_{trace}", height=120)
     st.text_input("Comment", value=existing.comment if existing else "", key=f"review_comment_{trace}")
     accept, reject, previous, following = st.columns(4)
-    accept.button("Accept (A)", key="review_accept", type="primary", shortcut="A", width="stretch",
+    accept.button("Accept", key="review_accept", type="primary", shortcut="A", width="stretch",
                   on_click=_save, args=(week.label, row, who, "accept", order))
-    reject.button("Reject (X)", key="review_reject", shortcut="X", width="stretch",
+    reject.button("Reject", key="review_reject", shortcut="X", width="stretch",
                   on_click=_save, args=(week.label, row, who, "reject", order))
-    previous.button("Previous (K)", key="review_prev", shortcut="K", width="stretch",
+    previous.button("Previous", key="review_prev", shortcut="K", width="stretch",
                     on_click=_move, args=(week.label, -1, len(order)))
-    following.button("Next (J)", key="review_next", shortcut="J", width="stretch",
+    following.button("Next", key="review_next", shortcut="J", width="stretch",
                      on_click=_move, args=(week.label, 1, len(order)))
-    st.caption(f"Labelling as {plain(who)}. Keys: A accept, X reject, J next, K previous (outside text boxes).")
+    st.caption(f"Labelling as {plain(who)}. Keys (outside the text boxes): A accept, X reject, J next, K previous.")
 
 
 @st.cache_resource(show_spinner=False)

@@ -22,7 +22,9 @@ export run after the grace is final; one run before it is provisional, and says 
 
 Rerunning a week after its grace gives byte-identical files: every read has a total order and is
 cut at fixed times, the random sample's seed is derived from the week, and nothing records the time
-of the export (a provisional export records ``feedback_until``, the moment it ran). The figures
+of the export (a provisional export records ``feedback_until``, the moment it ran), and no reviewer
+labelled one of the week's calls in between (the report's monitors section reads the labels stored when
+it runs: :mod:`llmsight.review.precision`). The figures
 (segments, acceptance, alerts, drift topics) are computed in :mod:`llmsight.review.summary`.
 """
 

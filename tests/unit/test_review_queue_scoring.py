@@ -63,3 +63,28 @@ def test_suggested_threshold_is_the_best_f1_on_the_labelled_scores():
     assert suggest_threshold(scores, toxic, current=0.9) == (0.55, 1.0, 1.0)
     # one class only: no threshold can be chosen from it
     assert suggest_threshold([0.9, 0.1], [False, False], current=0.5) is None
+
+
+def _week_scores(label: str, scores: dict[str, float], toxic: dict[str, bool], threshold: float):
+    from llmsight.review.precision import TOXICITY, WeekScores
+    from llmsight.review.weeks import parse_week
+
+    monitor = score(label, TOXICITY, {t: p >= threshold for t, p in scores.items()}, toxic)
+    return WeekScores(parse_week(label), [monitor], scores, threshold)
+
+
+def test_a_threshold_is_suggested_only_when_precision_or_recall_drift():
+    from llmsight.review.precision import threshold_advice
+
+    toxic = {"a": True, "b": True, "c": False, "d": False}
+    # At 0.5 the flag is right on every call: nothing to suggest.
+    good = _week_scores("2026-W47", {"a": 0.9, "b": 0.8, "c": 0.2, "d": 0.1}, toxic, 0.5)
+    assert threshold_advice(good, None, toxic) is None
+    # At 0.85 it misses b: recall 50%, below the target and down from 100% the week before.
+    missed = _week_scores("2026-W48", {"a": 0.9, "b": 0.8, "c": 0.2, "d": 0.1}, toxic, 0.85)
+    advice = threshold_advice(missed, good, toxic)
+    assert advice is not None
+    assert (advice.current, advice.suggested, advice.precision, advice.recall) == (0.85, 0.8, 1.0, 1.0)
+    assert "recall 50% is below 80%" in advice.reason and "recall moved from 100% to 50% since 2026-W47" in advice.reason
+    assert (advice.reviewed, advice.toxic) == (4, 2)
+    assert "0.800 (now 0.850)" in advice.text()

@@ -1,0 +1,170 @@
+"""The Review page in headless Chromium: a reviewer labels three calls with the keyboard (A accepts, X
+rejects); the labels are in the store under the login's name, and in the week's report (``llmsight export``).
+
+``llmsight dashboard`` runs as its own process on its own chdb path (chdb allows one process per data
+directory); seeding, reading the labels back and the export run as short processes before and after it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from llmsight.review.weeks import last_complete_week
+from tests.e2e.test_browser_dashboard import CHROMIUM_FLAGS, SCREENSHOTS, _browser_parts, _free_port
+
+WEEK = last_complete_week()
+SEED = """
+import datetime as dt, sys, uuid
+from llmsight import store
+from llmsight.store import EVENT_COLUMNS
+client = store.connect(sys.argv[1])
+store.migrate(client)
+start = dt.datetime.fromisoformat(sys.argv[2])
+calls = [("t-insult", "Why was my card declined?", "Shut up, you worthless idiot. Nobody cares about your card."),
+         ("t-pin", "How do I reset my PIN?", "Open Card settings, then PIN, and choose a new one."),
+         ("t-refund", "Refund for order 7?", "Your order 9 was refunded yesterday."),
+         ("t-hours", "Opening hours?", "We are open from 9 to 5 on weekdays.")]
+rows = []
+for i, (trace, prompt, output) in enumerate(calls):
+    row = dict(event_id=uuid.uuid4(), trace_id=trace, parent_id="", ts=start + dt.timedelta(hours=i),
+               service="support-bot", environment="production", name="answer", model="model-a", prompt_version="v1",
+               input=prompt, output=output, error="", error_type="", latency_ms=300.0, ttft_ms=None, tokens_in=10,
+               tokens_out=20, cost_usd=0.001, user_id="u1", session_id="s1", tags={}, metadata="", truncated=0,
+               source="test")
+    rows.append([row[c] for c in EVENT_COLUMNS])
+client.insert("events", rows, column_names=EVENT_COLUMNS)
+"""
+READ_LABELS = """
+import json, sys
+from llmsight import store
+from llmsight.review.labels import latest_labels
+client = store.connect(sys.argv[1])
+print(json.dumps([[lb.trace_id, lb.reviewer, lb.verdict, list(lb.tags)] for lb in latest_labels(client)]))
+"""
+
+
+@pytest.fixture(scope="module")
+def review_dashboard(tmp_path_factory):
+    """``llmsight dashboard`` on a chdb store seeded with four calls of the last complete week."""
+    path = tmp_path_factory.mktemp("review-chdb")
+    url = f"chdb://{path}?database=review"
+    env = {**os.environ, "LLMSIGHT_CLICKHOUSE_URL": url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "LLMSIGHT_DASHBOARD_REFRESH_S": "600"}
+    start = (WEEK.start.replace(tzinfo=None)).isoformat()
+    subprocess.run([sys.executable, "-c", SEED, url, start], env=env, check=True, timeout=300)
+    port = _free_port()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    log_path = SCREENSHOTS.parent / "dashboard-review-browser.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    state = {"base": base, "url": url, "env": env, "process": process}
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the dashboard did not start: {log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield state
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium, driver_path = _browser_parts()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-review-profile')}")
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _progress(browser) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stProgress"]')
+    return found[0].text if found else ""
+
+
+def _wait_for(browser, expected: str, timeout: float = 240.0) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def ready(driver) -> bool:
+        running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"] [data-testid="stSpinner"]')
+        return expected in _progress(driver) and not running
+
+    WebDriverWait(browser, timeout, poll_frequency=0.5).until(ready)
+    time.sleep(0.5)
+
+
+def test_three_calls_labelled_with_the_keyboard_reach_the_store_and_the_report(review_dashboard, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{review_dashboard['base']}/review?week={WEEK.label}")
+    try:
+        _wait_for(browser, "0 of 4 calls labelled")
+        for key, done in (("x", 1), ("a", 2), ("x", 3)):
+            browser.execute_script("document.activeElement && document.activeElement.blur()")  # out of the text boxes
+            ActionChains(browser).send_keys(key).perform()
+            _wait_for(browser, f"{done} of 4 calls labelled")
+        _wait_for(browser, "3 of 4 calls labelled")
+    finally:
+        browser.save_screenshot(str(SCREENSHOTS / "dashboard-review.png"))
+    errors = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not errors, [e.text[:500] for e in errors]
+    assert "Call 4 of 4" in browser.find_element(By.TAG_NAME, "body").text
+
+    _stop(review_dashboard["process"])  # chdb: one process per data directory
+    env, url = review_dashboard["env"], review_dashboard["url"]
+    read = subprocess.run([sys.executable, "-c", READ_LABELS, url], env=env, check=True, timeout=120,
+                          capture_output=True, text=True)
+    labels = json.loads(read.stdout.strip().splitlines()[-1])
+    who = f"{getpass.getuser()}@localhost"
+    assert labels == [["t-insult", who, "reject", []], ["t-pin", who, "accept", []], ["t-refund", who, "reject", []]]
+
+    out = tmp_path / "exports"
+    subprocess.run([str(Path(sys.executable).with_name("llmsight")), "export", "--week", WEEK.label, "--format", "html",
+                    "--no-topics", "--out", str(out)], env=env, check=True, timeout=300, capture_output=True)
+    html = (out / WEEK.label / "report.html").read_text(encoding="utf-8")
+    section = html[html.index('<section id="monitors">'):]
+    section = section[:section.index("</section>")]
+    # Three reviewed calls, two rejected (no toxic tag given): the toxicity row counts all three.
+    assert "<td>toxicity</td><td class=\"num\">3</td>" in section, section[:2000]
