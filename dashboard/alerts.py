@@ -8,10 +8,12 @@ A silence (:mod:`llmsight.dashboard.silences`) holds every notification back for
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from llmsight.alerts.evidence import grown_topic, p_level, share_text
 from llmsight.dashboard import auth, data, silences
 from llmsight.dashboard.data import q
 from llmsight.dashboard.text import plain
@@ -28,22 +30,55 @@ def _label(row: pd.Series) -> str:
             f"{row['prompt_version']} · {row['alert_id']}{silenced}")
 
 
+def _shown(value: Any) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.4g}"
+
+
+def what_changed(parsed: dict[str, Any]) -> bool:
+    """The topic that grew (drift alerts): label, share before → after with intervals, examples. True if shown."""
+    topic = grown_topic(parsed)
+    if topic is None:
+        return False
+    st.markdown(f"**What changed:** the topic *{plain(topic['label'])}* grew from "
+                f"{share_text(topic)} of the traffic (before → after, 95% intervals).")
+    if topic["examples"]:
+        st.dataframe(pd.DataFrame(topic["examples"], columns=["trace_id", "text"]), hide_index=True,
+                     width="stretch", key="alert_topic_examples")
+    return True
+
+
 def evidence(alert: pd.Series) -> None:
     segment = f"{alert['service']}/{alert['name']}/{alert['model']}/{alert['prompt_version']}"
     st.markdown(f"**{alert['rule']}** ({alert['severity']}, {alert['state']}) on {plain(segment)}")
-    cols = st.columns(4)
-    for col, key in zip(cols, ("value", "threshold", "baseline", "p_value"), strict=False):
-        value = alert[key]
-        col.metric(key.replace("_", " "), "–" if pd.isna(value) else f"{value:.4g}")
     try:
         parsed = json.loads(alert["evidence"]) if alert["evidence"] else {}
     except ValueError:
         parsed = {"raw": alert["evidence"]}
-    examples = parsed.get("examples") if isinstance(parsed, dict) else None
-    if examples:
-        st.markdown("**Examples**")
-        st.dataframe(pd.DataFrame(examples if isinstance(examples[0], dict) else {"text": examples}),
-                     hide_index=True, width="stretch")
+    parsed = parsed if isinstance(parsed, dict) else {"raw": parsed}
+    level = p_level(parsed)
+    cols = st.columns(4)
+    if level is None:  # a value and its threshold, in the same units
+        shown = (("value", alert["value"]), ("threshold", alert["threshold"]), ("baseline", alert["baseline"]),
+                 ("p-value", alert["p_value"]))
+        for col, (label, value) in zip(cols, shown, strict=True):
+            col.metric(label, _shown(value))
+    else:  # a score beside its own critical value; the p-value apart, beside the rule's level
+        cols[0].metric("score", _shown(alert["value"]))
+        cols[1].metric("critical value of the score", _shown(alert["threshold"]))
+        cols[2].metric("p-value", _shown(alert["p_value"]))
+        cols[3].metric("alerts at p ≤", f"{level:g}")
+    episode = parsed.get("episode") if isinstance(parsed.get("episode"), dict) else {}
+    if episode:
+        flapping = " · **flapping**" if episode.get("flapping") else ""
+        st.caption(f"Incident {plain(str(episode.get('id', '')))} · started {episode.get('started', '–')} · "
+                   f"fired {episode.get('fired', '–')} · re-fired {episode.get('flaps', 0)} times after resolving"
+                   + flapping)
+    if not what_changed(parsed):
+        examples = parsed.get("examples")
+        if examples:
+            st.markdown("**Examples**")
+            st.dataframe(pd.DataFrame(examples if isinstance(examples[0], dict) else {"text": examples}),
+                         hide_index=True, width="stretch")
     with st.expander("Evidence (JSON)"):
         st.json(parsed)
     st.markdown("**History**")

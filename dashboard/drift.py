@@ -40,6 +40,8 @@ def score_chart(f: Filters, metric: str) -> pd.DataFrame:
     threshold = float(thresholds.iloc[-1]) if len(thresholds) and thresholds.nunique() == 1 else None
     st.altair_chart(charts.lines(rows, "window_start", "value", "segment", title="drift score", y_format=".3f",
                                  threshold=threshold), width="stretch")
+    if threshold is not None:
+        st.caption(f"Dashed line: the score's critical value ({threshold:.3g}); p-values are in the table below.")
     return rows
 
 
@@ -52,8 +54,10 @@ def status_table(f: Filters, metric: str) -> pd.DataFrame:
         drifted=figures.drift_flags(latest),
     )
     st.subheader("Latest test per segment")
-    st.dataframe(latest[["segment", "drifted", "value", "threshold", "p_value", "n", "window_start"]],
-                 hide_index=True, width="stretch", key=f"drift_status_{metric}")
+    # A score beside its own critical value; the p-value in its own, labelled column (never as a threshold).
+    st.dataframe(latest[["segment", "drifted", "value", "threshold", "p_value", "n", "window_start"]].rename(
+        columns={"value": "score", "threshold": "critical value", "p_value": "p-value"}),
+        hide_index=True, width="stretch", key=f"drift_status_{metric}")
     return latest
 
 
@@ -80,10 +84,17 @@ def topic_changes(details: Any) -> pd.DataFrame:
             rows.append({
                 "direction": direction, "topic": str(item.get("label", "")),
                 "reference share": item.get("share_ref"), "current share": item.get("share_cur"),
+                "reference 95% CI": _ci(item.get("share_ref_ci")), "current 95% CI": _ci(item.get("share_cur_ci")),
                 "change": item.get("delta"), "z": item.get("z"),
                 "examples": " | ".join(str(e.get("text", e) if isinstance(e, dict) else e) for e in examples[:3]),
             })
     return pd.DataFrame(rows)
+
+
+def _ci(interval: Any) -> str:
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and all(isinstance(v, (int, float)) for v in interval):
+        return f"{interval[0] * 100:.1f}–{interval[1] * 100:.1f}%"
+    return ""
 
 
 def topics(latest: pd.DataFrame) -> None:

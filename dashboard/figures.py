@@ -48,6 +48,12 @@ class Kpi:
     value: float | None
     baseline: float | None
     series: list[float] = field(default_factory=list)
+    history: int | None = None  # buckets of the range that hold data (None: every point of ``series``)
+
+    @property
+    def points(self) -> int:
+        """Buckets with data behind the sparkline (zero-filled empty buckets do not count)."""
+        return self.history if self.history is not None else history_points(self.series)
 
     @property
     def change(self) -> float | None:
@@ -70,10 +76,36 @@ def combine(rows: pd.DataFrame, metric: str) -> float | None:
     return float(rows["weighted"].sum()) / n if n > 0 else None
 
 
-def kpis_from_metrics(series: pd.DataFrame, current_start: pd.Timestamp) -> list[Kpi]:
+def bucket_index(start: pd.Timestamp, end: pd.Timestamp, bucket_s: int) -> list[pd.Timestamp]:
+    """Every chart bucket of the selected range (the x axis a sparkline must span)."""
+    step = pd.Timedelta(seconds=bucket_s)
+    first = pd.Timestamp(start).floor(step)
+    return list(pd.date_range(first, pd.Timestamp(end) - pd.Timedelta(microseconds=1), freq=step))
+
+
+def spread_over(values: dict[pd.Timestamp, float], buckets: list[pd.Timestamp], metric: str) -> list[float]:
+    """A sparkline over every bucket of the range: empty buckets are 0 for counts and sums, a gap (NaN) for
+    rates, which have no value without calls."""
+    how = COMBINE.get(metric, "rate")
+    empty = 0.0 if how in ("count", "sum") else float("nan")
+    return [float(values[b]) if b in values else empty for b in buckets]
+
+
+def history_points(series: list[float]) -> int:
+    """How many buckets of a sparkline hold a value (not NaN)."""
+    return sum(1 for v in series if v == v)
+
+
+MIN_HISTORY = 2  # buckets with data before a sparkline says anything
+
+
+def kpis_from_metrics(series: pd.DataFrame, current_start: pd.Timestamp,
+                      buckets: list[pd.Timestamp] | None = None) -> list[Kpi]:
     """Overview figures: each metric over the current period, its baseline period, and a sparkline.
 
     ``series`` holds buckets of both periods (from :func:`queries.metric_series`, one granularity).
+    With ``buckets`` (see :func:`bucket_index`) the sparkline spans every bucket of the range, so a
+    short history sits at the right end instead of being stretched across the card.
     """
     result = []
     for metric in LABELS:
@@ -83,22 +115,33 @@ def kpis_from_metrics(series: pd.DataFrame, current_start: pd.Timestamp) -> list
             continue
         current = rows[rows["bucket"] >= current_start]
         baseline = rows[rows["bucket"] < current_start]
-        spark = [combine(group, metric) or 0.0 for _, group in current.groupby("bucket", sort=True)]
-        result.append(Kpi(metric, LABELS[metric], combine(current, metric), combine(baseline, metric), spark))
+        per_bucket = {pd.Timestamp(b): combine(group, metric) for b, group in current.groupby("bucket", sort=True)}
+        if buckets is None:
+            spark = [v or 0.0 for v in per_bucket.values()]
+        else:
+            known = {b: v for b, v in per_bucket.items() if v is not None}
+            spark = spread_over(known, buckets, metric)
+        result.append(Kpi(metric, LABELS[metric], combine(current, metric), combine(baseline, metric), spark,
+                          sum(v is not None for v in per_bucket.values())))
     return result
 
 
-def sparkline(series: pd.DataFrame, metrics: tuple[str, ...], current_start: pd.Timestamp) -> list[float]:
-    """The n-weighted mean of some metrics per bucket of the current period (the drift score line)."""
+def sparkline(series: pd.DataFrame, metrics: tuple[str, ...], current_start: pd.Timestamp,
+              buckets: list[pd.Timestamp] | None = None) -> list[float]:
+    """The n-weighted mean of some metrics per bucket of the current period (the drift score line); with
+    ``buckets``, over every bucket of the range (a gap where no test ran)."""
     if series.empty:
-        return []
+        return [float("nan")] * len(buckets) if buckets is not None else []
     rows = series[series["metric"].isin(metrics) & (series["bucket"] >= current_start)]
-    return [float(g["weighted"].sum() / g["n"].sum()) if g["n"].sum() > 0 else float(g["total"].mean())
-            for _, g in rows.groupby("bucket", sort=True)]
+    values = {pd.Timestamp(b): float(g["weighted"].sum() / g["n"].sum()) if g["n"].sum() > 0
+              else float(g["total"].mean()) for b, g in rows.groupby("bucket", sort=True)}
+    return list(values.values()) if buckets is None else spread_over(values, buckets, "rate")
 
 
-def kpis_from_events(current: pd.DataFrame, baseline: pd.DataFrame) -> list[Kpi]:
-    """Volume, error rate, p95 latency and cost from raw event buckets (before the analyzers ran)."""
+def kpis_from_events(current: pd.DataFrame, baseline: pd.DataFrame,
+                     buckets: list[pd.Timestamp] | None = None) -> list[Kpi]:
+    """Volume, error rate, p95 latency and cost from raw event buckets (before the analyzers ran); with
+    ``buckets`` the sparklines span every bucket of the range."""
 
     def figures(frame: pd.DataFrame) -> dict[str, float | None]:
         n = float(frame["n"].sum()) if not frame.empty else 0.0
@@ -118,7 +161,11 @@ def kpis_from_events(current: pd.DataFrame, baseline: pd.DataFrame) -> list[Kpi]
         names.LATENCY_P95: current["latency_p95"].astype(float).tolist(),
         names.COST: current["cost"].astype(float).tolist(),
     } if not current.empty else {}
-    return [Kpi(m, LABELS[m], now[m], before[m], sparks.get(m, [])) for m in now]
+    filled = len(current)
+    if buckets is not None:
+        stamps = [pd.Timestamp(b) for b in current["bucket"]] if not current.empty else []
+        sparks = {m: spread_over(dict(zip(stamps, sparks.get(m, []), strict=True)), buckets, m) for m in now}
+    return [Kpi(m, LABELS[m], now[m], before[m], sparks.get(m, []), filled) for m in now]
 
 
 def _with_rate_and_interval(grouped: pd.DataFrame) -> pd.DataFrame:
@@ -198,3 +245,21 @@ def format_value(metric: str, value: float | None) -> str:
 
 def format_change(change: float | None) -> str | None:
     return None if change is None else f"{change * 100:+.1f}% vs baseline"
+
+
+def change_text(kpi: Kpi) -> tuple[str, bool]:
+    """The change against the baseline for a card, and whether it has a direction (an arrow) at all.
+
+    Every card says something: a relative change, a change from zero, or why there is none.
+    """
+    if kpi.value is None:
+        return "no data in this range", False
+    if kpi.baseline is None:
+        return "no baseline: no data in the range before", False
+    if kpi.baseline == 0:
+        if kpi.value == 0:
+            return "no change vs baseline (0)", False
+        if COMBINE.get(kpi.metric, "rate") == "rate":
+            return f"{(kpi.value - kpi.baseline) * 100:+.1f} pts vs baseline 0%", True
+        return f"{format_value(kpi.metric, kpi.value)} vs baseline 0", True
+    return format_change(kpi.change) or "", True

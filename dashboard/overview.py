@@ -35,17 +35,18 @@ def kpis(f: Filters) -> tuple[list[figures.Kpi], str, list[float]]:
     """The headline figures, where they came from ("metrics" or "events"), and the drift score sparkline."""
     span = Filters(f.baseline().start, f.end, f.services, f.models, f.prompt_versions, f.environments)
     bucket = queries.bucket_seconds(f.span)
+    buckets = figures.bucket_index(pd.Timestamp(f.start), pd.Timestamp(f.end), bucket)
     series = q("metric_series", span, OVERVIEW_METRICS + DRIFT_METRICS, bucket)
     series = pick_granularity(series, queries.granularity_for(f.span))
-    result = figures.kpis_from_metrics(series, pd.Timestamp(f.start))
-    drift_spark = figures.sparkline(series, DRIFT_METRICS, pd.Timestamp(f.start))
+    result = figures.kpis_from_metrics(series, pd.Timestamp(f.start), buckets)
+    drift_spark = figures.sparkline(series, DRIFT_METRICS, pd.Timestamp(f.start), buckets)
     if f.environments or result[0].value is None:
         # Metric rows have no environment, and before the analyzers' first run there are none:
         # the operational figures then come straight from the events.
         events = q("event_series", span, bucket)
         current = events[events["bucket"] >= pd.Timestamp(f.start)]
         baseline = events[events["bucket"] < pd.Timestamp(f.start)]
-        raw = {k.metric: k for k in figures.kpis_from_events(current, baseline)}
+        raw = {k.metric: k for k in figures.kpis_from_events(current, baseline, buckets)}
         return [raw.get(k.metric, k) for k in result], "events", drift_spark
     return result, "metrics", drift_spark
 
@@ -59,11 +60,27 @@ def drift_status(f: Filters, spark: list[float]) -> None:
     if checked == 0:
         st.metric(label, "no data", border=True, help="No drift test ran in this range.")
         return
-    delta = f"{drifted - drifted_before:+d} vs baseline" if checked_before else None
-    st.metric(label, f"{drifted} of {checked}", delta=delta, delta_color="inverse", border=True,
-              chart_data=spark or None,
+    if checked_before:
+        delta, arrow = f"{drifted - drifted_before:+d} vs baseline ({drifted_before} of {checked_before})", True
+    else:
+        delta, arrow = "no baseline: no drift test in the range before", False
+    st.metric(label, f"{drifted} of {checked}", delta=delta, delta_color="inverse" if arrow else "off",
+              delta_arrow="auto" if arrow else "off", border=True,
+              chart_data=_spark(spark, figures.history_points(spark)),
               help="Segments drifted of segments tested: (service/name/model/prompt version × input or output) "
-                   "whose latest drift test passed its threshold; the sparkline is the mean drift score.")
+                   "whose latest drift test passed its threshold; the sparkline is the mean drift score over "
+                   "the selected range.")
+    _history_note(figures.history_points(spark))
+
+
+def _spark(series: list[float], points: int) -> list[float] | None:
+    """The sparkline over the whole range, or None (no empty box) when too few buckets hold data."""
+    return series if points >= figures.MIN_HISTORY else None
+
+
+def _history_note(points: int) -> None:
+    if points < figures.MIN_HISTORY:
+        st.caption("Not enough history in this range for a sparkline.")
 
 
 def render(f: Filters) -> None:
@@ -74,10 +91,12 @@ def render(f: Filters) -> None:
     for index, kpi in enumerate(result):
         with columns[index % 4]:
             rise_good = figures.RISE_IS_GOOD.get(kpi.metric, False)
-            st.metric(kpi.label, figures.format_value(kpi.metric, kpi.value),
-                      delta=figures.format_change(kpi.change), delta_color="normal" if rise_good else "inverse",
-                      chart_data=kpi.series or None, border=True,
-                      help=_HELP.get(kpi.metric))
+            delta, arrow = figures.change_text(kpi)
+            st.metric(kpi.label, figures.format_value(kpi.metric, kpi.value), delta=delta,
+                      delta_color=("normal" if rise_good else "inverse") if arrow else "off",
+                      delta_arrow="auto" if arrow else "off", chart_data=_spark(kpi.series, kpi.points),
+                      border=True, help=_HELP.get(kpi.metric))
+            _history_note(kpi.points)
     with columns[len(result) % 4]:
         drift_status(f, drift_spark)
     if source == "events":
@@ -90,8 +109,10 @@ def render(f: Filters) -> None:
         shown = latest[latest["drifted"]]
         if not shown.empty:
             st.subheader("Drifted segments")
-            st.dataframe(shown[["segment", "metric", "value", "threshold", "p_value", "window_start"]],
-                         hide_index=True, width="stretch")
+            # A score beside its own critical value; the p-value in its own, labelled column.
+            st.dataframe(shown[["segment", "metric", "value", "threshold", "p_value", "window_start"]].rename(
+                columns={"value": "score", "threshold": "critical value", "p_value": "p-value"}),
+                hide_index=True, width="stretch")
 
 
 _HELP = {

@@ -57,6 +57,7 @@ class Filters:
 # -- Views: a named range ending now, cut into about 48 chart buckets ----------------------------
 
 RANGES = {
+    "15m": dt.timedelta(minutes=15),
     "1h": dt.timedelta(hours=1),
     "6h": dt.timedelta(hours=6),
     "24h": dt.timedelta(hours=24),
@@ -98,6 +99,37 @@ def view_for(range_key: str, at: dt.datetime | None = None, **segments: tuple[st
     end_epoch = (epoch // step + 1) * step
     end = dt.datetime.fromtimestamp(end_epoch, dt.timezone.utc).replace(tzinfo=None)
     return Filters(start=end - span, end=end, **segments)
+
+
+def fitting_range(newest_age: dt.timedelta | None, oldest_recent_age: dt.timedelta | None) -> str:
+    """The default range for the data there is: the shortest that holds the last day's calls (the demo's
+    few minutes open on 15m), else the shortest that reaches the newest call, else the default.
+
+    ``newest_age``: how old the newest call is (None: no call in 30 days); ``oldest_recent_age``: how old
+    the oldest call of the last :data:`DEFAULT_RANGE` is (None: none in it).
+    """
+    if newest_age is None:
+        return DEFAULT_RANGE
+    wanted = oldest_recent_age if oldest_recent_age is not None else newest_age
+    for key, span in RANGES.items():
+        if wanted < span:
+            return key if oldest_recent_age is None or span <= RANGES[DEFAULT_RANGE] else DEFAULT_RANGE
+    return list(RANGES)[-1]
+
+
+def data_ages(client: Any, at: dt.datetime) -> tuple[dt.timedelta | None, dt.timedelta | None]:
+    """How old the newest call of the last 30 days is, and the oldest of the last :data:`DEFAULT_RANGE`
+    (for :func:`fitting_range`); Nones where there is none. Reads only the ``ts`` column of that month."""
+    sql = ("SELECT count() AS n, max(ts) AS newest, countIf(ts >= {recent:DateTime64(3, 'UTC')}) AS n_recent, "
+           "minIf(ts, ts >= {recent:DateTime64(3, 'UTC')}) AS oldest FROM events "
+           "PREWHERE ts >= {since:DateTime64(3, 'UTC')} AND ts <= {at:DateTime64(3, 'UTC')}")
+    params = {"since": at - RANGES["30d"], "recent": at - RANGES[DEFAULT_RANGE], "at": at}
+    n, newest, n_recent, oldest = client.query(sql, parameters=params).result_rows[0]
+
+    def age(moment: Any) -> dt.timedelta:
+        return max(dt.timedelta(0), at - pd.Timestamp(moment).tz_localize(None).to_pydatetime())
+
+    return (age(newest) if n else None), (age(oldest) if n_recent else None)
 
 
 def segment_clauses(f: Filters, *, environment: bool, table: str = "") -> tuple[str, dict[str, Any]]:
