@@ -55,6 +55,7 @@ def build(*, sink: str | None = None, address: str | None = None, http_port: int
     """A :class:`Service` from arguments, else the ``LLMSIGHT_*`` settings (strict: a bad value raises)."""
     from llmsight import config
     from llmsight.otlp import settings
+    from llmsight.otlp.join import Joiner
     from llmsight.otlp.server import GrpcServer, HttpServer, check_exposure
     from llmsight.otlp.writer import make_writer
     from llmsight.pricing import load_prices
@@ -74,9 +75,11 @@ def build(*, sink: str | None = None, address: str | None = None, http_port: int
     url = sink or config.resolve(config.SINK, strict=True)
     writer = make_writer(url, max_in_flight=config.resolve(settings.OTLP_MAX_IN_FLIGHT, strict=True))
     max_bytes = config.resolve(settings.OTLP_MAX_REQUEST_BYTES, strict=True)
+    joiner = Joiner(config.resolve(settings.OTLP_JOIN_WINDOW_S, strict=True),
+                    config.resolve(settings.OTLP_JOIN_MAX_ENTRIES, strict=True))
     receiver = Receiver(mapper, writer, token=token,
                         write_timeout=config.resolve(settings.OTLP_WRITE_TIMEOUT_S, strict=True),
-                        max_request_bytes=max_bytes)
+                        max_request_bytes=max_bytes, joiner=joiner)
     http_port = config.resolve(settings.OTLP_HTTP_PORT, http_port, strict=True)
     grpc_port = config.resolve(settings.OTLP_GRPC_PORT, grpc_port, strict=True)
     http = grpc = None

@@ -494,6 +494,11 @@ class Mapper:
 
     def llm_call(self, span: Span) -> tuple[str, bytes]:
         """(key, encoded llm_call) for a span that :func:`is_llm_call`."""
+        key, line, _ = self.llm_call_with_content(span)
+        return key, line
+
+    def llm_call_with_content(self, span: Span) -> tuple[str, bytes, bool]:
+        """(key, encoded llm_call, whether it has both an input and an output)."""
         attrs = span.attrs
         model_raw = _string(_first(attrs, MODEL))
         operation = _string(_first(attrs, OPERATION))
@@ -562,7 +567,7 @@ class Mapper:
             "truncated": any((cut_in, cut_out, cut_err, cut_name, cut_model, cut_version, cut_type, cut_user,
                               cut_session, cut_service, cut_meta)),
         }
-        return span.trace_id, encode_line(event)
+        return span.trace_id, encode_line(event), text_in is not None and text_out is not None
 
     def feedback(self, event: Event) -> tuple[str, bytes] | None:
         """(key, encoded feedback) for a ``gen_ai.evaluation.result`` event, None without a trace id."""

@@ -4,7 +4,8 @@
 :class:`~llmsight.otlp.writer.Busy` / :class:`~llmsight.otlp.writer.Unavailable`, and nothing is
 acknowledged). Items that cannot be used are *rejected* and reported in OTLP's ``partial_success``;
 spans that are not LLM calls and logs that are not GenAI events are *skipped*: accepted, counted,
-not stored.
+not stored. GenAI content sent as log records (message, choice and operation-details events) is
+joined with its span by :class:`~llmsight.otlp.join.Joiner`, whichever comes first.
 
 Dead letters: the receiver has no store, so a payload it cannot read goes to the same sink as the
 events, as a small JSON event of type ``otlp_dead_letter`` (the reason, where it came from, and the
@@ -28,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llmsight.otlp import decode
+from llmsight.otlp.join import Joiner
 from llmsight.otlp.mapping import (
     CHOICE_EVENT,
     DETAILS_EVENT,
@@ -36,6 +38,7 @@ from llmsight.otlp.mapping import (
     OPENLIT_COMPLETION_EVENT,
     OPENLIT_PROMPT_EVENT,
     Mapper,
+    Span,
     is_llm_call,
 )
 from llmsight.otlp.writer import Batch, Busy, Unavailable, Writer
@@ -46,9 +49,7 @@ DEAD_LETTERS_PER_S = 5.0
 DEAD_LETTER_TYPE = "otlp_dead_letter"
 _CONTENT_LOGS = frozenset({DETAILS_EVENT, CHOICE_EVENT, OPENLIT_PROMPT_EVENT, OPENLIT_COMPLETION_EVENT,
                            *MESSAGE_EVENTS})
-CONTENT_LOG_MESSAGE = ("GenAI content sent as log records is not joined with its span; export content on the "
-                       "span (OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental and "
-                       "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=span_only or span_and_event)")
+CONTENT_LOG_MESSAGE = "GenAI content log records without a trace and span id cannot be joined with their call"
 
 
 @dataclass
@@ -61,7 +62,8 @@ class Outcome:
 
 class Counters:
     NAMES = ("requests", "spans_received", "llm_calls", "feedback", "skipped", "rejected", "bad_requests",
-             "busy", "unavailable", "unauthorized", "dead_letters", "dead_letters_dropped")
+             "busy", "unavailable", "unauthorized", "dead_letters", "dead_letters_dropped", "content_logs",
+             "content_joined")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -79,8 +81,9 @@ class Counters:
 
 class Receiver:
     def __init__(self, mapper: Mapper, writer: Writer, *, token: str = "", write_timeout: float = 5.0,
-                 max_request_bytes: int = 16 * 1024 * 1024) -> None:
+                 max_request_bytes: int = 16 * 1024 * 1024, joiner: Joiner | None = None) -> None:
         self.mapper = mapper
+        self.joiner = joiner if joiner is not None else Joiner()
         self.writer = writer
         self.token = token
         self.write_timeout = write_timeout
@@ -106,6 +109,8 @@ class Receiver:
         batch: Batch = []
         reasons: list[str] = []
         received = calls = feedback = 0
+        mapped: list[tuple[Span, bool]] = []
+        joiner = self.joiner
         for span in decode.spans(request):
             received += 1
             if isinstance(span, decode.InvalidItem):
@@ -120,7 +125,10 @@ class Receiver:
                             batch.append(item)
                             feedback += 1
                 if is_llm_call(span):
-                    batch.append(self.mapper.llm_call(span))
+                    span = joiner.span(span)
+                    key, line, complete = self.mapper.llm_call_with_content(span)
+                    batch.append((key, line))
+                    mapped.append((span, complete))
                     calls += 1
                 else:
                     outcome.skipped += 1
@@ -129,13 +137,16 @@ class Receiver:
                 outcome.rejected += 1
                 reasons.append(f"span {span.name[:80]!r} could not be mapped: {type(exc).__name__}")
         self.counters.add(spans_received=received)
-        return self._finish(batch, outcome, reasons, calls, feedback)
+        result = self._finish(batch, outcome, reasons, calls, feedback)
+        self._settle(mapped)
+        return result
 
     def export_logs(self, request: Any) -> Outcome:
         outcome = Outcome()
         batch: Batch = []
         reasons: list[str] = []
-        feedback = 0
+        feedback = joined = content = 0
+        mapped: list[tuple[Span, bool]] = []
         for event in decode.log_events(request):
             if event.name == EVALUATION_EVENT:
                 item = self.mapper.feedback(event)
@@ -146,11 +157,53 @@ class Receiver:
                     batch.append(item)
                     feedback += 1
             elif event.name in _CONTENT_LOGS:
-                outcome.rejected += 1
-                reasons.append(CONTENT_LOG_MESSAGE)
+                if not event.trace_id or not event.span_id:
+                    outcome.rejected += 1
+                    reasons.append(CONTENT_LOG_MESSAGE)
+                    continue
+                content += 1
+                span = self.joiner.content(event)
+                if span is None:
+                    continue  # held until its span comes, or its call already has its content
+                try:
+                    key, line, complete = self.mapper.llm_call_with_content(span)
+                except Exception as exc:  # as for a span: this record only
+                    log.warning("otlp: cannot map span %r with its content logs: %r", span.name[:80], exc)
+                    outcome.rejected += 1
+                    reasons.append(f"span {span.name[:80]!r} could not be mapped with its content: {type(exc).__name__}")
+                    continue
+                batch.append((key, line))
+                mapped.append((span, complete))
+                joined += 1
             else:
                 outcome.skipped += 1
-        return self._finish(batch, outcome, reasons, 0, feedback)
+        result = self._finish(batch, outcome, reasons, 0, feedback)
+        self.counters.add(content_logs=content, content_joined=joined)
+        self._settle(mapped)
+        return result
+
+    def _settle(self, mapped: list[tuple[Span, bool]]) -> None:
+        """Tell the joiner what was written; write again the calls whose content logs came meanwhile
+        (the last row written for a call is the one the store keeps). Raises as ``_finish`` does."""
+        for _ in range(4):  # each round catches records that raced the previous one; more is pathological
+            again = [s for s in (self.joiner.mapped(span, complete) for span, complete in mapped) if s is not None]
+            if not again:
+                return
+            batch: Batch = []
+            mapped = []
+            for span in again:
+                key, line, complete = self.mapper.llm_call_with_content(span)
+                batch.append((key, line))
+                mapped.append((span, complete))
+            try:
+                self.writer.write(batch, self.write_timeout)
+            except Busy:
+                self.counters.add(busy=1)
+                raise
+            except Unavailable:
+                self.counters.add(unavailable=1)
+                raise
+            self.counters.add(content_joined=len(batch))
 
     def _finish(self, batch: Batch, outcome: Outcome, reasons: list[str], calls: int, feedback: int) -> Outcome:
         try:
@@ -203,7 +256,10 @@ class Receiver:
     def metrics_text(self) -> str:
         """The counters in Prometheus' text format."""
         lines = []
-        for name, value in self.counters.snapshot().items():
+        counts = self.counters.snapshot()
+        counts["content_unjoined"] = self.joiner.unjoined
+        counts["content_duplicates"] = self.joiner.duplicates
+        for name, value in counts.items():
             lines.append(f"# TYPE llmsight_otlp_{name}_total counter")
             lines.append(f"llmsight_otlp_{name}_total {value}")
         lines.append("# TYPE llmsight_otlp_sink_ready gauge")

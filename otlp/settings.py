@@ -40,3 +40,9 @@ OTLP_PROMPT_VERSION_ATTRIBUTE = define("LLMSIGHT_OTLP_PROMPT_VERSION_ATTRIBUTE",
 UP_OTLP = define("LLMSIGHT_UP_OTLP", True, parse_bool,
                  "`llmsight up` also runs the OTLP receiver (LLMSIGHT_OTLP_ADDRESS and ports) into its sink; "
                  "false (or --no-otlp) leaves it out.", "otlp")
+OTLP_JOIN_WINDOW_S = define("LLMSIGHT_OTLP_JOIN_WINDOW_S", 30.0, parse_positive_float,
+                            "How long GenAI content sent as log records waits for its span (and a span without "
+                            "content for its log records) to be joined into one call.", "otlp")
+OTLP_JOIN_MAX_ENTRIES = define("LLMSIGHT_OTLP_JOIN_MAX_ENTRIES", 50_000, parse_positive_int,
+                               "Spans and content log records kept for that join, at most (oldest out first).",
+                               "otlp")

@@ -52,6 +52,7 @@ def test_enabled_it_is_a_deployment_with_a_service_hpa_pdb_and_a_generated_token
     service = find(docs, "Service", "rel-llmsight-otlp")["spec"]
     assert {(p["name"], p["port"], p["targetPort"]) for p in service["ports"]} == {("grpc", 4317, "grpc"),
                                                                                    ("http", 4318, "http")}
+    assert service["sessionAffinity"] == "ClientIP"  # an app's logs meet its spans in one receiver
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["selector"].items() <= labels.items()
     assert service["selector"]["app.kubernetes.io/component"] == "otlp"

@@ -111,7 +111,7 @@ def test_the_readme_holds_the_mapping_table() -> None:
     assert otlp.table_markdown() in readme
 
 
-def test_evaluation_logs_become_feedback_and_content_logs_are_rejected_with_a_reason(receiver: Any) -> None:
+def test_evaluation_logs_become_feedback_and_content_logs_without_ids_are_rejected_with_a_reason(receiver: Any) -> None:
     def record(name: str, attrs: dict[str, Any], trace: str = "4bf92f3577b34da6a3ce929d0e0e4736") -> dict[str, Any]:
         return {"timeUnixNano": "1767000000000000000", "eventName": name, "traceId": trace,
                 "spanId": "00f067aa0ba902b7",
@@ -120,13 +120,15 @@ def test_evaluation_logs_become_feedback_and_content_logs_are_rejected_with_a_re
     logs = {"resourceLogs": [{"resource": {}, "scopeLogs": [{"logRecords": [
         record("gen_ai.evaluation.result", {"gen_ai.evaluation.name": "toxicity", "gen_ai.evaluation.score.value": 0.1,
                                             "gen_ai.evaluation.score.label": "fail"}),
-        record("gen_ai.user.message", {}),
+        record("gen_ai.user.message", {}),  # held for its span (tests/unit/test_otlp_join.py)
+        {"eventName": "gen_ai.user.message", "body": {"kvlistValue": {"values": [
+            {"key": "content", "value": {"stringValue": "no ids: no call to join"}}]}}},
         {"body": {"stringValue": "an ordinary log line"}},
     ]}]}]}
     status, body, _ = post(receiver, "/v1/logs", json.dumps(logs).encode())
     assert status == 200
     partial = json.loads(body)["partialSuccess"]
-    assert partial["rejectedLogRecords"] == "1" and "span_only" in partial["errorMessage"]
+    assert partial["rejectedLogRecords"] == "1" and "without a trace and span id" in partial["errorMessage"]
     [event] = written(receiver)
     assert event["type"] == "feedback" and event["accepted"] is False and event["score"] == pytest.approx(0.1)
     assert receiver.receiver.counters.snapshot()["skipped"] == 1

@@ -1,0 +1,126 @@
+"""GenAI content sent as OTLP log records, joined with its span by trace and span id, in either order.
+
+Instrumentations may put a call's prompt and answer on log records instead of the span: the official
+OpenAI instrumentation sends ``gen_ai.user.message``/``gen_ai.choice`` (and the other message events)
+by default, and ``gen_ai.client.inference.operation.details`` with ``span_and_event``/``event_only``.
+The OpenTelemetry SDK exports logs and spans on separate schedules, so either may come first.
+
+One :class:`Joiner` per receiver process keeps, per ``(trace id, span id)``, for a window
+(``LLMSIGHT_OTLP_JOIN_WINDOW_S``) and at most ``LLMSIGHT_OTLP_JOIN_MAX_ENTRIES`` keys (oldest out first):
+
+* a span whose call still lacks an input or an output (its content may come as logs), with the
+  content records received so far: each new record re-maps the span with all of them and the
+  receiver writes the call again under the same ``event_id`` (the events table keeps the last);
+* a marker for a call that already has both: records for it add nothing and are dropped (counted);
+* content records whose span has not come yet: the span, when it comes, is mapped with them.
+
+Records whose span never comes within the window are dropped and counted (``content_unjoined``):
+a call is its span. Content that arrives before its span is held in this process's memory until the
+span comes (usually within the exporters' few-second batch delay); a receiver that dies meanwhile
+loses it, though not the call. Both halves must reach the same replica: the chart's Service pins
+each client to one pod (``sessionAffinity: ClientIP``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+from llmsight.otlp.mapping import Event, Span
+
+
+@dataclass
+class _Entry:
+    expires: float
+    span: Span | None = None  # a span still lacking content; None: none yet, or `complete`
+    content: list[Event] = field(default_factory=list)
+    complete: bool = False
+
+
+class Joiner:
+    def __init__(self, window_s: float = 30.0, max_entries: int = 50_000,
+                 clock: object = time.monotonic) -> None:
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self.unjoined = 0  # content records dropped without their span (expired or evicted)
+        self.duplicates = 0  # content records for calls that already had their content
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _now(self) -> float:
+        return float(self._clock())  # type: ignore[operator]
+
+    def _expire(self, now: float) -> None:
+        """Drop expired entries and, over the cap, the oldest (entries are kept in insertion order of
+        their last refresh). Called with the lock held."""
+        entries = self._entries
+        while entries:
+            key, entry = next(iter(entries.items()))
+            if entry.expires > now and len(entries) <= self.max_entries:
+                break
+            del entries[key]
+            if entry.span is None and not entry.complete:
+                self.unjoined += len(entry.content)
+
+    def span(self, span: Span) -> Span:
+        """The span to map: ``span`` with the content records that came before it."""
+        key = (span.trace_id, span.span_id)
+        with self._lock:
+            entry = self._entries.get(key)
+            content = list(entry.content) if entry is not None else []
+        return replace(span, events=[*span.events, *content]) if content else span
+
+    def mapped(self, span: Span, complete: bool) -> Span | None:
+        """``span`` (as mapped) was written; ``complete``: the call has its input and output.
+
+        Returns the span to map and write once more when content records came for it while it was
+        being written (they found no span yet, or raced another request's write); else None.
+        """
+        key = (span.trace_id, span.span_id)
+        now = self._now()
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is None:
+                entry = _Entry(now + self.window_s)
+            entry.expires = now + self.window_s
+            extra: list[Event] = []
+            if complete:
+                self.duplicates += sum(1 for e in entry.content if e not in span.events)
+                entry.span, entry.content, entry.complete = None, [], True
+            elif not entry.complete:
+                entry.span = span
+                extra = [e for e in entry.content if e not in span.events]
+            self._entries[key] = entry
+            self._expire(now)
+        if not extra:
+            return None
+        return replace(span, events=sorted([*span.events, *extra], key=lambda e: e.time_ns))
+
+    def content(self, record: Event) -> Span | None:
+        """A content log record: the span to map again with it, or None (held for its span, or dropped)."""
+        key = (record.trace_id, record.span_id)
+        now = self._now()
+        with self._lock:
+            self._expire(now)
+            entry = self._entries.get(key)
+            if entry is not None and entry.complete:
+                self.duplicates += 1
+                return None
+            if entry is None:
+                entry = self._entries[key] = _Entry(now + self.window_s)
+                self._expire(now)
+            if not any(e.name == record.name and e.time_ns == record.time_ns and e.body == record.body
+                       for e in entry.content):  # else an exporter's retry of a record already held
+                entry.content.append(record)
+            if entry.span is None:
+                return None
+            span = entry.span
+            content = list(entry.content)
+        base = [e for e in span.events if e not in content]
+        return replace(span, events=[*base, *sorted(content, key=lambda e: e.time_ns)])
