@@ -2,10 +2,20 @@
 
 The life of an alert::
 
-    ok/resolved ──breach──► pending ──`for` breaching windows──► firing ──`recover_for` clear windows──► resolved
-                  ▲            │ clear (flapping: never fired, nothing sent)   │ severity changes: escalated
-                  └────────────┘                                               │ still breaching: renotify
-                                                                               │ acknowledge: no more renotify
+    ok/resolved ──breach──► pending ──`for` breaching windows──► firing ──`recover_for` clean windows,──► resolved
+                  ▲            │ clear (never fired, nothing sent)  │      fired ≥ `min_firing` ago         │
+                  └────────────┘                                    │ severity up: escalated at once        │
+                                                                    │ down: after `recover_for` windows     │
+                                                                    │ not breaching, not past `clear`: held │
+                                                                    ◄──── breach within `flap_window` ──────┘
+                                                                          of resolving: "flapping"
+
+An **episode** is one incident: it starts at the first breach, and its id (the alert id and the
+episode's first window) travels in every notification as ``incident_id``. A breach within
+``flap_window`` of a resolution does not open a new one: the same episode fires again at once
+(transition and notification ``flapping``), counts the flap, and then resolves only after a whole
+``flap_window`` of clean windows. Times are window times (a backfill behaves as live traffic). The
+episode is kept in the row's evidence JSON under ``episode``, so the table needs no new column.
 
 :func:`step` is the pure transition function (unit-tested on its own). :class:`AlertEngine` does
 the I/O around it: it reads one window's metric rows, loads the current state of every alert
