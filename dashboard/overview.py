@@ -61,7 +61,8 @@ def drift_status(f: Filters, spark: list[float]) -> None:
         st.metric(label, "no data", border=True, help="No drift test ran in this range.")
         return
     if checked_before:
-        delta, arrow = f"{drifted - drifted_before:+d} vs baseline ({drifted_before} of {checked_before})", True
+        delta = f"{drifted - drifted_before:+d} vs baseline ({drifted_before} of {checked_before})"
+        arrow = drifted != drifted_before
     else:
         delta, arrow = "no baseline: no drift test in the range before", False
     st.metric(label, f"{drifted} of {checked}", delta=delta, delta_color="inverse" if arrow else "off",

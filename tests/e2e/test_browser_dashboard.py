@@ -34,6 +34,21 @@ from llmsight.bench.query import seed
 client = store.connect(sys.argv[1])
 store.migrate(client)
 seed(client, int(sys.argv[2]), dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0))
+# A drift alert made by the real engine, whose evidence names the topic that grew (the newest alert).
+import json
+from llmsight.alerts.engine import AlertEngine
+from llmsight.alerts.rules import parse_rules
+rules = parse_rules("rules: [{name: input-drift, metric: drift_input, comparison: significant, direction: any, "
+                    "warning: 0.01, critical: 0.002, for: 1, min_samples: 40}]", "browser")
+grown = {"label": "fee cash withdrawal", "share_before": 0.021, "share_after": 0.094,
+         "share_before_ci": [0.012, 0.036], "share_after_ci": [0.078, 0.112],
+         "examples": [{"trace_id": f"t-fee{i}", "text": f"Why was I charged a fee on cash withdrawal {i}?"}
+                      for i in range(5)]}
+now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
+row = {"service": "search", "name": "answer", "model": "gpt-4o", "prompt_version": "v2", "metric": "drift_input",
+       "value": 22.5, "n": 500, "baseline": None, "p_value": 0.0004, "threshold": 4.07,
+       "details": json.dumps({"grown_topic": grown})}
+AlertEngine(client, rules).evaluate(now - dt.timedelta(minutes=1), [row], now=now)
 """
 
 
@@ -152,6 +167,46 @@ def test_overview_renders_its_figures_without_errors(dashboard, browser):
                                      "Drift status"])
     values = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')]
     assert len(values) == 7 and all(v and v not in ("–", "no data") for v in values), values
+    assert shot.stat().st_size > 20_000
+
+
+def test_every_overview_card_shows_its_change_and_overview_has_its_own_url(dashboard, browser):
+    from selenium.webdriver.common.by import By
+
+    # The root moves to /overview with the same filters; /overview itself answers with its filters.
+    _open(browser, f"{dashboard}/?range=7d", '[data-testid="stMetric"]', 7, "overview-root")
+    assert browser.current_url.startswith(f"{dashboard}/overview") and "range=7d" in browser.current_url
+    shot = _open(browser, f"{dashboard}/overview?range=24h&service=search", '[data-testid="stMetric"]', 7,
+                 "overview")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Page not found" not in body
+    deltas = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricDelta"]')]
+    assert len(deltas) == 7 and all("baseline" in d for d in deltas), deltas
+    sidebar = browser.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text.splitlines()
+    assert "search" in sidebar, sidebar  # the service filter came from the URL
+    assert shot.stat().st_size > 20_000
+
+
+def test_the_alert_evidence_shows_the_grown_topic(dashboard, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{dashboard}/alerts?range=24h")
+    WebDriverWait(browser, 300, poll_frequency=0.5).until(
+        lambda d: "What changed" in d.find_element(By.TAG_NAME, "body").text)
+    _settled(browser, '[data-testid="stMetric"]', 4)
+    changed = next(e for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdownContainer"]')
+                   if e.text.startswith("What changed"))
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -160);", changed)
+    time.sleep(1.0)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / "dashboard-alert-evidence.png"
+    browser.save_screenshot(str(shot))
+    assert "fee cash withdrawal" in changed.text
+    assert "2.1% [1.2–3.6%] → 9.4% [7.8–11.2%]" in changed.text
+    labels = [e.text for e in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricLabel"]')]
+    assert "critical value of the score" in labels and "p-value" in labels and "threshold" not in labels
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], .stException')
     assert shot.stat().st_size > 20_000
 
 
