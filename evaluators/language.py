@@ -27,7 +27,8 @@ _SCRIPTS: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = (
 _RANGES = [(lo, hi, script) for script, ranges in _SCRIPTS for lo, hi in ranges]
 
 _FUNCTION_WORDS = {
-    "en": "the and is are was to of in that it for you with this have not be on what how can your my".split(),
+    "en": ("the and is are was to of in that it for you with this have not be on what how can your my i a do me "
+           "why where when will did has an if").split(),
     "es": "el la los las es y que de en un una por para con no se su lo como está qué pero muy".split(),
     "fr": "le la les est et que de des en un une pour pas ne vous je il avec sur dans ce qui au".split(),
     "de": "der die das und ist nicht ich sie es ein eine zu mit auf für den dem wie sind kann mein".split(),

@@ -9,13 +9,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from llmsight.analyzers.windows import Window
+from llmsight.analyzers.windows import Window, floor_time
 from llmsight.evaluators.config import Evaluator, JudgeOptions
 from llmsight.evaluators.runner import EvaluatorRunner
 from llmsight.evaluators.stub_judge import StubJudgeServer
 from llmsight.store import EVENT_COLUMNS, event_row
 
-START = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
+# Recent (the tables' TTL drops old rows) and on the hour, so windows and the hour rollup line up.
+START = floor_time(datetime.now(timezone.utc) - timedelta(hours=3), 3600)
 CALLS = [  # (prompt, output, metadata) for segment v1; v2 gets the bad ones
     ("How do I freeze my debit card?", "To freeze your debit card, open Cards and tap freeze.", None),
     ("What is the fee for a transfer abroad?", "A transfer abroad costs 1% with a minimum fee of 2 EUR.", None),
@@ -133,12 +134,12 @@ def test_run_due_resumes_after_the_last_evaluated_window(store_client, judge_ser
     now = START + timedelta(minutes=3)
     reports = runner.run_due(now, window_s=60, lag_s=20, catchup=5)
     base = [r.window.start for r in reports if r.window.granularity == "1m"]
-    # 10:03 with a 20 s lag: the newest closed window is 10:01; five of catch-up go back to 09:57.
+    # START+3 min with a 20 s lag: the newest closed window is START+1; five of catch-up go back to START-3.
     assert base == [START + timedelta(minutes=i) for i in range(-3, 2)]
     fresh = EvaluatorRunner(store_client, [Evaluator(name="pii_leak", check="pii_leak")])
     later = fresh.run_due(now + timedelta(minutes=1), window_s=60, lag_s=20, catchup=5)
-    # Resumes after the newest window with evaluator metrics (START: 10:01 had no calls, so no rows),
-    # not from the catch-up horizon (09:58).
+    # Resumes after the newest window with evaluator metrics (START; START+1 had no calls, so no rows),
+    # not from the catch-up horizon (START-2).
     assert [r.window.start for r in later if r.window.granularity == "1m"] == [START + timedelta(minutes=i) for i in (1, 2)]
 
 
