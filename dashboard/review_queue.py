@@ -16,6 +16,7 @@ Below the queue, the monitors' precision and recall against every reviewer's lab
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import pandas as pd
@@ -161,11 +162,32 @@ def queue_section(week: IsoWeek) -> None:
     st.caption(f"Labelling as {plain(who)}. Keys (outside the text boxes): A accept, X reject, J next, K previous.")
 
 
+class MemoScorer:
+    """A toxicity scorer that remembers each text's probability: the monitors section runs again after every
+    label, and only the outputs it has not seen are scored (at most ``limit`` texts kept)."""
+
+    def __init__(self, scorer: Any, limit: int = 50_000) -> None:
+        self.scorer, self.threshold, self.limit = scorer, float(scorer.threshold), limit
+        self.known: dict[str, float] = {}
+        self.scored = 0  # texts sent to the model
+        self.lock = threading.Lock()  # one scorer for every session of the server
+
+    def score(self, texts: list[str]) -> list[float]:
+        with self.lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self.known]
+            if missing:
+                if len(self.known) + len(missing) > self.limit:
+                    self.known.clear()
+                self.known.update(zip(missing, (float(p) for p in self.scorer.score(missing)), strict=True))
+                self.scored += len(missing)
+            return [self.known[t] for t in texts]
+
+
 @st.cache_resource(show_spinner=False)
-def _scorer() -> Any:
+def _scorer() -> MemoScorer:
     from llmsight.analyzers.toxicity import ToxicityScorer
 
-    return ToxicityScorer()
+    return MemoScorer(ToxicityScorer())
 
 
 def monitors_section(week: IsoWeek) -> None:

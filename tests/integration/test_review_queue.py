@@ -114,3 +114,18 @@ def test_a_reviewer_labels_three_calls_and_the_monitors_are_scored_against_them(
     section = section[:section.index("</section>")]
     assert "eval_helpfulness" in section and "toxicity" in section
     assert "<td class=\"num\">50%</td>" in section and "<td class=\"num\">100%</td>" in section
+
+
+def test_the_queue_is_the_review_sample_plus_every_call_an_evaluator_flagged(seeded):
+    from llmsight.review.labels import review_queue
+
+    # A sample of one random call: the two calls the evaluator flagged come on top of it, marked so.
+    queue = review_queue(seeded, WEEK, sample_size=1)
+    flags = {row["trace_id"]: row["flag"] for row in queue}
+    assert len(queue) == 3 or (len(queue) == 2 and set(flags) == {"t-insult", "t-pin"}), flags
+    assert flags["t-insult"].endswith("evaluator:helpfulness") and flags["t-pin"].endswith("evaluator:helpfulness")
+    others = [t for t in flags if t not in ("t-insult", "t-pin")]
+    assert all(flags[t] == "random" for t in others)
+    assert queue[-1]["output"] and queue[-1]["week"] == WEEK.label
+    # The whole week with the default sample: every call once.
+    assert sorted(row["trace_id"] for row in review_queue(seeded, WEEK)) == sorted(c[0] for c in CALLS)

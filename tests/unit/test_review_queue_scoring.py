@@ -88,3 +88,23 @@ def test_a_threshold_is_suggested_only_when_precision_or_recall_drift():
     assert "recall 50% is below 80%" in advice.reason and "recall moved from 100% to 50% since 2026-W47" in advice.reason
     assert (advice.reviewed, advice.toxic) == (4, 2)
     assert "0.800 (now 0.850)" in advice.text()
+
+
+def test_the_review_pages_scorer_scores_each_text_once():
+    from llmsight.dashboard.review_queue import MemoScorer
+
+    class Lengths:  # a stand-in for the toxicity model: the score is the text's length / 10
+        threshold = 0.5
+        calls: list[list[str]] = []
+
+        def score(self, texts):
+            self.calls.append(list(texts))
+            return [len(t) / 10 for t in texts]
+
+    model = Lengths()
+    memo = MemoScorer(model, limit=3)
+    assert memo.score(["ab", "abcd", "ab"]) == [0.2, 0.4, 0.2]
+    assert memo.score(["abcd", "abcdef"]) == [0.4, 0.6]
+    assert model.calls == [["ab", "abcd"], ["abcdef"]] and memo.scored == 3
+    memo.score(["x"])  # past the limit: forgets, scores afresh
+    assert model.calls[-1] == ["x"] and len(memo.known) == 1
