@@ -43,12 +43,16 @@ for i, (trace, prompt, output) in enumerate(calls):
     rows.append([row[c] for c in EVENT_COLUMNS])
 client.insert("events", rows, column_names=EVENT_COLUMNS)
 """
-READ_LABELS = """
+# After the dashboard stopped: the labels as stored, then the week's report (as `llmsight export` writes it).
+LABELS_AND_REPORT = """
 import json, sys
 from llmsight import store
+from llmsight.review.export import export_week
 from llmsight.review.labels import latest_labels
 client = store.connect(sys.argv[1])
-print(json.dumps([[lb.trace_id, lb.reviewer, lb.verdict, list(lb.tags)] for lb in latest_labels(client)]))
+labels = [[lb.trace_id, lb.reviewer, lb.verdict, list(lb.tags)] for lb in latest_labels(client)]
+result = export_week(client, sys.argv[2], sys.argv[3], formats="html", topics_by_week=False)
+print(json.dumps({"labels": labels, "report": str(result.files["report.html"])}))
 """
 
 
@@ -154,16 +158,13 @@ def test_three_calls_labelled_with_the_keyboard_reach_the_store_and_the_report(r
 
     _stop(review_dashboard["process"])  # chdb: one process per data directory
     env, url = review_dashboard["env"], review_dashboard["url"]
-    read = subprocess.run([sys.executable, "-c", READ_LABELS, url], env=env, check=True, timeout=120,
-                          capture_output=True, text=True)
-    labels = json.loads(read.stdout.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, "-c", LABELS_AND_REPORT, url, WEEK.label, str(tmp_path / "exports")],
+                          env=env, check=True, timeout=300, capture_output=True, text=True)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
     who = f"{getpass.getuser()}@localhost"
-    assert labels == [["t-insult", who, "reject", []], ["t-pin", who, "accept", []], ["t-refund", who, "reject", []]]
-
-    out = tmp_path / "exports"
-    subprocess.run([str(Path(sys.executable).with_name("llmsight")), "export", "--week", WEEK.label, "--format", "html",
-                    "--no-topics", "--out", str(out)], env=env, check=True, timeout=300, capture_output=True)
-    html = (out / WEEK.label / "report.html").read_text(encoding="utf-8")
+    assert found["labels"] == [["t-insult", who, "reject", []], ["t-pin", who, "accept", []],
+                               ["t-refund", who, "reject", []]]
+    html = Path(found["report"]).read_text(encoding="utf-8")
     section = html[html.index('<section id="monitors">'):]
     section = section[:section.index("</section>")]
     # Three reviewed calls, two rejected (no toxic tag given): the toxicity row counts all three.
