@@ -168,14 +168,16 @@ def export_dataset(client: Any, start: datetime, end: datetime, out_dir: str | P
     reviews = _reviews(client, traces) if traces else {}
     scores = _scores(client, traces)
 
-    regression, sft, preferences = [], [], []
+    regression: list[dict[str, Any]] = []
+    sft: list[dict[str, Any]] = []
+    preferences: list[dict[str, Any]] = []
     seen_sft: set[tuple[str, str]] = set()
     seen_pairs: set[tuple[str, str, str]] = set()
     redacted: set[str] = set()
     written: set[str] = set()
 
     def clean(trace: str, text: str) -> str:
-        out = redact(text)
+        out = str(redact(text))
         if out != text:
             redacted.add(trace)
         return out

@@ -112,7 +112,8 @@ FROM {TABLE} WHERE {{where}} GROUP BY trace_id, reviewer ORDER BY trace_id, revi
 
 def latest_labels(client: Any, traces: Iterable[str] | None = None, reviewer: str | None = None) -> list[Label]:
     """The latest label per (trace, reviewer), of ``traces`` (all when None) and ``reviewer`` (any when None)."""
-    conditions, params = ["1"], {}
+    conditions: list[str] = ["1"]
+    params: dict[str, Any] = {}
     if traces is not None:
         conditions.append("has({traces:Array(String)}, trace_id)")
         params["traces"] = sorted(set(traces))
