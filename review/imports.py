@@ -40,8 +40,11 @@ FIELD_LIMIT = 10 * 1024 * 1024
 class ImportRejected(LlmsightError):
     """The file had bad rows (or no usable header): nothing was imported."""
 
-    def __init__(self, path: Path, errors: list[str]) -> None:
+    def __init__(self, path: Path, errors: list[str], *, whole_file: bool = False) -> None:
         self.errors = errors
+        if whole_file:  # the file itself cannot be read as a review sample
+            super().__init__(f"{path}: nothing imported: {'; '.join(errors)}")
+            return
         shown = errors[:MAX_ERRORS_SHOWN]
         more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
         super().__init__(f"{path}: nothing imported, {len(errors)} bad row(s):\n  " + "\n  ".join(shown) + more)
@@ -71,9 +74,9 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
             header = list(reader.fieldnames or [])
     except UnicodeDecodeError as exc:
         raise ImportRejected(path, [f"the file is not UTF-8 text ({exc.reason} at byte {exc.start}); "
-                                    "save it as CSV UTF-8"]) from None
+                                    "save it as CSV UTF-8"], whole_file=True) from None
     except csv.Error as exc:
-        raise ImportRejected(path, [f"the file is not readable CSV: {exc}"]) from None
+        raise ImportRejected(path, [f"the file is not readable CSV: {exc}"], whole_file=True) from None
     return header, rows
 
 
@@ -81,12 +84,12 @@ def parse_file(client: Any, path: str | Path, reviewer: str, *, now: datetime | 
     """Check every row of ``path`` and build its labels, storing nothing; :class:`ImportRejected` on any bad row."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ImportRejected(path, ["no such file"])
+        raise ImportRejected(path, ["no such file"], whole_file=True)
     header, rows = _read(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ImportRejected(path, [f"the header lacks the column(s) {', '.join(missing)} (row 1 is "
-                                    f"{', '.join(header[:8]) or 'empty'}): is this a review_sample.csv?"])
+                                    f"{', '.join(header[:8]) or 'empty'}): is this a review_sample.csv?"], whole_file=True)
     at = now or datetime.now(timezone.utc)
     result = ImportResult(path, rows=len(rows))
     errors: list[str] = []
