@@ -14,6 +14,7 @@ type is ignored, as if absent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -28,6 +29,9 @@ from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
 from llmsight.serialize import bounded_json, bounded_text, clean_text, cut, encode_line, uuid_text
 
 MAX_ID_CHARS = 256  # names, models, ids: as the SDK
+SHORT_CACHE = 8192  # distinct short values whose redaction is remembered
+_OTEL_METADATA = (("response_id", "gen_ai.response.id"), ("finish_reasons", "gen_ai.response.finish_reasons"),
+                  ("server_address", "server.address"))
 _MAX_INDEXED = 256  # OpenLLMetry/OpenInference indexed messages read per span, at most
 
 
@@ -427,16 +431,23 @@ def is_llm_call(span: Span) -> bool:
     return any(e.name == DETAILS_EVENT for e in span.events)
 
 
+_last_second: tuple[int, str] = (-1, "")  # the spans of a request mostly start within one second
+
+
 def iso_ns(time_ns: int) -> str:
+    global _last_second
     if time_ns <= 0:
         return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     seconds, rest = divmod(time_ns, 1_000_000_000)
+    last = _last_second
+    if last[0] == seconds:
+        return f"{last[1]}{rest // 1000:06d}Z"
     try:
-        moment = datetime.fromtimestamp(seconds, timezone.utc)
+        prefix = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
     except (OverflowError, OSError, ValueError):
-        moment = datetime.now(timezone.utc)
-        rest = 0
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest // 1000:06d}Z"
+        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    _last_second = (seconds, prefix)
+    return f"{prefix}{rest // 1000:06d}Z"
 
 
 def event_id(*parts: str) -> str:
@@ -463,6 +474,9 @@ class Mapper:
         self.max_text_chars = max_text_chars
         self.redactor = redactor
         self.prompt_version_attribute = prompt_version_attribute
+        # Short values (provider, operation, scope, metadata keys, user and session ids) repeat from span
+        # to span: each distinct one is redacted once. The redactor must be a pure function (the SDK's is).
+        self._redact_short = functools.lru_cache(maxsize=SHORT_CACHE)(self._redact_short_uncached)
 
     def text(self, value: str | None) -> tuple[str | None, bool]:
         """A text field by the SDK's rules (:func:`llmsight.serialize.bounded_text`)."""
@@ -474,11 +488,10 @@ class Mapper:
             return None, False
         text, was_cut = cut(clean_text(text), limit)
         if redact and self.redactor is not None:
-            redacted, _ = self.text(text)
-            return (redacted or "")[:limit], was_cut
+            return self._redact_short(text)[:limit], was_cut
         return text, was_cut
 
-    def _redact_short(self, text: str) -> str:
+    def _redact_short_uncached(self, text: str) -> str:
         return self.text(text)[0] or ""
 
     def prompt_version(self, span: Span) -> Any:
@@ -532,12 +545,14 @@ class Mapper:
         for key, value in (("provider", provider), ("operation", operation), ("instrumentation", span.scope)):
             if value:
                 tags[key] = self.short(value, 1024)[0] or ""
+        # The span id is an id of ours (16 hex digits, checked by decode), like the trace id: not redacted.
         otel: dict[str, Any] = {"span_id": span.span_id}
-        for key, attr in (("response_id", "gen_ai.response.id"), ("finish_reasons", "gen_ai.response.finish_reasons"),
-                          ("server_address", "server.address")):
-            if attrs.get(attr) is not None:
-                otel[key] = attrs[attr]
-        metadata, cut_meta = bounded_json({"otel": otel}, self._redact_short)
+        extra = {key: attrs[attr] for key, attr in _OTEL_METADATA if attrs.get(attr) is not None}
+        cut_meta = False
+        if extra:
+            values, cut_meta = bounded_json(extra, self._redact_short, depth=3)
+            otel.update(values)
+        metadata = {"otel": otel}
         latency_ms = max(0, span.end_ns - span.start_ns) / 1e6 if span.end_ns and span.start_ns else 0.0
         event = {
             "type": LLM_CALL,

@@ -64,6 +64,8 @@ class KafkaWriter(Writer):
         self._lock = threading.Lock()
         self._in_flight = 0
         self._next_connect = 0.0
+        self._partitions = 0  # of the topic, as last seen in the producer's metadata
+        self._partitions_at = 0.0
         self._compression = compression_type(config.resolve(config.KAFKA_COMPRESSION, strict=True))
         self._security = config.kafka_security_options(strict=True)
         self._connect()
@@ -105,6 +107,30 @@ class KafkaWriter(Writer):
         with self._lock:
             self._in_flight -= 1
 
+    def _partition_count(self, producer: Any) -> int:
+        """The topic's partitions (re-read every 30 s; 0 while unknown)."""
+        now = time.monotonic()
+        if now >= self._partitions_at:
+            self._partitions_at = now + 30.0
+            try:
+                self._partitions = len(producer.partitions_for(self.topic) or ())
+            except Exception:
+                self._partitions = 0
+        return self._partitions
+
+    @staticmethod
+    def _partition(key: str, count: int) -> int | None:
+        """The partition of a record keyed by a trace id: from its last 8 hex digits (random in W3C ids, in
+        64-bit ids padded with zeros in front, and in AWS X-Ray ids, whose first 8 are a time), so that
+        kafka-python does not hash the 32-byte key in pure Python (~20 us a record). Every record of a
+        trace still goes to one partition, in order. Other keys: kafka-python's partitioner."""
+        if count and len(key) == 32:
+            try:
+                return int(key[-8:], 16) % count
+            except ValueError:
+                return None
+        return None
+
     def write(self, batch: Batch, timeout: float) -> tuple[int, str]:
         if not batch:
             return 0, ""
@@ -116,33 +142,42 @@ class KafkaWriter(Writer):
                 raise Busy(f"{self._in_flight} events are waiting for kafka's acknowledgement")
             self._in_flight += len(batch)
         deadline = time.monotonic() + timeout
-        futures = []
+        futures: list[Any] = []
         try:
-            for key, line in batch:
-                future = producer.send(self.topic, value=line, key=key.encode("utf-8"))
-                future.add_both(self._done)
-                futures.append(future)
-        except Exception as exc:
-            with self._lock:
-                self._in_flight -= len(batch) - len(futures)
-            if record_error(exc):
-                raise Unavailable(f"kafka refused a record: {exc!r}") from None
-            raise Busy(f"kafka did not take the records in time ({type(exc).__name__})") from None
-        refused = 0
-        message = ""
-        for future in futures:
-            remaining = deadline - time.monotonic()
             try:
-                future.get(timeout=max(0.001, remaining))
+                count = self._partition_count(producer)
+                send = producer.send
+                topic = self.topic
+                for key, line in batch:
+                    futures.append(send(topic, value=line, key=key.encode("utf-8"),
+                                        partition=self._partition(key, count)))
             except Exception as exc:
                 if record_error(exc):
-                    refused += 1
-                    message = f"kafka refused {refused} record(s): {type(exc).__name__}"
-                    continue
-                if type(exc).__name__ == "KafkaTimeoutError" or not future.is_done:
-                    raise Busy(f"kafka did not acknowledge within {timeout:g} s") from None
-                raise Unavailable(f"kafka write failed: {type(exc).__name__}: {str(exc)[:200]}") from None
-        return refused, message
+                    raise Unavailable(f"kafka refused a record: {exc!r}") from None
+                raise Busy(f"kafka did not take the records in time ({type(exc).__name__})") from None
+            refused = 0
+            message = ""
+            for future in futures:
+                remaining = deadline - time.monotonic()
+                try:
+                    future.get(timeout=max(0.001, remaining))
+                except Exception as exc:
+                    if record_error(exc):
+                        refused += 1
+                        message = f"kafka refused {refused} record(s): {type(exc).__name__}"
+                        continue
+                    if type(exc).__name__ == "KafkaTimeoutError" or not future.is_done:
+                        raise Busy(f"kafka did not acknowledge within {timeout:g} s") from None
+                    raise Unavailable(f"kafka write failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+            return refused, message
+        finally:
+            # Records acknowledged (or failed) leave the in-flight count now; those still on their way
+            # (a request that gave up waiting) leave it when Kafka answers. One callback a record only then.
+            pending = [f for f in futures if not f.is_done]
+            with self._lock:
+                self._in_flight -= len(batch) - len(pending)
+            for future in pending:
+                future.add_both(self._done)
 
     def close(self, timeout: float) -> None:
         producer, self._producer = self._producer, None
