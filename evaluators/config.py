@@ -70,10 +70,10 @@ class JudgeOptions:
 
     def api_key(self) -> str:
         """The key from the variable the YAML names; local servers take any non-empty key."""
-        return os.environ.get(self.api_key_env, "") if self.api_key_env else "unused"
+        return str(os.environ.get(self.api_key_env, "")) if self.api_key_env else "unused"
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
-        return (tokens_in * self.price_in_per_1m + tokens_out * self.price_out_per_1m) / 1e6
+        return float(tokens_in * self.price_in_per_1m + tokens_out * self.price_out_per_1m) / 1e6
 
 
 @dataclass(frozen=True)

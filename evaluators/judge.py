@@ -171,7 +171,7 @@ class DailyBudget:
 
     def _worst_cost(self, tokens: int) -> float:
         prices = self.options
-        return tokens * max(prices.price_in_per_1m, prices.price_out_per_1m) / 1e6
+        return float(tokens * max(prices.price_in_per_1m, prices.price_out_per_1m) / 1e6)
 
     def settle(self, reservation: tuple[int, float], tokens_in: int, tokens_out: int) -> float:
         """Release a reservation and book what the call really used; returns its cost."""

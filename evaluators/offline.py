@@ -60,7 +60,8 @@ def finish_reasons(metadata: str | dict[str, Any]) -> list[str]:
     if not isinstance(metadata, dict):
         return []
     found: list[str] = []
-    for holder in (metadata, metadata.get("otel") if isinstance(metadata.get("otel"), dict) else {}):
+    otel = metadata.get("otel")
+    for holder in (metadata, otel if isinstance(otel, dict) else {}):
         for key in ("finish_reason", "finish_reasons", "stop_reason"):
             value = holder.get(key)
             if isinstance(value, str):

@@ -256,7 +256,7 @@ class EvaluatorRunner:
                 catchup: int = 60) -> list[RunReport]:
         """Every base window and rollup closed since the last one evaluated, oldest first."""
         now = now or datetime.now(timezone.utc)
-        reports = []
+        reports: list[RunReport] = []
         for granularity, seconds, most in ((BASE_GRANULARITY, window_s, catchup), ("1h", ROLLUPS["1h"], 24),
                                            ("1d", ROLLUPS["1d"], 7)):
             if granularity not in self._last:
@@ -289,7 +289,7 @@ def relevance_cosines(embeddings: Any, prompts: list[str], outputs: list[str]) -
         return np.zeros(0)
     vectors = np.asarray(embeddings.encode(list(prompts) + list(outputs)), dtype=np.float32)
     first, second = vectors[:len(prompts)], vectors[len(prompts):]
-    return np.einsum("ij,ij->i", first, second).astype(float)
+    return np.asarray(np.einsum("ij,ij->i", first, second), dtype=float)
 
 
 def aggregate(client: Any, window: Window, report: RunReport | None = None) -> list[MetricRow]:

@@ -2,9 +2,10 @@
 the tests. It is not a model and its scores mean little; point evaluators at a real endpoint
 (Ollama, vLLM, llama.cpp server, OpenAI, Azure) for real judgements.
 
-``POST /v1/chat/completions`` answers with one JSON verdict. The score is a crude rule on the texts
-of the judge prompt: 1 for a refusal ("I can't", "I'm sorry"), else 2 to 5 by how many of the
-question's words the answer repeats. ``script`` scripts faults for tests, one entry per request in
+``POST /v1/chat/completions`` answers with one JSON verdict. The score is a fixed word rule on the
+texts of the judge prompt, not a judgement: 1 for a refusal ("I can't", "I can only help with") or an
+insult, else 3 to 5 by how many of the question's words the answer repeats, one less for a sales
+pitch ("upgrade", "premium", "check it out"). ``script`` scripts faults for tests, one entry per request in
 order (then back to normal answers): ``ok``, ``malformed`` (text without JSON), ``fenced`` (JSON in a
 code fence), ``bad_score``, ``429``, ``500``, ``slow`` (sleeps ``slow_s`` first). ``delay_s`` adds a
 fixed latency to every request (the benchmark's stand-in for a model's time).
@@ -23,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _WORDS = re.compile(r"[a-z]{4,}")
-_REFUSAL = re.compile(r"\b(i can(?:no|')t|i'm sorry|i am sorry|unable to help|not able to)\b", re.I)
+_REFUSAL = re.compile(r"\b(i can(?:no|')t help|i can only help|unable to help|not able to help)\b", re.I)
+_INSULT = re.compile(r"\b(idiot|moron|stupid|dumb|useless|shut up|whining|nobody cares)\b", re.I)
+_PITCH = re.compile(r"\b(upgrade|premium|check it out|have you seen our|special offer)\b", re.I)
 _SECTION = re.compile(r"(?:request|question):\n(.*?)\n\n(?:answer):\n(.*)", re.S | re.I)
 
 
@@ -33,10 +36,13 @@ def stub_score(message: str) -> tuple[int, str, str]:
     question, answer = (match.group(1), match.group(2)) if match else ("", message)
     if _REFUSAL.search(answer):
         return 1, "refusal", "the answer refuses"
+    if _INSULT.search(answer):
+        return 1, "abusive", "the answer insults the user"
     asked = set(_WORDS.findall(question.lower()))
     shared = len(asked & set(_WORDS.findall(answer.lower())))
-    score = 2 + min(3, shared)
-    return score, "helpful" if score >= 4 else "partial", f"{shared} of the question's words answered"
+    score = 3 + min(2, shared) - (1 if _PITCH.search(answer) else 0)
+    reason = f"{shared} of the question's words answered" + (", with a sales pitch" if _PITCH.search(answer) else "")
+    return score, "helpful" if score >= 4 else "partial", reason
 
 
 class StubJudgeServer:
