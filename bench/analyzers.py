@@ -13,7 +13,11 @@ The workload, through the real store (chdb in a temp dir, a fresh database):
   segments as real ones do), a few refusals and failed calls.
 
 Then one window is analysed *cold* (empty ``embeddings`` table, a fresh :class:`EmbeddingCache`
-and LRU; the models are loaded beforehand) and *warm* (the same window again, same cache). Each run
+and LRU; the models are loaded beforehand: the reference hour is embedded too, as on a fresh
+deployment), *warm* (the same window again, same cache) and *steady* (the embeddings table holds
+the vectors of every text before the window, as the windows before it would have left them, and a
+fresh process with an empty LRU analyses it: the window embeds only its own texts, as a running
+deployment does). Each run
 reports the window's seconds (analysis plus writing the metric rows), calls/s and texts/s (two texts,
 prompt and output, per call), the texts that reached the model and its encode calls.
 
@@ -181,6 +185,24 @@ def analyze_once(client: Any, window: Any, segments: list[dict[str, str]] | None
     }
 
 
+def embed_history(client: Any, window: Any, embedder: Any) -> float:
+    """Empty the ``embeddings`` table, then embed every text before ``window`` into it, as the
+    windows before it would have; returns the seconds that took.
+
+    A running deployment has analysed the trailing reference hour minute by minute, so a new window
+    finds the reference's vectors in the table and embeds only its own texts: the *steady* run.
+    """
+    from llmsight.analyzers.embeddings import EmbeddingCache
+
+    client.command("TRUNCATE TABLE embeddings")
+    rows = client.query("SELECT input, output FROM events FINAL WHERE ts < {a:DateTime64(3, 'UTC')}",
+                        parameters={"a": window.start}).result_rows
+    texts = list(dict.fromkeys(text for row in rows for text in row if text))
+    started = time.perf_counter()
+    EmbeddingCache(client, embedder).encode(texts)
+    return time.perf_counter() - started
+
+
 def _count_calls(client: Any, window: Any, segments: list[dict[str, str]]) -> int:
     wanted = {tuple(s.values()) for s in segments}
     rows = client.query(
@@ -226,11 +248,14 @@ def main(segments: int = typer.Option(40, "--segments", help="segments with call
         analyzer = make_analyzer(client)
         cold = analyze_once(client, window, analyzer=analyzer)
         warm = analyze_once(client, window, analyzer=analyzer)
+        history_s = embed_history(client, window, analyzer.embeddings.embedder)
+        steady = analyze_once(client, window, analyzer=make_analyzer(client))
         store.close_all()
     figures = {
         "segments": segments, "calls_per_segment": calls, "reference_calls_per_segment": reference_calls,
         "backend": config.resolve(settings.EMBEDDING_BACKEND, strict=True), "cores": os.cpu_count(),
         "seed_s": round(seed_s, 1), "model_load_s": round(load_s, 1), "cold": cold, "warm": warm,
+        "steady": steady, "history_embed_s": round(history_s, 1),
     }
     counts = [int(w) for w in workers.split(",") if w.strip()]
     if counts:

@@ -1,5 +1,6 @@
 """``llmsight bench analyzers`` end to end on a small workload: the JSON it prints, and that the cold
-and the warm run both analysed every call of every segment (figures are reported, not asserted)."""
+and the warm run both analysed every call of every segment, and the steady run embedded only the window's
+texts (figures are reported, not asserted)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def test_bench_analyzers_json(kafka_broker):
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"segments", "calls_per_segment", "backend", "cores", "cold", "warm"} <= set(figures)
     assert (figures["segments"], figures["calls_per_segment"]) == (3, 20)
-    for run in ("cold", "warm"):
+    for run in ("cold", "warm", "steady"):
         result = figures[run]
         assert {"seconds", "calls", "texts", "calls_per_s", "texts_per_s", "texts_embedded", "model_calls",
                 "metric_rows", "failures"} <= set(result)
@@ -33,6 +34,12 @@ def test_bench_analyzers_json(kafka_broker):
     assert figures["cold"]["texts_embedded"] >= 120 and figures["cold"]["model_calls"] >= 1
     assert figures["warm"]["texts_embedded"] == 0 and figures["warm"]["model_calls"] == 0
     assert figures["warm"]["metric_rows"] == figures["cold"]["metric_rows"]
+    # Steady: the history's vectors are in the table, so only the window's own texts (and the
+    # sentences the toxicity pass splits from its outputs) reach the model: fewer than in the cold
+    # run, which embedded the reference hour too.
+    steady = figures["steady"]
+    assert 0 < steady["texts_embedded"] < figures["cold"]["texts_embedded"]
+    assert steady["metric_rows"] == figures["cold"]["metric_rows"] and figures["history_embed_s"] > 0
     # Then the window shared by worker processes through the broker: every unit done, split 3 / 2+1.
     replicas = figures["replicas"]
     assert [run["workers"] for run in replicas["runs"]] == [1, 2]
