@@ -7,7 +7,10 @@ One run, on one broker (``scripts/kafka-dev``, or ``--bootstrap``):
 * ``http_sps`` / ``grpc_sps``: ``llmsight otlp`` in its own process, fed by ``--clients`` threads posting
   prebuilt protobuf requests of 100 spans with ~1 KB of content each (counted once answered 200, i.e.
   acknowledged by Kafka);
-* ``http_p99_ms`` / ``grpc_p99_ms``: one client, one request of 100 spans at a time (not saturated).
+* ``http_p99_ms`` / ``grpc_p99_ms``: one client, one request of 100 spans at a time (not saturated);
+* with ``--against REF`` (a git revision of this checkout), the same figures for the receiver as it was
+  at REF (its ``otlp`` room, the rest as now) in a second process, run in turns with this one
+  (``ref_*``): a before/after under the same load.
 
 Targets: >= 10,000 spans/s and >= 0.5x the raw producer; p99 <= 50 ms.
 """
@@ -149,6 +152,61 @@ def _p99(make_post: Any, port: int, bodies: list[bytes]) -> float:
     return times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
+# Runs `llmsight otlp` with the otlp room loaded from a directory (argv[1]) instead of the installed one.
+_WITH_ROOM = """
+import importlib.util, sys
+import llmsight
+room = sys.argv.pop(1)
+spec = importlib.util.spec_from_file_location("llmsight.otlp", room + "/__init__.py", submodule_search_locations=[room])
+module = importlib.util.module_from_spec(spec)
+sys.modules["llmsight.otlp"] = module
+llmsight.otlp = module
+spec.loader.exec_module(module)
+from llmsight.cli.app import main
+main()
+"""
+
+
+def _room_at(ref: str, into: Path) -> Path:
+    """The otlp room's files at git revision ``ref`` of this checkout, extracted under ``into``."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "otlp"], capture_output=True)
+    if archive.returncode != 0:
+        raise typer.BadParameter(f"cannot read the otlp room at {ref!r} from {root}: "
+                                 f"{archive.stderr.decode(errors='replace').strip()[:300]}", param_hint="--against")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "otlp"
+
+
+def _start_receiver(bootstrap: str, topic: str, redact: bool, room: Path | None) -> tuple[Any, int, int]:
+    http_port, grpc_port = _free_port(), _free_port()
+    env = {**os.environ, "LLMSIGHT_OTLP_ADDRESS": "127.0.0.1", "LLMSIGHT_REDACT": "true" if redact else "false"}
+    code = ["-c", "from llmsight.cli.app import main; main()"] if room is None else ["-c", _WITH_ROOM, str(room)]
+    process = subprocess.Popen([sys.executable, *code, "otlp", "--sink", f"kafka://{bootstrap}/{topic}",
+                                "--http-port", str(http_port), "--grpc-port", str(grpc_port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return process, http_port, grpc_port
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the receiver{' at ' + str(room) if room else ''} did not become ready in 60 s")
+        time.sleep(0.2)
+
+
+def _stop(process: Any) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def main(
     spans: int = typer.Option(30_000, "--spans", help="Spans per throughput run (in requests of 100)."),
     clients: int = typer.Option(4, "--clients", help="Concurrent client threads for the throughput runs."),
@@ -156,6 +214,8 @@ def main(
     bootstrap: str = typer.Option(None, "--bootstrap", help="host:port of a broker; default: start one."),
     redact: bool = typer.Option(True, "--redact/--no-redact", help="The receiver redacts as the SDK does "
                                 "(LLMSIGHT_REDACT; on by default, and most of its CPU time)."),
+    against: str = typer.Option(None, "--against", help="A git revision: also run the receiver as it was "
+                                "there (its otlp room), in turns with this one, for a before/after."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
 ) -> None:
     """OTLP receiver: spans/s into Kafka over HTTP and gRPC vs the raw producer, and p99 of a 100-span request."""
@@ -165,7 +225,7 @@ def main(
     state = Path(tempfile.mkdtemp(prefix="llmsight-bench-otlp-"))
     own_broker = bootstrap is None
     bootstrap = bootstrap or _start_broker(state)
-    process = None
+    receivers: dict[str, tuple[Any, int, int]] = {}
     try:
         from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -184,42 +244,33 @@ def main(
         mapper = Mapper(service="bench", environment="bench", prices=load_prices("", None), max_text_chars=32768)
         sample = [mapper.llm_call(s)[1] for s in decode.spans(decode.parse_traces(bodies[0]))]
         lines = [sample[i % len(sample)] for i in range(requests * SPANS_PER_REQUEST)]
-        http_port, grpc_port = _free_port(), _free_port()
-        env = {**os.environ, "LLMSIGHT_OTLP_ADDRESS": "127.0.0.1", "LLMSIGHT_REDACT": "true" if redact else "false"}
-        process = subprocess.Popen([sys.executable, "-c", "from llmsight.cli.app import main; main()", "otlp",
-                                    "--sink", f"kafka://{bootstrap}/{topic}", "--http-port", str(http_port),
-                                    "--grpc-port", str(grpc_port)], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the receiver did not become ready in 60 s")
-            time.sleep(0.2)
-        _throughput(_http_post, http_port, bodies[:20], 2)  # warm-up
+        receivers[""] = _start_receiver(bootstrap, topic, redact, None)
+        if against:
+            receivers["ref_"] = _start_receiver(bootstrap, topic, redact, _room_at(against, state))
+        for _, http_port, _ in receivers.values():
+            _throughput(_http_post, http_port, bodies[:20], 2)  # warm-up
         figures: dict[str, Any] = {"spans": requests * SPANS_PER_REQUEST, "clients": clients,
                                    "content_bytes_per_span": content, "cpus": os.cpu_count(), "redact": redact}
+        if against:
+            figures["against"] = against
         figures["raw_producer_sps"] = round(_raw_producer(bootstrap, topic, lines))
-        figures["http_sps"] = round(_throughput(_http_post, http_port, bodies, clients))
-        figures["grpc_sps"] = round(_throughput(_grpc_post, grpc_port, bodies, clients))
+        # In turns (the reference first), so that a change in the machine's load touches both alike.
+        for via, make_post in (("http", _http_post), ("grpc", _grpc_post)):
+            for prefix, (_, http_port, grpc_port) in reversed(list(receivers.items())):
+                port = http_port if via == "http" else grpc_port
+                figures[f"{prefix}{via}_sps"] = round(_throughput(make_post, port, bodies, clients))
         figures["raw_producer_sps_after"] = round(_raw_producer(bootstrap, topic, lines))
         raw = (figures["raw_producer_sps"] + figures["raw_producer_sps_after"]) / 2
-        figures["http_vs_raw"] = round(figures["http_sps"] / raw, 3)
-        figures["grpc_vs_raw"] = round(figures["grpc_sps"] / raw, 3)
-        figures["http_p99_ms"] = round(_p99(_http_post, http_port, bodies[:200]), 2)
-        figures["grpc_p99_ms"] = round(_p99(_grpc_post, grpc_port, bodies[:200]), 2)
+        for prefix in reversed(list(receivers)):
+            figures[f"{prefix}http_vs_raw"] = round(figures[f"{prefix}http_sps"] / raw, 3)
+            figures[f"{prefix}grpc_vs_raw"] = round(figures[f"{prefix}grpc_sps"] / raw, 3)
+        for via, make_post in (("http", _http_post), ("grpc", _grpc_post)):
+            for prefix, (_, http_port, grpc_port) in reversed(list(receivers.items())):
+                port = http_port if via == "http" else grpc_port
+                figures[f"{prefix}{via}_p99_ms"] = round(_p99(make_post, port, bodies[:200]), 2)
         emit("OTLP receiver into Kafka", figures, as_json)
     finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        for process, _, _ in receivers.values():
+            _stop(process)
         if own_broker:
             _stop_broker(state)
