@@ -157,6 +157,13 @@ def lexicon_hits(texts: Sequence[str]) -> np.ndarray:
     return np.array([sum(np.log1p(len(p.findall(t))) for p in patterns) for t in texts], dtype=np.float64)
 
 
+def _profanity_hits(texts: Sequence[str]) -> list[bool]:
+    """Whether each (normalised) text holds a word of the lexicon's profanity kind."""
+    stored = json.loads(LEXICON_PATH.read_text())
+    pattern = _lexicon_patterns()[list(stored["words"]).index("profanity")]
+    return [bool(pattern.search(t)) for t in texts]
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
 
@@ -369,7 +376,8 @@ class ToxicityScorer:
     """
 
     def __init__(self, model: str | os.PathLike[str] | None = None, *, threshold: float | None = None,
-                 embedder: Any = None, sentences: bool | None = None) -> None:
+                 embedder: Any = None, sentences: bool | None = None,
+                 encoder: bool | str | os.PathLike[str] | None = None) -> None:
         chosen = model if model is not None else config.resolve(settings.TOXICITY_MODEL, strict=True)
         path = Path(chosen).expanduser().resolve() if chosen else HEAD_PATH
         if not path.exists():
@@ -377,6 +385,20 @@ class ToxicityScorer:
                               "Hugging Face folder, a Detoxify .ckpt or a .npz head, or leave it empty")
         self.path = path
         self.model = _load(path)
+        # The cascade's second stage (toxicity_encoder): by default with the shipped head only, when shipped.
+        from llmsight.analyzers.toxicity_encoder import ENCODER_PATH
+
+        if encoder is None or encoder is True:
+            encoder_path = ENCODER_PATH if (path == HEAD_PATH.resolve() and ENCODER_PATH.is_file()) else None
+            if encoder is True and encoder_path is None:
+                raise ConfigError(f"no toxicity encoder at {ENCODER_PATH} for the head {path.name}")
+        else:
+            encoder_path = Path(encoder).expanduser().resolve() if encoder is not False else None
+        if encoder_path is not None and not isinstance(self.model, Head):
+            raise ConfigError("the toxicity encoder is the second stage of the shipped head's cascade; "
+                              f"{path.name} is not a head")
+        self.encoder_path = encoder_path
+        self._encoder: Any = None
         if threshold is None:
             threshold = config.resolve(settings.TOXICITY_THRESHOLD, strict=True)
         if threshold is None:
@@ -427,10 +449,53 @@ class ToxicityScorer:
             raise ValueError(f"{len(embeddings)} embeddings for {len(texts)} texts")
         if not texts:
             return np.zeros(0)
-        whole = self.model.predict(np.asarray(embeddings), texts)
+        whole = self._cascade(self.model.predict(np.asarray(embeddings), texts), texts)
         if not self.sentences:
             return whole
         return np.maximum(whole, self._worst_sentence(texts, sentence_vectors))
+
+    @property
+    def encoder(self) -> Any:
+        """The fine-tuned encoder of the cascade (loaded on first use), or None without one."""
+        if self._encoder is None and self.encoder_path is not None:
+            from llmsight.analyzers import toxicity_encoder
+
+            self._encoder = toxicity_encoder.load(self.encoder_path)
+        return self._encoder
+
+    @property
+    def cascade_clear(self) -> float:
+        """Head scores below this are final; the encoder re-scores the rest (its metadata's rule)."""
+        return float(self.encoder.metadata["cascade_clear"]) if self.encoder is not None else 0.0
+
+    def _cascade(self, head: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """The head's scores, with those it does not clear replaced by the encoder's."""
+        if self.encoder_path is None:
+            return head
+        rescore = np.flatnonzero(head >= self.cascade_clear)
+        if len(rescore) == 0:
+            return head
+        out = head.copy()
+        out[rescore] = self.encoder.score([normalize(texts[int(i)]) for i in rescore])[0]
+        return out
+
+    def categorise(self, texts: Sequence[str]) -> list[str]:
+        """The kind of toxicity of each (flagged) text: hate, abuse, sexism, threat or profanity.
+
+        From the encoder's category output (trained where the sources name the kind); "profanity"
+        when the encoder calls the text benign but the lexicon finds profanity, which is how
+        swearing that attacks no one is told apart. "toxic" when there is no encoder.
+        """
+        texts = [str(t) for t in texts]
+        if not texts:
+            return []
+        if self.encoder is None:
+            return ["toxic"] * len(texts)
+        cleaned = [normalize(t) for t in texts]
+        probability, kinds = self.encoder.score(cleaned)
+        profane = _profanity_hits(cleaned)
+        return [("profanity" if p < self.threshold and swore else self.encoder.categories[int(np.argmax(k))])
+                for p, k, swore in zip(probability, kinds, profane, strict=True)]
 
     def sentences_to_embed(self, texts: Sequence[str]) -> list[str]:
         """The distinct sentences :meth:`score_embeddings` needs embedded for ``texts`` (none when
@@ -447,7 +512,7 @@ class ToxicityScorer:
             distinct = list(dict.fromkeys(piece for _, piece in pieces))
             embedded = (np.stack([vectors[p] for p in distinct]) if vectors is not None
                         else self.embedder.encode(distinct))
-            scores = dict(zip(distinct, self.model.predict(embedded, distinct), strict=True))
+            scores = dict(zip(distinct, self._cascade(self.model.predict(embedded, distinct), distinct), strict=True))
             np.maximum.at(worst, np.array([owner for owner, _ in pieces]),
                           np.array([scores[p] for _, p in pieces]))
         return worst

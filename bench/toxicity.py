@@ -1,14 +1,21 @@
-"""Toxicity scoring speed, and how often ordinary banking questions are flagged.
+"""Toxicity: speed of each scoring path, banking77 false positives, the functional suite, and the
+leave-one-source-out table recorded when the shipped models were trained.
 
-* ``texts_per_s_cached``: :meth:`ToxicityScorer.score_embeddings` on texts whose MiniLM
-  embeddings exist already (what the scheduler does with its embedding cache): the shipped head's
-  own cost, i.e. text normalisation, alt-profanity-check and one dense layer;
-* ``texts_per_s_cached_with_sentence_pass``: the same with the sentence pass on (the default),
-  which embeds the sentences of multi-sentence texts (uncached here: the worst case);
-* ``texts_per_s_end_to_end``: :meth:`ToxicityScorer.score`, embedding included;
-* ``banking77_flagged``: the share of banking77 test questions (benign customer text, CC BY 4.0,
-  Casanueva et al. 2020) at or above the threshold: the false-positive rate on text like the
-  demo's traffic.
+Speed, side by side in one run (so the busy machine weighs on all paths alike):
+
+* ``texts_per_s_cached.head``: :meth:`ToxicityScorer.score_embeddings` on texts whose MiniLM
+  embeddings exist already (what the scheduler does with its embedding cache), head only;
+* ``texts_per_s_cached.cascade``: the same with the cascade (the fine-tuned encoder re-scores the
+  texts the head does not clear): the shipped default;
+* ``texts_per_s_cached.cascade_with_sentence_pass``: and the sentence pass (uncached sentences);
+* ``texts_per_s_end_to_end.head`` / ``.cascade``: :meth:`ToxicityScorer.score`, embedding included;
+* ``texts_per_s_encoder_alone``: the fine-tuned encoder on every text (no head in front).
+
+Quality: ``banking77_flagged`` (benign customer questions, CC BY 4.0, Casanueva et al. 2020) for the
+head and the cascade; ``suite``: the hand-written functional suite (``toxicity_functional.json``),
+AUC and per-block pass rates at the threshold; ``loso``: the leave-one-source-out table stored in
+the encoder's metadata by ``scripts/train-toxicity --encoder`` (re-running it takes the better part
+of an hour, so the bench reports the recorded one, and says so).
 """
 
 from __future__ import annotations
@@ -21,44 +28,73 @@ import typer
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def main(n: int = typer.Option(2000, "--n", help="texts scored in the cached-embeddings run"),
+def _rate(n: int, started: float) -> float:
+    return round(n / (time.perf_counter() - started), 1)
+
+
+def main(n: int = typer.Option(2000, "--n", help="texts scored in the cached-embeddings runs"),
          n_embed: int = typer.Option(300, "--n-embed", help="texts scored end to end (embedding included)"),
          data: Path = typer.Option(DEFAULT_DATA, "--data", help="the shared data folder"),
          json_out: bool = typer.Option(False, "--json", help="print the figures as one JSON line")) -> None:
-    """Toxicity: texts per second with cached embeddings and end to end, and banking77 false positives."""
+    """Toxicity: texts per second on each path, banking77 false positives, the suite and the LOSO table."""
     import numpy as np
     import pandas as pd
 
     from llmsight.analyzers.toxicity import ToxicityScorer, normalize
+    from llmsight.analyzers.toxicity_suite import load_suite, suite_report
     from llmsight.bench.report import emit
 
     banking = pd.read_csv(data / "banking77" / "test.csv")["text"].astype(str).tolist()
-    scorer = ToxicityScorer(sentences=False)
-    per_sentence = ToxicityScorer(sentences=True, embedder=scorer.embedder)
+    head = ToxicityScorer(sentences=False, encoder=False)
+    cascade = ToxicityScorer(sentences=False, embedder=head.embedder)
+    with_sentences = ToxicityScorer(sentences=True, embedder=head.embedder)
     texts = (banking * (n // len(banking) + 1))[:n]
     distinct = sorted(set(texts))
-    vectors = dict(zip(distinct, scorer.embedder.encode([normalize(t) for t in distinct]), strict=True))
+    vectors = dict(zip(distinct, head.embedder.encode([normalize(t) for t in distinct]), strict=True))
     embeddings = np.stack([vectors[t] for t in texts])
-    scorer.score_embeddings(embeddings[:10], texts[:10])  # warm up: profanity-check loads on first use
+    for scorer in (head, cascade):  # warm up: profanity-check and the encoder load on first use
+        scorer.score_embeddings(embeddings[:10], ["You stupid idiot."] * 10)
+    cached: dict[str, float] = {}
     started = time.perf_counter()
-    probabilities = scorer.score_embeddings(embeddings, texts)
-    cached_s = time.perf_counter() - started
+    probabilities = head.score_embeddings(embeddings, texts)
+    cached["head"] = _rate(n, started)
     started = time.perf_counter()
-    per_sentence.score_embeddings(embeddings[:n_embed], texts[:n_embed])
-    sentences_s = time.perf_counter() - started
+    cascade.score_embeddings(embeddings, texts)
+    cached["cascade"] = _rate(n, started)
     started = time.perf_counter()
-    per_sentence.score(banking[:n_embed])
-    end_to_end_s = time.perf_counter() - started
+    with_sentences.score_embeddings(embeddings[:n_embed], texts[:n_embed])
+    cached["cascade_with_sentence_pass"] = _rate(n_embed, started)
+    end_to_end: dict[str, float] = {}
+    for name, scorer in (("head", head), ("cascade", cascade)):
+        started = time.perf_counter()
+        scorer.score(banking[:n_embed])
+        end_to_end[name] = _rate(n_embed, started)
+    figures: dict = {"texts_per_s_cached": cached, "texts_per_s_end_to_end": end_to_end,
+                     "threshold": head.threshold, "banking77_texts": len(distinct)}
     all_vectors = np.stack([vectors[t] for t in distinct])
-    figures = {
-        "texts_per_s_cached": round(n / cached_s, 1),
-        "texts_per_s_cached_with_sentence_pass": round(n_embed / sentences_s, 1),
-        "texts_per_s_end_to_end": round(n_embed / end_to_end_s, 1),
-        "threshold": scorer.threshold,
-        "banking77_flagged": round(float(scorer.is_toxic(scorer.score_embeddings(all_vectors, distinct)).mean()), 4),
-        "banking77_flagged_with_sentence_pass": round(float(
-            per_sentence.is_toxic(per_sentence.score_embeddings(all_vectors, distinct)).mean()), 4),
-        "banking77_texts": len(distinct),
-        "mean_probability": round(float(probabilities.mean()), 4),
-    }
+    flagged = {}
+    for name, scorer in (("head", head), ("cascade", cascade)):
+        scores = scorer.score_embeddings(all_vectors, distinct)
+        flagged[name] = round(float(scorer.is_toxic(scores).mean()), 4)
+        if name == "cascade":
+            figures["cascade_share_sent_to_encoder"] = round(float(
+                (head.score_embeddings(all_vectors, distinct) >= scorer.cascade_clear).mean()), 4)
+    figures["banking77_flagged"] = flagged
+    figures["mean_probability_head"] = round(float(probabilities.mean()), 4)
+    if cascade.encoder is not None:
+        started = time.perf_counter()
+        cascade.encoder.score([normalize(t) for t in banking[:n_embed]])
+        figures["texts_per_s_encoder_alone"] = _rate(n_embed, started)
+    suite = load_suite()
+    suite_vectors = head.embedder.encode([normalize(t) for t in suite.texts])
+    figures["suite"] = {name: _suite_summary(suite_report(suite, scorer.score_embeddings(suite_vectors, suite.texts),
+                                                          scorer.threshold))
+                        for name, scorer in (("head", head), ("cascade", cascade))}
+    if cascade.encoder is not None:
+        figures["loso"] = {"recorded_by": "scripts/train-toxicity --loso --encoder (analyzers/data/TOXICITY.md)",
+                           **cascade.encoder.metadata.get("figures", {}).get("loso_auc", {})}
     emit("toxicity", figures, json_out)
+
+
+def _suite_summary(report: dict) -> dict:
+    return {"auc": report["auc"], **{f"pass_{name}": block["pass_rate"] for name, block in report["blocks"].items()}}

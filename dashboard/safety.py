@@ -1,10 +1,14 @@
 """Safety: the toxicity rate of outputs and inputs over time, and the flagged texts with their scores.
 
 Both come from the analyzers' toxicity rows: the rate is the row's value, the flagged texts are
-the examples (trace id, text, score) the analyzers keep in the row's ``details``.
+the examples (trace id, text, score, kind) the analyzers keep in the row's ``details``, and "what
+kind" sums the rows' ``categories`` (hate, abuse, sexism, threat, profanity: the fine-tuned
+encoder's reading of each flagged text).
 """
 
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 import streamlit as st
@@ -40,19 +44,43 @@ def flagged(rows: pd.DataFrame) -> pd.DataFrame:
     for row, example in figures.examples(rows):
         if example.get("score") is not None:
             found.append({"signal": LABELS.get(row.metric, row.metric), "score": float(example["score"]),
+                          "kind": str(example.get("category", "")),
                           "text": str(example.get("text", "")), "trace_id": str(example.get("trace_id", "")),
                           "window": row.window_start,
                           "segment": f"{row.service}/{row.name}/{row.model}/{row.prompt_version}"})
-    columns = ["signal", "score", "text", "trace_id", "window", "segment"]
+    columns = ["signal", "score", "kind", "text", "trace_id", "window", "segment"]
     table = pd.DataFrame(found, columns=columns)
     return table.drop_duplicates(["signal", "trace_id", "text"]).sort_values("score", ascending=False,
                                                                              ignore_index=True)
 
 
+def kinds(rows: pd.DataFrame) -> pd.DataFrame:
+    """Flagged texts per signal and kind of toxicity, summed over the rows' ``categories``; most first."""
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows.itertuples():
+        try:
+            details = json.loads(row.details) if row.details else {}
+        except ValueError:
+            continue
+        found = details.get("categories") if isinstance(details, dict) else None
+        for kind, n in (found.items() if isinstance(found, dict) else []):
+            if isinstance(n, int | float) and n > 0:
+                key = (LABELS.get(row.metric, row.metric), str(kind))
+                counts[key] = counts.get(key, 0) + int(n)
+    table = pd.DataFrame([{"signal": s, "kind": k, "texts": n} for (s, k), n in counts.items()],
+                         columns=["signal", "kind", "texts"])
+    return table.sort_values(["texts", "kind"], ascending=[False, True], ignore_index=True)
+
+
 def render(f: Filters) -> None:
     st.title("Safety")
     rates(f)
-    table = flagged(q("metric_examples", f, TOXICITY_METRICS))
+    rows = q("metric_examples", f, TOXICITY_METRICS)
+    by_kind = kinds(rows)
+    if not by_kind.empty:
+        st.subheader("What kind")
+        st.dataframe(by_kind, hide_index=True, width="stretch", key="toxicity_kinds")
+    table = flagged(rows)
     for signal, title in (("outputs", "Flagged outputs"), ("inputs", "Flagged inputs")):
         st.subheader(title)
         rows = table[table["signal"] == signal].drop(columns="signal")
