@@ -176,7 +176,7 @@ class WindowAnalyzer:
 
     def reference(self, window: Window, segment: dict[str, str]) -> tuple[Period, tuple[str, ...]]:
         """The reference period of a segment and whether it is the segment's own traffic or its feature's."""
-        period = self._periods(window, [segment])[key_of(segment)]
+        period = self._periods(window, [segment], self._evidence(window, [segment]))[key_of(segment)]
         own = count_calls_many(self.client, period, [segment], SEGMENT_KEYS).get(key_of(segment), 0)
         return period, (SEGMENT_KEYS if own >= self.settings.drift_min_n else FEATURE_KEYS)
 
