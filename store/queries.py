@@ -127,7 +127,8 @@ def data_ages(client: Any, at: dt.datetime) -> tuple[dt.timedelta | None, dt.tim
     n, newest, n_recent, oldest = client.query(sql, parameters=params).result_rows[0]
 
     def age(moment: Any) -> dt.timedelta:
-        return max(dt.timedelta(0), at - pd.Timestamp(moment).tz_localize(None).to_pydatetime())
+        stamp: dt.datetime = pd.Timestamp(moment).tz_localize(None).to_pydatetime()
+        return max(dt.timedelta(0), at - stamp)
 
     return (age(newest) if n else None), (age(oldest) if n_recent else None)
 
