@@ -4,7 +4,8 @@ What belongs to a user (:func:`find_subject`): their calls (``events.user_id``),
 traces those calls belong to, and the feedback on those traces or sent under their id. What is done
 (:func:`erase_user`):
 
-* ``events``, ``feedback``: those rows are deleted;
+* ``events``, ``feedback``, ``evaluations`` (the judges' reasons may quote an answer) and
+  ``review_labels`` (edited answers, comments): those rows are deleted;
 * ``embeddings``: the vectors of their texts (the cache keys come from ``embedding_keys``, which the
   caller supplies: the store does not know how the analyzers hash and split texts);
 * ``metrics.details`` and ``alerts.evidence``: the examples that quote their texts or trace ids are
@@ -248,6 +249,9 @@ def erase_user(client: Any, user_id: str, *, dry_run: bool = False, cluster: str
     by_user = "hex(SHA256(user_id)) = {user:String}"
     in_traces = "has({traces:Array(String)}, hex(SHA256(trace_id)))"
     plan = [("events", f"{by_user} OR ({in_traces} AND user_id = '')"), ("feedback", f"{by_user} OR {in_traces}")]
+    # The judges' verdicts (their reasons may quote the answer) and the reviewers' labels (edited
+    # answers, comments) on the user's traces.
+    plan += [(table, in_traces) for table in ("evaluations", "review_labels") if table in tables.existing]
     for table, where in plan:
         rows = tables.count(table, where, user)
         if rows and not dry_run:

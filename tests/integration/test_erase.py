@@ -121,6 +121,16 @@ def _analyse(client: Any, seeded: dict[str, Any]) -> None:
                               "firing", "1m", 1, 0, fired, fired, None, "", ""]], column_names=ALERT_STATE_COLUMNS)
     theirs = next(c for c in calls if c[0] == USER)
     other = next(c for c in calls if c[0] != USER)
+    # A judge's verdict and a reviewer's label on one of their calls and on someone else's.
+    for call, reason in ((theirs, f"The answer repeats {theirs[4][:60]}"), (other, "Helpful and on topic.")):
+        client.insert("evaluations", [[call[2], call[1], uuid.UUID(call[5]["event_id"]), "helpfulness", "judge", 0.5,
+                                       "mixed", 0, reason, *SEGMENT.values(), 120, 0.0001]],
+                      column_names=["ts", "trace_id", "event_id", "evaluator", "kind", "score", "label", "flagged",
+                                    "reason", "service", "name", "model", "prompt_version", "tokens", "cost_usd"])
+        client.insert("review_labels", [[call[1], "reviewer@example.com", call[2], "reject", ["wrong"],
+                                         f"Better: {call[4][:60]}", f"see {call[1]}", "dashboard"]],
+                      column_names=["trace_id", "reviewer", "labelled_at", "verdict", "tags", "edited_output",
+                                    "comment", "source"])
     raw = json.dumps(theirs[5], ensure_ascii=False, separators=(",", ":"))
     client.insert("dead_letters", [["kafka:llmsight.events/0@17", "unknown schema_version 9", raw],
                                    ["kafka:llmsight.events/0@18", "too large (first bytes kept)", raw[:90]],
@@ -201,6 +211,7 @@ def test_erase_removes_every_trace_of_one_user_from_the_store_and_the_exports(
     assert report.startswith(f"erased user '{USER}': 12 traces")
     assert "events: deleted 24 rows" in report and "feedback: deleted 12 rows" in report
     assert "dead_letters: deleted 2 rows" in report
+    assert "evaluations: deleted 1 row\n" in report and "review_labels: deleted 1 row\n" in report
     assert f"  export files in {exports}:\n" in report and f"    {WEEK.label}/report.html: removed\n" in report
     assert f"    {WEEK.label}/events.parquet: rewrote 24 rows\n" in report
 
@@ -218,6 +229,7 @@ def test_erase_removes_every_trace_of_one_user_from_the_store_and_the_exports(
     assert after["events"] == before["events"] - 24 and after["feedback"] == before["feedback"] - 12
     assert after["metrics"] == before["metrics"] and after["alerts"] == before["alerts"]
     assert after["dead_letters"] == 1 and after["embeddings"] > 0
+    assert after["evaluations"] == after["review_labels"] == 1
     others = {c[1] for c in seeded["calls"] if c[0] != USER}
     details = _table_text(client, "metrics") + _table_text(client, "alerts")
     assert sum(t in details for t in others) >= 8
