@@ -44,5 +44,6 @@ OTLP_JOIN_WINDOW_S = define("LLMSIGHT_OTLP_JOIN_WINDOW_S", 30.0, parse_positive_
                             "How long GenAI content sent as log records waits for its span (and a span without "
                             "content for its log records) to be joined into one call.", "otlp")
 OTLP_JOIN_MAX_ENTRIES = define("LLMSIGHT_OTLP_JOIN_MAX_ENTRIES", 50_000, parse_positive_int,
-                               "Spans and content log records kept for that join, at most (oldest out first).",
+                               "Spans and content log records kept for that join, at most (oldest out first; "
+                               "about 1 KB each).",
                                "otlp")
