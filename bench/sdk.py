@@ -12,8 +12,11 @@ hits both alike; each round ends with a flush outside the timed calls. Targets: 
 most 0.5x OpenTelemetry's, p99 at most 50 µs, and the worst call with the broker down at most 1 ms.
 
 On a machine short of CPU the worst call is set by the OS scheduler, not by the SDK, so the
-broker-down phase also says, for each call over 1 ms, whether the thread blocked inside it
-(a voluntary context switch: the GIL, a lock, I/O) or was only preempted by the OS.
+broker-down phase also says, for each call over 1 ms, whether a garbage collection ran inside it on
+the calling thread, whether the thread blocked inside it (a voluntary context switch: the GIL, a
+lock, I/O) or was only preempted by the OS; and how many collections ran on the calling thread and
+the longest. (The queued records are what the collector counts: each call leaves one waiting for the
+worker, and every 700 of them a collection runs on whichever thread allocates, usually the host's.)
 """
 
 from __future__ import annotations
@@ -58,12 +61,42 @@ def _time_calls(fn: Callable[[], Any], n: int, into: list[int], pause_every: int
             time.sleep(0.001)  # an app does other work between LLM calls; this lets the worker run
 
 
-def _time_calls_attributed(fn: Callable[[], Any], n: int, into: list[int], slow: list[tuple[int, int, int]],
-                           pause_every: int) -> None:
-    """Like :func:`_time_calls`, and for each call over 1 ms also how the thread lost the CPU.
+class HostCollections:
+    """Garbage collections run on the thread that created this (the timing thread), while installed."""
 
-    A voluntary context switch inside a call means it blocked (on the GIL, a lock or I/O);
-    an involuntary one means the OS preempted it. Read around the call, outside the timing.
+    def __init__(self) -> None:
+        import threading
+
+        self.thread = threading.get_ident()
+        self.count = 0
+        self.by_generation = [0, 0, 0]
+        self.longest_ns = 0
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        import threading
+
+        if threading.get_ident() != self.thread:
+            return
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+            return
+        self.count += 1
+        self.by_generation[int(info.get("generation", 0))] += 1
+        self.longest_ns = max(self.longest_ns, time.perf_counter_ns() - self._started)
+
+    def summary(self) -> dict[str, Any]:
+        return {"collections": self.count, "by_generation": list(self.by_generation),
+                "longest_ms": round(self.longest_ns / 1e6, 3)}
+
+
+def _time_calls_attributed(fn: Callable[[], Any], n: int, into: list[int], slow: list[tuple[int, int, int, int]],
+                           pause_every: int, collections: HostCollections) -> None:
+    """Like :func:`_time_calls`, and for each call over 1 ms also how the thread lost the time.
+
+    A garbage collection run by this thread inside the call is counted first; then a voluntary
+    context switch means it blocked (on the GIL, a lock or I/O), an involuntary one that the OS
+    preempted it. Read around the call, outside the timing.
     """
     import resource
 
@@ -71,13 +104,15 @@ def _time_calls_attributed(fn: Callable[[], Any], n: int, into: list[int], slow:
     clock = time.perf_counter_ns
     for i in range(n):
         before = resource.getrusage(who)
+        collected = collections.count
         start = clock()
         fn()
         elapsed = clock() - start
         into.append(elapsed)
         if elapsed > 1_000_000:
             after = resource.getrusage(who)
-            slow.append((elapsed, after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw))
+            slow.append((elapsed, after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw,
+                         collections.count - collected))
         if pause_every and i % pause_every == pause_every - 1:
             time.sleep(0.001)
 
@@ -273,10 +308,16 @@ def main(
                       queue_size=max(10_000, calls))  # room for every event: all of them are spilled
         down: list[int] = []
         control: list[int] = []  # bare calls in the same phase: the machine's own noise floor
-        slow: list[tuple[int, int, int]] = []
-        for _ in range(rounds):
-            _time_calls_attributed(monitored, per_round // 2, down, slow, pause_every=100)
-            _time_calls(noop, per_round // 2, control, pause_every=100)
+        slow: list[tuple[int, int, int, int]] = []
+        collections = HostCollections()
+        gc.callbacks.append(collections)
+        try:
+            for _ in range(rounds):
+                _time_calls_attributed(monitored, per_round // 2, down, slow, pause_every=100,
+                                       collections=collections)
+                _time_calls(noop, per_round // 2, control, pause_every=100)
+        finally:
+            gc.callbacks.remove(collections)
         llmsight.flush(30)
         down_counts = llmsight.stats()
         llmsight.shutdown(10)
@@ -290,10 +331,13 @@ def main(
         "broker_down": broker_down,
         "broker_down_bare_call": _summary(control),
         "broker_down_calls_over_1ms": {
-            "blocked": sum(1 for _, voluntary, _ in slow if voluntary),  # waited on the GIL, a lock or I/O
-            "preempted_only": sum(1 for _, voluntary, forced in slow if not voluntary and forced),
-            "neither": sum(1 for _, voluntary, forced in slow if not voluntary and not forced),
+            "garbage_collection": sum(1 for *_, collected in slow if collected),  # on this thread, inside the call
+            "blocked": sum(1 for _, voluntary, _, collected in slow if voluntary and not collected),  # GIL, lock, I/O
+            "preempted_only": sum(1 for _, voluntary, forced, collected in slow
+                                  if not voluntary and forced and not collected),
+            "neither": sum(1 for _, voluntary, forced, collected in slow if not (voluntary or forced or collected)),
         },
+        "broker_down_host_collections": collections.summary(),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "targets": {
             "p50_ratio_le_0.5": mine["p50_us"] <= 0.5 * otel["p50_us"],

@@ -165,7 +165,7 @@ class Client:
     def build(self, record: Any) -> tuple[str, bytes] | None:
         if record[0] == FEEDBACK:
             return self._build_feedback(record[1])
-        (_, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns, ttft_ns, ctx) = record
+        (_, meta, trace, args, kwargs, result, chunks, exc, t_wall, latency_ns, ttft_ns, ctx, event_id, parent) = record
         budget = self.max_text_chars + REDACT_SLACK
         raw_input = input_text(meta.params, meta.skip_self, args, kwargs, budget)
         if chunks is not None:
@@ -187,7 +187,7 @@ class Client:
         tags = dict(ctx.tags) if ctx is not None else {}
         tags.update(meta.tags)
         tags, cut_tags = self._tags(tags)
-        trace_id = uuid_text(span.trace)
+        trace_id = uuid_text(trace)
         metadata = None
         cut_meta = False
         if chunks is not None:
@@ -201,9 +201,9 @@ class Client:
         event = {
             "type": LLM_CALL,
             "schema_version": SCHEMA_VERSION,
-            "event_id": uuid_text(span.event),
+            "event_id": uuid_text(event_id),
             "trace_id": trace_id,
-            "parent_id": uuid_text(span.parent) if span.parent else None,
+            "parent_id": uuid_text(parent) if parent else None,
             "ts": iso_utc(t_wall),
             "service": self.service,
             "environment": self.environment,

@@ -84,8 +84,10 @@ def _finish(client: Client, meta: CallMeta, span: Span, parent: Span | None, arg
                 size += result_size
             if chunks is not None:
                 size += 64 * len(chunks)
-            client.worker.submit((LLM_CALL, meta, span, args, kwargs, result, chunks, exc, t_wall, latency_ns,
-                                  ttft_ns, CURRENT_CONTEXT.get()), size)
+            # The span's ids, not the span: the record is then the one object per call that waits in the
+            # queue for the garbage collector to count (see Worker._fresh_state).
+            client.worker.submit((LLM_CALL, meta, span.trace, args, kwargs, result, chunks, exc, t_wall, latency_ns,
+                                  ttft_ns, CURRENT_CONTEXT.get(), span.event, span.parent), size)
         except Exception as error:
             internal_error("queueing an event", error)
 

@@ -52,10 +52,15 @@ class Worker:
         self._fresh_state()
 
     def _fresh_state(self) -> None:
-        # Items are (record, approximate bytes). The host appends and, past either bound, drops the
-        # oldest; the worker pops from the left. Byte counts are kept per side (one writer each), so
-        # the level is bytes_in - bytes_out - bytes_evicted without a lock shared with the worker.
-        self._queue: deque[tuple[Any, int]] = deque()
+        # Records and their approximate bytes wait in two deques side by side (a (record, size) pair
+        # would be one more object per call for the host's garbage collector to count and traverse:
+        # issue 15, the broker-down worst call). The host appends the size first, then the record, and
+        # past either bound drops the oldest record, then a size; the worker pops a record, then a size.
+        # So whoever pops a record finds a size behind it; under a race the two sides may swap two sizes,
+        # which leaves the totals exact. Byte counts are kept per side (one writer each), so the level is
+        # bytes_in - bytes_out - bytes_evicted without a lock shared with the worker.
+        self._queue: deque[Any] = deque()
+        self._sizes: deque[int] = deque()
         self._submit_lock = threading.Lock()  # host threads among themselves; never held by the worker
         self._bytes_in = 0
         self._bytes_evicted = 0
@@ -83,21 +88,34 @@ class Worker:
 
     def submit(self, record: Any, size: int = 512) -> None:
         queue = self._queue
-        with self._submit_lock:
-            queue.append((record, size))
+        lock = self._submit_lock
+        lock.acquire()  # not ``with``: its __enter__/__exit__ calls cost more than the rest of submit
+        try:
+            self._sizes.append(size)
+            queue.append(record)
             self._bytes_in += size
-            while len(queue) > self._maxlen or (
-                    len(queue) > 1 and self._bytes_in - self._bytes_out - self._bytes_evicted > self._max_bytes):
-                try:
-                    _, old = queue.popleft()
-                except IndexError:  # the worker took them meanwhile
-                    break
-                self._bytes_evicted += old
-                self._queue_dropped += 1
-        if len(queue) >= self._batch_size and not self._wake_pending:
+            if len(queue) > self._maxlen or self._bytes_in - self._bytes_out - self._bytes_evicted > self._max_bytes:
+                self._evict(queue)
+        finally:
+            lock.release()
+        if not self._wake_pending and len(queue) >= self._batch_size:
             self._wake()
         if self._thread is None:
             self.start()
+
+    def _evict(self, queue: deque[Any]) -> None:
+        """Past either bound, drop the oldest records and count them (the caller holds the submit lock)."""
+        while len(queue) > self._maxlen or (
+                len(queue) > 1 and self._bytes_in - self._bytes_out - self._bytes_evicted > self._max_bytes):
+            try:
+                queue.popleft()
+            except IndexError:  # the worker took them meanwhile
+                break
+            self._queue_dropped += 1
+            try:
+                self._bytes_evicted += self._sizes.popleft()
+            except IndexError:  # cannot happen (a size goes in before its record); never raise into the host
+                pass
 
     def start(self) -> None:
         """Start the thread (``init`` does, so that the host's first call does not wait for it)."""
@@ -238,10 +256,13 @@ class Worker:
             failed = 0
             while queue and len(batch) < self._batch_size:
                 try:
-                    record, size = queue.popleft()
+                    record = queue.popleft()
                 except IndexError:
                     break
-                self._bytes_out += size
+                try:
+                    self._bytes_out += self._sizes.popleft()
+                except IndexError:  # cannot happen: a size goes in before its record
+                    pass
                 try:
                     built = self._build(record)
                     if built is not None:

@@ -171,7 +171,7 @@ def test_big_host_objects_wait_in_the_queue_as_bounded_text():
             ask([{"role": "user", "content": huge}] * 3, huge)
         # 50 calls x (3 x 5 MB + 5 MB + 10 MB): far beyond memory if held; bounded text is ~4 KB a field.
         assert worker.queued_bytes < 50 * 40_000, worker.queued_bytes
-        held = worker._queue[0][0]
+        held = worker._queue[0]
         assert len(held[3][1]) <= 1000 + 257 and len(held[5]) <= 1000 + 257
         assert len(held[3][0][0]["content"]) <= 1000 + 257
         assert llmsight.flush(30)
