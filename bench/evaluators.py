@@ -90,7 +90,7 @@ def _offline(questions: list[str], n: int) -> dict[str, object]:
 
 
 def _judge(questions: list[str], segments: int, sample: int, latency_ms: float, concurrency: list[int],
-           token_cap: int) -> dict[str, object]:
+           token_cap: int, store_url: str = "") -> dict[str, object]:
     import numpy as np
 
     from llmsight import store
@@ -115,7 +115,8 @@ def _judge(questions: list[str], segments: int, sample: int, latency_ms: float, 
                                   "simulated_model_ms": latency_ms, "base_window_s": 60}
     with tempfile.TemporaryDirectory(prefix="llmsight-bench-evaluators-") as folder, \
             StubJudgeServer(delay_s=latency_ms / 1000) as server:
-        client = store.connect(f"chdb://{folder}", f"bench_{uuid.uuid4().hex[:8]}")
+        database = f"bench_{uuid.uuid4().hex[:8]}"
+        client = store.connect(store_url or f"chdb://{folder}", database)
         store.migrate(client)
         client.insert("events", rows, column_names=EVENT_COLUMNS)
         for limit in concurrency:
@@ -157,7 +158,10 @@ def _judge(questions: list[str], segments: int, sample: int, latency_ms: float, 
                 else:
                     figures[f"concurrency_{limit}"] = row
                 runner.stop()
-        store.close_all()
+        if store_url:
+            client.command(f"DROP DATABASE IF EXISTS `{database}`")
+        else:
+            store.close_all()
     return figures
 
 
@@ -169,6 +173,8 @@ def main(n: int = typer.Option(5000, "--n", help="prompt-answer pairs for the of
          concurrency: str = typer.Option("1,4", "--concurrency", help="judge concurrency limits to compare"),
          token_cap: int = typer.Option(6000, "--token-cap", help="daily token cap of the capped run"),
          data: Path = typer.Option(DEFAULT_DATA, "--data", help="the shared data folder"),
+         store_url: str = typer.Option("", "--store-url", help="store of the judged window, in a database of its own "
+                                       "(default: chdb in a temp dir)"),
          json_out: bool = typer.Option(False, "--json", help="print the figures as one JSON line")) -> None:
     """Evaluators: offline texts/s on cached embeddings; judge calls/s and p95 under a concurrency limit."""
     import logging
@@ -183,5 +189,5 @@ def main(n: int = typer.Option(5000, "--n", help="prompt-answer pairs for the of
     questions = pd.read_csv(data / "banking77" / "test.csv")["text"].astype(str).tolist()
     limits = [int(x) for x in concurrency.split(",") if x.strip()]
     figures = {"offline": _offline(questions, n),
-               "judge": _judge(questions, segments, sample, judge_latency_ms, limits, token_cap)}
+               "judge": _judge(questions, segments, sample, judge_latency_ms, limits, token_cap, store_url)}
     emit("evaluators", figures, json_out)

@@ -9,19 +9,20 @@ import pytest
 
 
 @pytest.mark.timeout(300)
-def test_bench_evaluators_reports_offline_and_judge_figures(shared_data, capsys) -> None:
+def test_bench_evaluators_reports_offline_and_judge_figures(shared_data, store_url, capsys) -> None:
     from llmsight.bench.evaluators import main
 
-    # In this process: MiniLM is loaded once for the suite (the command itself is `llmsight bench evaluators`).
-    main(n=300, segments=3, sample=4, judge_latency_ms=5.0, concurrency="1,3", token_cap=1500, data=shared_data,
-         json_out=True)
+    # In this process, on the suite's store (chdb allows one path per process): MiniLM loads once for the
+    # suite. The command is `llmsight bench evaluators`.
+    main(n=150, segments=3, sample=4, judge_latency_ms=5.0, concurrency="1,3", token_cap=1500, data=shared_data,
+         store_url=store_url, json_out=True)
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     offline, judge = figures["offline"], figures["judge"]
-    assert offline["texts"] == 300
+    assert offline["texts"] == 150
     for check in ("relevance", "empty_or_truncated", "language_mismatch", "pii_leak"):
         assert offline[f"{check}_texts_per_s"] > 0
     # Every 25th pair is empty, the next cut off, the next German, the next with an e-mail.
-    assert offline["empty_or_truncated_flagged"] >= 24 and offline["pii_leak_flagged"] >= 12
+    assert offline["empty_or_truncated_flagged"] >= 12 and offline["pii_leak_flagged"] >= 6
     assert 0.9 < offline["banking77_language"]["english"] <= 1.0
     for limit in (1, 3):
         row = judge[f"concurrency_{limit}"]

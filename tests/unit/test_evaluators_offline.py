@@ -7,7 +7,7 @@ import pytest
 from llmsight.errors import ConfigError
 from llmsight.evaluators import language, offline
 from llmsight.evaluators.config import load_evaluators, parse_evaluators
-from llmsight.evaluators.judge import CircuitBreaker, MalformedJudgement, parse_judgement
+from llmsight.evaluators.judge import CircuitBreaker, JudgeSkipped, MalformedJudgement, parse_judgement
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -106,11 +106,11 @@ def test_the_circuit_breaker_states_on_a_fake_clock() -> None:
     breaker.allow()
     breaker.failure()
     assert breaker.state == "open"
-    with pytest.raises(Exception, match="2 times in a row"):
+    with pytest.raises(JudgeSkipped, match="2 times in a row"):
         breaker.allow()
     now[0] = 10.0
     breaker.allow()  # the one trial
-    with pytest.raises(Exception):
+    with pytest.raises(JudgeSkipped):
         breaker.allow()  # a second caller waits for the trial
     breaker.success()
     assert breaker.state == "closed"
