@@ -59,7 +59,7 @@ class EvaluatorJob:
     def run_due(self, now: datetime | None = None) -> list[Any]:
         """Evaluate every window due, then the rules on its ``eval_*`` rows; returns the run reports."""
         now = now or datetime.now(timezone.utc)
-        reports = self.runner.run_due(now, window_s=self.window_s, lag_s=self.lag_s, catchup=self.catchup)
+        reports: list[Any] = self.runner.run_due(now, window_s=self.window_s, lag_s=self.lag_s, catchup=self.catchup)
         for report in reports:
             if self.alerts.rules:
                 rows = [r for r in read_metrics(self.client, report.window) if str(r["metric"]).startswith(EVAL_PREFIX)]
