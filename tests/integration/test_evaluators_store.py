@@ -182,3 +182,24 @@ def test_no_evaluator_enabled_means_no_job(store_client) -> None:
                               notifier=_Notifications(), evaluators=[Evaluator(name="x", check="pii_leak", enabled=False)])
     assert service.evaluators is None
     service.shutdown()
+
+
+def test_with_replicas_only_the_coordinator_runs_the_evaluators(store_client) -> None:
+    from llmsight.scheduler.roles import Coordinator, QueueSettings
+
+    queue = QueueSettings(("127.0.0.1:1",), "llmsight.analysis", "g")  # no broker needed: no member is started
+    coordinator = Coordinator(store_client, queue, window_s=60, lag_s=20, catchup=3, rules=[], notifier=_Notifications(),
+                              name="t", weekly_export=False, evaluators=[Evaluator(name="pii_leak", check="pii_leak")])
+    assert coordinator.evaluators is not None and coordinator._export is None
+    coordinator._hand_over(True)
+    try:
+        assert coordinator._export.get_job("evaluators") is not None
+        assert coordinator._export.get_job("llmsight-weekly-export") is None
+    finally:
+        coordinator._hand_over(False)
+    assert coordinator._export is None and coordinator.evaluators.runner._stopping.is_set()  # paused
+    coordinator._hand_over(True)
+    try:
+        assert not coordinator.evaluators.runner._stopping.is_set()  # resumed on leading again
+    finally:
+        coordinator._hand_over(False)
