@@ -34,9 +34,8 @@ from llmsight.otlp.mapping import Event, Span
 @dataclass
 class _Entry:
     expires: float
-    span: Span | None = None  # a span still lacking content; None: none yet, or `complete`
+    span: Span | None = None  # a span still lacking content; None: not come yet
     content: list[Event] = field(default_factory=list)
-    complete: bool = False
 
 
 class Joiner:
@@ -47,26 +46,36 @@ class Joiner:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        # Calls that have their content, by key -> expiry: kept apart (a few bytes each) so that a stream of
+        # complete spans never pushes out the spans and records still waiting for each other.
+        self._complete: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.unjoined = 0  # content records dropped without their span (expired or evicted)
         self.duplicates = 0  # content records for calls that already had their content
 
     def __len__(self) -> int:
+        """Spans and content records waiting for each other."""
         return len(self._entries)
 
     def _now(self) -> float:
         return float(self._clock())  # type: ignore[operator]
 
     def _expire(self, now: float) -> None:
-        """Drop expired entries and, over the cap, the oldest (entries are kept in insertion order of
-        their last refresh). Called with the lock held."""
+        """Drop expired entries and, over the cap, the oldest (both maps are in order of last refresh).
+        Called with the lock held."""
         entries = self._entries
         while entries:
             key, entry = next(iter(entries.items()))
             if entry.expires > now and len(entries) <= self.max_entries:
                 break
             del entries[key]
-            if entry.span is None and not entry.complete:
+            if entry.span is None:
                 self.unjoined += len(entry.content)
+        complete = self._complete
+        while complete:
+            key, expires = next(iter(complete.items()))
+            if expires > now and len(complete) <= self.max_entries:
+                break
+            del complete[key]
 
     def span(self, span: Span) -> Span:
         """The span to map: ``span`` with the content records that came before it."""
@@ -84,19 +93,20 @@ class Joiner:
         """
         key = (span.trace_id, span.span_id)
         now = self._now()
+        extra: list[Event] = []
         with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is None:
-                entry = _Entry(now + self.window_s)
-            entry.expires = now + self.window_s
-            extra: list[Event] = []
             if complete:
-                self.duplicates += sum(1 for e in entry.content if e not in span.events)
-                entry.span, entry.content, entry.complete = None, [], True
-            elif not entry.complete:
+                entry = self._entries.pop(key, None)
+                if entry is not None:
+                    self.duplicates += sum(1 for e in entry.content if e not in span.events)
+                self._complete.pop(key, None)
+                self._complete[key] = now + self.window_s
+            elif key not in self._complete:
+                entry = self._entries.pop(key, None) or _Entry(now)
+                entry.expires = now + self.window_s
                 entry.span = span
                 extra = [e for e in entry.content if e not in span.events]
-            self._entries[key] = entry
+                self._entries[key] = entry
             self._expire(now)
         if not extra:
             return None
@@ -108,10 +118,10 @@ class Joiner:
         now = self._now()
         with self._lock:
             self._expire(now)
-            entry = self._entries.get(key)
-            if entry is not None and entry.complete:
+            if key in self._complete:
                 self.duplicates += 1
                 return None
+            entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _Entry(now + self.window_s)
                 self._expire(now)

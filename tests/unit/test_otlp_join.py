@@ -183,3 +183,15 @@ def test_content_that_comes_while_its_span_is_being_written_is_written_after_it(
     assert again is not None and [e.name for e in again.events] == ["gen_ai.user.message"]
     assert joiner.mapped(again, complete=True) is None
     assert joiner.content(_record("0000000000000007", 9)) is None and joiner.duplicates == 1
+
+
+def test_calls_that_have_their_content_never_push_out_the_ones_still_waiting() -> None:
+    joiner = Joiner(window_s=300.0, max_entries=3)
+    assert joiner.content(_record("00000000000000aa")) is None  # waits for its span
+    for i in range(10):
+        joiner.mapped(_span(f"{0x100 + i:016x}"), complete=True)
+    assert len(joiner) == 1 and joiner.unjoined == 0
+    assert [e.name for e in joiner.span(_span("00000000000000aa")).events] == ["gen_ai.user.message"]
+    # The markers are capped too: the oldest complete call is forgotten, a record for it is held as new.
+    assert joiner.content(_record(f"{0x100:016x}")) is None and joiner.duplicates == 0
+    assert joiner.content(_record(f"{0x109:016x}")) is None and joiner.duplicates == 1
