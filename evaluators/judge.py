@@ -250,9 +250,15 @@ class Judge:
                  client: Any = None) -> None:
         import openai
 
+        from llmsight.errors import ConfigError
+
         assert evaluator.judge is not None, "a judge evaluator has judge options"
         self.evaluator = evaluator
         self.options = evaluator.judge
+        if client is None and not self.options.api_key():
+            raise ConfigError(f"evaluator {evaluator.name!r}: judge.api_key_env names {self.options.api_key_env}, "
+                              "which is not set or empty; set it to the endpoint's key (any text for a local "
+                              "server), or remove api_key_env")
         self.client = client or openai.OpenAI(base_url=self.options.base_url, api_key=self.options.api_key(),
                                               timeout=self.options.timeout_s, max_retries=0)
         self.budget = DailyBudget(self.options, spent_today)

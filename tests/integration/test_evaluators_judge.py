@@ -158,3 +158,12 @@ def test_the_key_comes_from_the_named_variable(server, monkeypatch) -> None:
     assert options.api_key() == "sk-test-123"
     Judge(Evaluator(name="h", rubric="helpfulness", judge=options)).judge(QUESTION, ANSWER)
     assert server.authorizations == ["Bearer sk-test-123"]
+
+
+def test_an_unset_key_variable_fails_at_start_with_its_name(server, monkeypatch) -> None:
+    from llmsight.errors import ConfigError
+
+    monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
+    options = JudgeOptions(base_url=server.base_url, model="m", api_key_env="MY_JUDGE_KEY")
+    with pytest.raises(ConfigError, match="MY_JUDGE_KEY"):
+        Judge(Evaluator(name="h", rubric="helpfulness", judge=options))
