@@ -33,6 +33,7 @@ COPY cli ./cli
 COPY demo ./demo
 COPY bench ./bench
 COPY otlp ./otlp
+COPY evaluators ./evaluators
 RUN pip install ".[server]" \
     && python -c "import torch; assert not torch.version.cuda, torch.version.cuda"
 

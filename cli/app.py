@@ -95,6 +95,9 @@ def _build() -> typer.Typer:
     app.add_typer(dead_letters_app, name="dead-letters")
     from llmsight.cli.otlp import otlp  # the OpenTelemetry receiver
     app.command(name="otlp")(otlp)
+    from llmsight.cli.review import dataset_app, review_app  # review import; dataset export
+    app.add_typer(review_app, name="review")
+    app.add_typer(dataset_app, name="dataset")
     return app
 
 

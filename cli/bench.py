@@ -19,4 +19,5 @@ for _info in sorted(pkgutil.iter_modules(llmsight.bench.__path__), key=lambda m:
     _module = importlib.import_module(f"llmsight.bench.{_info.name}")
     if not hasattr(_module, "main"):
         continue
-    app.command(name=_info.name, help=(_module.__doc__ or "").strip().split("\n")[0])(_module.main)
+    # A module may name its command (COMMAND = "drift-stream"); else the module's name is the command.
+    app.command(name=getattr(_module, "COMMAND", _info.name), help=(_module.__doc__ or "").strip().split("\n")[0])(_module.main)

@@ -14,7 +14,7 @@ from llmsight.config import SETTINGS, Setting
 # The order of the README's table: the flow of an event, from the app to the dashboard.
 ROOMS = ("llmsight.config", "llmsight.store.settings", "llmsight.collector.settings",
          "llmsight.scheduler.settings", "llmsight.analyzers.settings", "llmsight.alerts.settings",
-         "llmsight.review.settings", "llmsight.dashboard.settings", "llmsight.otlp.settings")
+         "llmsight.evaluators.settings", "llmsight.review.settings", "llmsight.dashboard.settings", "llmsight.otlp.settings")
 
 
 def all_settings() -> dict[str, Setting]:

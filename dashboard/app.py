@@ -22,6 +22,7 @@ from llmsight.dashboard import (
     filters,
     lag,
     overview,
+    review_queue,
     safety,
     settings,
     traces,
@@ -50,6 +51,7 @@ PAGES = {
         PageSpec("alerts", "Alerts", ":material/notifications:", alerts.render, False),
         PageSpec("traces", "Traces", ":material/search:", traces.render, False),
         PageSpec("export", "Export", ":material/download:", export.render, False),
+        PageSpec("review", "Review", ":material/rate_review:", review_queue.render, False),
         PageSpec("audit", "Loss audit", ":material/fact_check:", audit.render, True),
     )
 }
@@ -92,9 +94,18 @@ def _page_function(key: str) -> Callable[[], None]:
 def main() -> None:
     st.set_page_config(page_title="llmsight", page_icon=":material/monitoring:", layout="wide")
     auth.gate()
-    navigation = st.navigation([
-        st.Page(_page_function(spec.key), title=spec.title, icon=spec.icon, url_path=spec.key,
-                default=spec.key == "overview")
-        for spec in PAGES.values()
-    ])
+    # Every page has its own URL, /overview included: the root is a hidden page that moves to
+    # /overview with the same filters (a default page is served at "/" only, so /overview was "Page not found").
+    pages = {spec.key: st.Page(_page_function(spec.key), title=spec.title, icon=spec.icon, url_path=spec.key)
+             for spec in PAGES.values()}
+    home = st.Page(_home(pages["overview"]), title="Overview", url_path="home", default=True, visibility="hidden")
+    navigation = st.navigation([home, *pages.values()])
     navigation.run()
+
+
+def _home(overview: st.Page) -> Callable[[], None]:
+    def page_home() -> None:
+        params = {key: st.query_params.get_all(key) for key in st.query_params}
+        st.switch_page(overview, query_params=params)
+
+    return page_home

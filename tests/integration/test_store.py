@@ -15,7 +15,8 @@ from llmsight.store import EVENT_COLUMNS, event_row
 DAY = datetime.now(timezone.utc).date() - timedelta(days=1)
 
 TABLES = {"events", "feedback", "embeddings", "metrics", "alerts", "alert_silences", "dead_letters",
-          "analysis_windows", "analysis_units", "producer_heartbeats", "schema_migrations"}
+          "analysis_windows", "analysis_units", "producer_heartbeats", "schema_migrations", "evaluations",
+          "review_labels"}
 
 
 def _event(i: int) -> dict:

@@ -106,7 +106,8 @@ The plain secret values, as KEY: value (the data of the chart's Secret); empty w
     "LLMSIGHT_DASHBOARD_PASSWORD" $v.dashboard.password.value
     "LLMSIGHT_SLACK_WEBHOOK_URL" $v.alerts.slackWebhookUrl.value
     "LLMSIGHT_WEBHOOK_URL" $v.alerts.webhookUrl.value
-    "LLMSIGHT_WEBHOOK_TOKEN" $v.alerts.webhookToken.value -}}
+    "LLMSIGHT_WEBHOOK_TOKEN" $v.alerts.webhookToken.value
+    "LLMSIGHT_OTLP_TOKEN" (ternary $v.otlp.token.value "" (eq $v.otlp.enabled true)) -}}
 {{- range $key, $value := $all }}
 {{- if $value }}
 {{ $key }}: {{ $value | toString | quote }}
@@ -122,7 +123,8 @@ without the root context (the analyzers Deployment). Every component's env start
 {{- define "llmsight.stampSecrets" -}}
 {{- $name := include "llmsight.secretName" . -}}
 {{- range $secret := list .Values.clickhouse.password .Values.kafka.sasl.password .Values.dashboard.password
-    .Values.dashboard.clickhouse.password .Values.alerts.slackWebhookUrl .Values.alerts.webhookUrl .Values.alerts.webhookToken -}}
+    .Values.dashboard.clickhouse.password .Values.alerts.slackWebhookUrl .Values.alerts.webhookUrl .Values.alerts.webhookToken
+    .Values.otlp.token -}}
 {{- $_ := set $secret "chartSecret" $name -}}
 {{- end -}}
 {{- end }}
@@ -260,7 +262,8 @@ Settings names the chart derives from structured values; `settings` must not set
     "LLMSIGHT_KAFKA_SECURITY_PROTOCOL" "LLMSIGHT_KAFKA_SASL_MECHANISM" "LLMSIGHT_KAFKA_SASL_USERNAME"
     "LLMSIGHT_KAFKA_SASL_PASSWORD" "LLMSIGHT_KAFKA_SSL_CAFILE" "LLMSIGHT_DASHBOARD_PASSWORD"
     "LLMSIGHT_SLACK_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_TOKEN"
-    "LLMSIGHT_COLLECTOR_HTTP_PORT" "LLMSIGHT_ANALYZERS_HTTP_PORT" | toJson }}
+    "LLMSIGHT_COLLECTOR_HTTP_PORT" "LLMSIGHT_ANALYZERS_HTTP_PORT" "LLMSIGHT_OTLP_TOKEN" "LLMSIGHT_OTLP_ADDRESS"
+    "LLMSIGHT_OTLP_HTTP_PORT" "LLMSIGHT_OTLP_GRPC_PORT" | toJson }}
 {{- end }}
 
 {{/*
@@ -324,4 +327,16 @@ httpGet:
   path: {{ .path }}
   port: http
 {{ toYaml .probe }}
+{{- end }}
+
+{{/*
+The OTLP receiver's token: a generated one (Secret <fullname>-otlp) unless a value or secretKeyRef is given.
+*/}}
+{{- define "llmsight.otlpGeneratesToken" -}}
+{{- $token := .Values.otlp.token -}}
+{{- if not (or $token.value $token.secretKeyRef.name) }}true{{ end }}
+{{- end }}
+
+{{- define "llmsight.otlpSecretName" -}}
+{{- printf "%s-otlp" (include "llmsight.fullname" .) }}
 {{- end }}
