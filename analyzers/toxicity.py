@@ -157,11 +157,30 @@ def lexicon_hits(texts: Sequence[str]) -> np.ndarray:
     return np.array([sum(np.log1p(len(p.findall(t))) for p in patterns) for t in texts], dtype=np.float64)
 
 
+# The lexicon's kinds as kinds of toxicity, most telling first (a slur says more than a swear word).
+_LEXICON_KIND = {"slur": "hate", "dehumanising": "hate", "insult": "abuse", "profanity": "profanity"}
+
+
+def lexicon_kinds(texts: Sequence[str]) -> list[str]:
+    """For each (normalised) text, the kind of toxicity its lexicon words show; "toxic" for none."""
+    kinds = list(json.loads(LEXICON_PATH.read_text())["words"])
+    patterns = dict(zip(kinds, _lexicon_patterns(), strict=True))
+    order = [k for k in _LEXICON_KIND if k in patterns]
+    return [next((_LEXICON_KIND[k] for k in order if patterns[k].search(t)), "toxic") for t in texts]
+
+
 def _profanity_hits(texts: Sequence[str]) -> list[bool]:
     """Whether each (normalised) text holds a word of the lexicon's profanity kind."""
     stored = json.loads(LEXICON_PATH.read_text())
     pattern = _lexicon_patterns()[list(stored["words"]).index("profanity")]
     return [bool(pattern.search(t)) for t in texts]
+
+
+def blend_scores(head: np.ndarray, encoder: np.ndarray) -> np.ndarray:
+    """The cascade's blend: the sigmoid of the mean of the head's and the encoder's logits."""
+    h = np.clip(np.asarray(head, dtype=np.float64), 1e-6, 1 - 1e-6)
+    e = np.clip(np.asarray(encoder, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return _sigmoid(0.5 * (np.log(h / (1 - h)) + np.log(e / (1 - e))))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -476,7 +495,10 @@ class ToxicityScorer:
         if len(rescore) == 0:
             return head
         out = head.copy()
-        out[rescore] = self.encoder.score([normalize(texts[int(i)]) for i in rescore])[0]
+        encoder = self.encoder.score([normalize(texts[int(i)]) for i in rescore])[0]
+        # How the two stages combine is the encoder's own (its metadata, chosen by scripts/train-toxicity).
+        blend = self.encoder.metadata.get("cascade_combine", "encoder") == "blend"
+        out[rescore] = blend_scores(head[rescore], encoder) if blend else encoder
         return out
 
     def categorise(self, texts: Sequence[str]) -> list[str]:
@@ -484,14 +506,15 @@ class ToxicityScorer:
 
         From the encoder's category output (trained where the sources name the kind); "profanity"
         when the encoder calls the text benign but the lexicon finds profanity, which is how
-        swearing that attacks no one is told apart. "toxic" when there is no encoder.
+        swearing that attacks no one is told apart. Without an encoder, from the lexicon's kinds
+        (:func:`lexicon_kinds`), and "toxic" when no word of it is in the text.
         """
         texts = [str(t) for t in texts]
         if not texts:
             return []
-        if self.encoder is None:
-            return ["toxic"] * len(texts)
         cleaned = [normalize(t) for t in texts]
+        if self.encoder is None:
+            return lexicon_kinds(cleaned)
         probability, kinds = self.encoder.score(cleaned)
         profane = _profanity_hits(cleaned)
         return [("profanity" if p < self.threshold and swore else self.encoder.categories[int(np.argmax(k))])

@@ -208,7 +208,7 @@ def bottom_states(texts: Sequence[str], *, tuned_layers: int, max_length: int, b
 
 def fine_tune(states: np.ndarray, masks: np.ndarray, labels: np.ndarray, categories: Sequence[str],
               weights: np.ndarray, *, tuned_layers: int = 1, epochs: int = 2, per_epoch: int = 3000,
-              batch_size: int = 32, lr: float = 5e-5, seed: int = 20171, threads: int = 2,
+              batch_size: int = 32, lr: float = 5e-5, head_lr_factor: float = 20, seed: int = 20171, threads: int = 2,
               **_: Any) -> dict[str, np.ndarray]:
     """Fine-tune the top ``tuned_layers`` of MiniLM and a classifier on :func:`bottom_states`.
 
@@ -234,7 +234,8 @@ def fine_tune(states: np.ndarray, masks: np.ndarray, labels: np.ndarray, categor
     lengths = masks.sum(axis=1)
     layer_params = [v for k, v in net.tuned_parameters().items() if k.startswith("layer.")]
     optimiser = torch.optim.AdamW([{"params": layer_params, "lr": lr},
-                                   {"params": list(classifier.parameters()), "lr": lr * 20}], weight_decay=0.01)
+                                   {"params": list(classifier.parameters()), "lr": lr * head_lr_factor}],
+                                  weight_decay=0.01)
     steps = epochs * (per_epoch // batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / (0.1 * steps + 1))
                                                  * max(0.0, (steps - s) / steps))

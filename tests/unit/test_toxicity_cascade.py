@@ -67,9 +67,11 @@ def test_kinds_come_from_the_encoder_and_swearing_alone_is_profanity(cascade):
     assert cascade.categorise([]) == []
 
 
-def test_without_an_encoder_the_kind_is_unknown_and_plugins_refuse_one(tmp_path):
+def test_without_an_encoder_the_kind_comes_from_the_lexicon_and_plugins_refuse_one(tmp_path):
     scorer = ToxicityScorer(encoder=False)
-    assert scorer.encoder is None and scorer.categorise(["you idiot"]) == ["toxic"]
+    assert scorer.encoder is None
+    assert scorer.categorise(["you idiot", "shut up, faggot", "damn it", "go away"]) == [
+        "abuse", "hate", "profanity", "toxic"]
     head = tmp_path / "head.npz"
     head.write_bytes(Path(scorer.path).read_bytes())
     with pytest.raises(ConfigError, match="no toxicity encoder"):
@@ -84,3 +86,10 @@ def test_safety_page_sums_the_kinds_of_flagged_texts_per_signal():
         {"metric": "toxicity_rate_input", "details": "not json"},
     ])
     assert kinds(rows).values.tolist() == [["outputs", "hate", 3], ["outputs", "abuse", 1], ["inputs", "threat", 1]]
+
+
+def test_a_blending_encoder_averages_the_two_logits(cascade):
+    cascade.encoder.metadata = {"cascade_clear": 0.1, "cascade_combine": "blend"}
+    scores = cascade.score_embeddings(np.zeros((2, 384)), ["have a nice day", "you idiot"])
+    z = 0.5 * (np.log(0.9 / 0.1) + np.log(0.95 / 0.05))
+    assert scores == pytest.approx([0.02, 1 / (1 + np.exp(-z))])
