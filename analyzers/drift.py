@@ -435,7 +435,7 @@ def cusum_limit(windows_per_week: float, false_alarms_per_week: float, k: float 
 
 def horizon_budget(granularity: str, false_alarms_per_week: float | None = None) -> float:
     """False alarms per week one drift metric of one segment may raise at this horizon."""
-    total = config.resolve(settings.DRIFT_FALSE_ALARMS_PER_WEEK, false_alarms_per_week, strict=True)
+    total = float(config.resolve(settings.DRIFT_FALSE_ALARMS_PER_WEEK, false_alarms_per_week, strict=True))
     return total * HORIZON_SHARES.get(granularity, HORIZON_SHARES["1h"]) / DRIFT_METRICS_PER_SEGMENT
 
 
