@@ -6,7 +6,7 @@ Speed, side by side in one run (so the busy machine weighs on all paths alike):
 * ``texts_per_s_cached.head``: :meth:`ToxicityScorer.score_embeddings` on texts whose MiniLM
   embeddings exist already (what the scheduler does with its embedding cache), head only;
 * ``texts_per_s_cached.cascade``: the same with the cascade (the fine-tuned encoder re-scores the
-  texts the head does not clear): the shipped default;
+  texts the head does not clear; ``--encoder PATH``, or the shipped one if any, else the head again);
 * ``texts_per_s_cached.cascade_with_sentence_pass``: and the sentence pass (uncached sentences);
 * ``texts_per_s_end_to_end.head`` / ``.cascade``: :meth:`ToxicityScorer.score`, embedding included;
 * ``texts_per_s_encoder_alone``: the fine-tuned encoder on every text (no head in front).
@@ -35,6 +35,8 @@ def _rate(n: int, started: float) -> float:
 def main(n: int = typer.Option(2000, "--n", help="texts scored in the cached-embeddings runs"),
          n_embed: int = typer.Option(300, "--n-embed", help="texts scored end to end (embedding included)"),
          data: Path = typer.Option(DEFAULT_DATA, "--data", help="the shared data folder"),
+         encoder: Path | None = typer.Option(None, "--encoder", help="a toxicity encoder (.npz) for the cascade "
+                                             "paths; default: the shipped one, if any"),
          json_out: bool = typer.Option(False, "--json", help="print the figures as one JSON line")) -> None:
     """Toxicity: texts per second on each path, banking77 false positives, the suite and the LOSO table."""
     import numpy as np
@@ -46,8 +48,10 @@ def main(n: int = typer.Option(2000, "--n", help="texts scored in the cached-emb
 
     banking = pd.read_csv(data / "banking77" / "test.csv")["text"].astype(str).tolist()
     head = ToxicityScorer(sentences=False, encoder=False)
-    cascade = ToxicityScorer(sentences=False, embedder=head.embedder)
-    with_sentences = ToxicityScorer(sentences=True, embedder=head.embedder)
+    chosen = str(encoder) if encoder is not None else None
+    cascade = ToxicityScorer(sentences=False, embedder=head.embedder, encoder=chosen)
+    with_sentences = ToxicityScorer(sentences=True, embedder=head.embedder, encoder=chosen)
+    figures: dict = {"encoder": str(cascade.encoder_path) if cascade.encoder_path else None}
     texts = (banking * (n // len(banking) + 1))[:n]
     distinct = sorted(set(texts))
     vectors = dict(zip(distinct, head.embedder.encode([normalize(t) for t in distinct]), strict=True))
@@ -69,8 +73,8 @@ def main(n: int = typer.Option(2000, "--n", help="texts scored in the cached-emb
         started = time.perf_counter()
         scorer.score(banking[:n_embed])
         end_to_end[name] = _rate(n_embed, started)
-    figures: dict = {"texts_per_s_cached": cached, "texts_per_s_end_to_end": end_to_end,
-                     "threshold": head.threshold, "banking77_texts": len(distinct)}
+    figures.update({"texts_per_s_cached": cached, "texts_per_s_end_to_end": end_to_end,
+                    "threshold": head.threshold, "banking77_texts": len(distinct)})
     all_vectors = np.stack([vectors[t] for t in distinct])
     flagged = {}
     for name, scorer in (("head", head), ("cascade", cascade)):
