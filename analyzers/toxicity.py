@@ -25,8 +25,15 @@ The head is trained by ``scripts/train-toxicity`` (deterministic) on two public 
 * **de Gibert et al. 2018**, "Hate Speech Dataset from a White Supremacy Forum" (ALW2),
   10,703 Stormfront sentences, CC BY-SA 3.0 ES, Vicomtech/hate-speech-dataset.
 
-How well it generalises to hate it did not see (held out by source), and how its threshold was
-chosen, is written in ``analyzers/data/TOXICITY.md`` and in the head's own metadata.
+How well it generalises to hate it did not see (held out by source, over five sources), how it does
+on the hand-written functional suite (:mod:`llmsight.analyzers.toxicity_suite`), and how its
+threshold was chosen, is written in ``analyzers/data/TOXICITY.md`` and in the head's own metadata.
+
+A cascade can follow the head: ``ToxicityScorer(encoder=PATH)`` (or a ``toxicity_encoder.npz`` put in
+``analyzers/data/``) re-scores the texts the head does not clear with MiniLM whose top layer was
+fine-tuned (:mod:`llmsight.analyzers.toxicity_encoder`; none ships: it did worse than the head, see
+TOXICITY.md). :meth:`ToxicityScorer.categorise` names the kind of a flagged text (hate, abuse,
+sexism, threat from an encoder; hate, abuse, profanity from the lexicon without one).
 
 Any other model can be plugged in with ``ToxicityScorer(model=PATH)`` or ``LLMSIGHT_TOXICITY_MODEL``:
 
