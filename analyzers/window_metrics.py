@@ -398,38 +398,9 @@ class WindowAnalyzer:
             for key in ("grown_topic", "examples"):
                 if key in details:
                     evidence[key] = details[key]
-            if state.cusum >= limit / 2 and state.since is not None and state.since < window.start:
-                # The evidence spans several windows: name what grew over all of them (a 5% topic is
-                # three texts of a 60-text window, but a hundred over the run).
-                try:
-                    evidence.update(self._run_topic(window, item, state.since, metric, ref, ref_texts))
-                except Exception:  # the explanation is a help, never a reason to lose the evidence
-                    log.warning("scheduler: drift run explanation failed", exc_info=True)
             rows.append(MetricRow(window, item.segment, EVIDENCE_METRICS[metric], round(state.cusum / limit, 6),
                                   len(cur_texts), p_value=result.p_value, threshold=1.0, details=evidence))
         return rows
-
-    def _run_topic(self, window: Window, item: _Inputs, since: datetime, metric: str, ref: np.ndarray,
-                   ref_texts: list[str]) -> dict[str, Any]:
-        """The grown topic of the whole run of evidence (``since`` to the window's end) against the
-        held reference: up to ``horizon_sample`` texts spread over the run, stored vectors only."""
-        from llmsight.analyzers import topics
-
-        run = read_texts_stratified_many(self.client, Period(since, window.end), [item.segment], SEGMENT_KEYS,
-                                         self.settings.horizon_sample).get(key_of(item.segment))
-        if run is None:
-            return {}
-        texts = run.sample_inputs if metric == names.DRIFT_INPUT else run.sample_outputs
-        vectors, kept = self._cached(texts)
-        if len(kept) < self.settings.drift_min_n:
-            return {}
-        texts, trace_ids = [texts[i] for i in kept], [run.sample_trace_ids[i] for i in kept]
-        explained = topics.explain_drift(ref, vectors, ref_texts, texts, n_examples=_TOPIC_EXAMPLES)
-        grown = grown_topic(explained, texts, trace_ids)
-        if grown is None:
-            return {}
-        grown["over"] = {"from": since, "to": window.end, "n_ref": len(ref_texts), "n_cur": len(texts)}
-        return {"grown_topic": grown, "examples": grown["examples"]}
 
     def _cached(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """The stored vectors of ``texts`` and the positions that have one: the longer horizons embed nothing.
