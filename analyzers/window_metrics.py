@@ -328,12 +328,20 @@ class WindowAnalyzer:
             else:
                 probabilities = np.asarray(self.toxicity.score_embeddings(embedded, texts))
             toxic = np.asarray(self.toxicity.is_toxic(probabilities))
+            # The kind of each flagged text (hate, abuse, sexism, threat, profanity), when the scorer says.
+            flagged = np.flatnonzero(toxic)
+            kinds = dict(zip(flagged.tolist(), self.toxicity.categorise([texts[i] for i in flagged])
+                             if hasattr(self.toxicity, "categorise") and len(flagged) else [], strict=False))
             order = np.argsort(-probabilities, kind="stable")[:_EXAMPLES]
             examples = [{"trace_id": calls.sample_trace_ids[i], "text": texts[i][:500],
-                         "score": round(float(probabilities[i]), 4)} for i in order if toxic[i]]
+                         "score": round(float(probabilities[i]), 4), **({"category": kinds[i]} if i in kinds else {})}
+                        for i in order if toxic[i]]
+            categories: dict[str, int] = {}
+            for kind in kinds.values():
+                categories[kind] = categories.get(kind, 0) + 1
             rows.append(MetricRow(window, item.segment, metric, float(toxic.mean()), len(texts),
                                   baseline=item.baselines.get(metric), threshold=float(self.toxicity.threshold),
-                                  details={"examples": examples, "toxic": int(toxic.sum())}))
+                                  details={"examples": examples, "toxic": int(toxic.sum()), "categories": categories}))
         return rows
 
     def _acceptance(self, window: Window, item: _Inputs, scope: dict[str, Any]) -> list[MetricRow]:
