@@ -38,9 +38,23 @@ FEEDBACK_N = "feedback_n"
 # Drift: value = score, threshold, p_value; details = JSON explanation (topics grown/shrunk, examples).
 DRIFT_INPUT = "drift_input"
 DRIFT_OUTPUT = "drift_output"
+# Sequential drift evidence (what the default drift alerts read): value = CUSUM / its alarm level
+# (alarm at 1.0, so threshold = 1.0); details: cusum, limit, z, since, alarm_since, grown_topic.
+# One row per drift row, at every granularity (1m, 1h, 1d); see llmsight.analyzers.drift.
+DRIFT_INPUT_EVIDENCE = "drift_input_evidence"
+DRIFT_OUTPUT_EVIDENCE = "drift_output_evidence"
 
 # Analysis itself: how far it is behind, on the segment of llmsight's own analysis (written by the
 # scheduler; the default rules alert on it, the dashboard shows a banner when it is behind).
 ANALYSIS_LAG_SECONDS = "analysis_lag_seconds"   # now minus the end of the newest analysed base window
 ANALYSIS_LAG_WINDOWS = "analysis_lag_windows"   # whole base windows since then (0 or 1 when keeping up)
 ANALYSIS_SEGMENT = {"service": "llmsight", "name": "analysis", "model": "", "prompt_version": ""}
+
+# Online evaluators (llmsight.evaluators): one metric per evaluator, eval_<its name>. value = the mean
+# score of the window's evaluated calls (0..1, 1 the best), n = calls scored; details: flagged share.
+EVAL_PREFIX = "eval_"
+
+
+def eval_metric(evaluator: str) -> str:
+    """The metric name of an evaluator's scores, e.g. ``eval_helpfulness``."""
+    return f"{EVAL_PREFIX}{evaluator}"

@@ -152,8 +152,13 @@ def test_alert_id_is_stable_per_rule_and_segment():
 
 def test_default_rules_cover_the_three_signals_and_operations():
     rules = {r.metric: r for r in load_rules("")}
-    assert {"drift_input", "drift_output", "toxicity_rate_output", "toxicity_rate_input", "acceptance_rate",
-            "latency_p95_ms", "error_rate", "cost_per_call_usd"} <= set(rules)
+    assert {"drift_input_evidence", "drift_output_evidence", "toxicity_rate_output", "toxicity_rate_input",
+            "acceptance_rate", "latency_p95_ms", "error_rate", "cost_per_call_usd"} <= set(rules)
+    # Drift alerts read the sequential evidence at every horizon, in its own units (alarm at 1.0).
+    drift = [r for r in load_rules("") if r.metric.startswith("drift_")]
+    assert {(r.metric, r.granularity) for r in drift} == {
+        (m, g) for m in ("drift_input_evidence", "drift_output_evidence") for g in ("1m", "1h", "1d")}
+    assert all(r.comparison == "absolute" and r.critical == 1.0 and r.for_windows == 1 for r in drift)
     assert rules["acceptance_rate"].direction == "below" and rules["acceptance_rate"].for_windows == 2
 
 
