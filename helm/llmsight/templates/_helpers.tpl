@@ -107,7 +107,8 @@ The plain secret values, as KEY: value (the data of the chart's Secret); empty w
     "LLMSIGHT_SLACK_WEBHOOK_URL" $v.alerts.slackWebhookUrl.value
     "LLMSIGHT_WEBHOOK_URL" $v.alerts.webhookUrl.value
     "LLMSIGHT_WEBHOOK_TOKEN" $v.alerts.webhookToken.value
-    "LLMSIGHT_OTLP_TOKEN" (ternary $v.otlp.token.value "" (eq $v.otlp.enabled true)) -}}
+    "LLMSIGHT_OTLP_TOKEN" (ternary $v.otlp.token.value "" (eq $v.otlp.enabled true))
+    "LLMSIGHT_JUDGE_API_KEY" (ternary $v.analyzers.judgeApiKey.value "" (eq $v.analyzers.enabled true)) -}}
 {{- range $key, $value := $all }}
 {{- if $value }}
 {{ $key }}: {{ $value | toString | quote }}
@@ -124,7 +125,7 @@ without the root context (the analyzers Deployment). Every component's env start
 {{- $name := include "llmsight.secretName" . -}}
 {{- range $secret := list .Values.clickhouse.password .Values.kafka.sasl.password .Values.dashboard.password
     .Values.dashboard.clickhouse.password .Values.alerts.slackWebhookUrl .Values.alerts.webhookUrl .Values.alerts.webhookToken
-    .Values.otlp.token -}}
+    .Values.otlp.token .Values.analyzers.judgeApiKey -}}
 {{- $_ := set $secret "chartSecret" $name -}}
 {{- end -}}
 {{- end }}
@@ -180,6 +181,60 @@ The alert rules from alerts.rules, for the analyzers (which evaluate them) and t
 - name: rules
   configMap:
     name: {{ include "llmsight.fullname" . }}-rules
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.evaluatorsPath" -}}
+/etc/llmsight/evaluators/evaluators.yaml
+{{- end }}
+
+{{/*
+The online evaluators from analyzers.evaluators, for the analyzers: LLMSIGHT_EVALUATORS_FILE, the mount,
+the volume, and the judges' API key (analyzers.judgeApiKey: a secretKeyRef, or the plain value kept in
+the chart's Secret under LLMSIGHT_JUDGE_API_KEY) in the variable analyzers.judgeApiKey.env.
+Nothing when no evaluator is given (the shipped file, every evaluator off, applies).
+*/}}
+{{- define "llmsight.evaluatorsEnv" -}}
+{{- if .Values.analyzers.evaluators }}
+- name: LLMSIGHT_EVALUATORS_FILE
+  value: {{ include "llmsight.evaluatorsPath" . | quote }}
+{{- end }}
+{{- $key := .Values.analyzers.judgeApiKey }}
+{{- include "llmsight.secretEnv" (dict "name" $key.env "key" "analyzers.judgeApiKey" "value" $key
+    "secret" (include "llmsight.secretName" .) "secretKey" "LLMSIGHT_JUDGE_API_KEY") }}
+{{- end }}
+
+{{/*
+The ports of the judges' endpoints (analyzers.evaluators[].judge.base_url; 443 for https, 80 for http
+without one), as a JSON array: the analyzers' NetworkPolicy lets them out to these.
+*/}}
+{{- define "llmsight.judgePorts" -}}
+{{- $ports := list -}}
+{{- if .Values.analyzers.evaluators -}}
+{{- range $evaluator := .Values.analyzers.evaluators.evaluators | default list -}}
+{{- with ($evaluator.judge | default dict).base_url -}}
+{{- $url := urlParse . -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- $ports = append $ports (int ($port | default (ternary "443" "80" (eq $url.scheme "https")))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $ports | uniq | toJson -}}
+{{- end }}
+
+{{- define "llmsight.evaluatorsVolumeMount" -}}
+{{- if .Values.analyzers.evaluators }}
+- name: evaluators
+  mountPath: {{ include "llmsight.evaluatorsPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.evaluatorsVolume" -}}
+{{- if .Values.analyzers.evaluators }}
+- name: evaluators
+  configMap:
+    name: {{ include "llmsight.fullname" . }}-evaluators
 {{- end }}
 {{- end }}
 
