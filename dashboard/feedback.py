@@ -1,12 +1,12 @@
-"""Feedback: acceptance by model and prompt version over time, with Wilson intervals, and the
-worst-rated calls."""
+"""Feedback: acceptance by model and prompt version over time, with Wilson intervals, the
+worst-rated calls, and the online evaluators' scores (:mod:`llmsight.dashboard.evaluator_scores`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from llmsight.dashboard import charts, figures
+from llmsight.dashboard import charts, evaluator_scores, figures
 from llmsight.dashboard.data import q
 from llmsight.store import queries
 from llmsight.store.queries import Filters
@@ -44,3 +44,5 @@ def render(f: Filters) -> None:
         st.caption("No rejected or scored calls in this range.")
     else:
         st.dataframe(worst, hide_index=True, width="stretch", key="worst_rated")
+    st.divider()
+    evaluator_scores.section(f)

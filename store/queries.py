@@ -625,3 +625,60 @@ def unattributed_rows(client: Any, start: dt.datetime, end: dt.datetime) -> pd.D
             UNION ALL SELECT '' AS service FROM feedback WHERE producer_id = ''
                 AND ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')})
         GROUP BY service ORDER BY service""", {"start": start, "end": end})
+
+
+# -- Online evaluators (the eval_<evaluator> metric rows and the evaluations table) ----------------
+
+def evaluator_series(client: Any, f: Filters, bucket_s: int) -> pd.DataFrame:
+    """Per evaluator metric, segment, granularity and bucket of the range: sum(n) (calls scored), the
+    n-weighted sum of the mean scores, and the calls evaluated and flagged (from the rows' ``details``).
+
+    Every ``eval_*`` metric found, whatever evaluators are configured now. Rows of every granularity come
+    back: keep one with :func:`pick_granularity`.
+    """
+    where, params = _metrics_where(f)
+    params.update(prefix=names.EVAL_PREFIX, bucket=bucket_s)
+    sql = (
+        "SELECT granularity, metric, service, name, model, prompt_version, "
+        "toStartOfInterval(m.window_start, INTERVAL {bucket:UInt32} SECOND) AS bucket, max(m.window_start) AS newest, "
+        "argMax(m.value, m.window_start) AS newest_value, sum(m.n) AS n, sum(m.value * m.n) AS weighted, "
+        "sum(JSONExtractUInt(m.details, 'evaluated')) AS evaluated, sum(JSONExtractUInt(m.details, 'flagged')) AS flagged "
+        "FROM metrics AS m FINAL WHERE startsWith(metric, {prefix:String}) AND " + where +
+        " GROUP BY granularity, metric, service, name, model, prompt_version, bucket ORDER BY bucket LIMIT 20000"
+    )
+    return _df(client, sql, params)
+
+
+def worst_evaluations(client: Any, f: Filters, limit: int = 20) -> pd.DataFrame:
+    """The lowest-scored verdicts of the range (``evaluations``), each with its call's output.
+
+    Like :func:`worst_rated`: the verdicts first, then their calls by trace id (the bloom-filter index).
+    A verdict whose call is gone (retention, erasure) keeps an empty output.
+    """
+    clause, params = segment_clauses(f, environment=False)
+    params.update(start=f.start, end=f.end, limit=limit)
+    worst = _df(client, (
+        "SELECT ts, trace_id, toString(event_id) AS event_id, evaluator, kind, score, label, flagged, reason, "
+        "service, name, model, prompt_version FROM evaluations FINAL "
+        "WHERE ts >= {start:DateTime64(3, 'UTC')} AND ts < {end:DateTime64(3, 'UTC')} AND score IS NOT NULL" + clause +
+        " ORDER BY score, flagged DESC, ts DESC LIMIT {limit:UInt32}"
+    ), params)
+    calls = _df(client, (
+        "SELECT trace_id, toString(event_id) AS call_event, output FROM events "
+        "PREWHERE trace_id IN {traces:Array(String)} AND ts >= {start:DateTime64(3, 'UTC')} "
+        "AND ts < {end:DateTime64(3, 'UTC')} LIMIT 1 BY event_id"
+    ), {"traces": sorted(set(worst["trace_id"])), "start": f.start - dt.timedelta(days=1), "end": f.end})
+    by_event = dict(zip(calls["call_event"], calls["output"], strict=True))
+    by_trace = dict(zip(calls["trace_id"], calls["output"], strict=True))
+    worst["output"] = [by_event.get(e, by_trace.get(t, "")) for e, t in zip(worst["event_id"], worst["trace_id"],
+                                                                             strict=True)]
+    return worst
+
+
+def evaluators_seen(client: Any, since: dt.datetime) -> list[str]:
+    """The evaluators (``eval_<name>`` metrics) with any metric row since ``since``, by name."""
+    rows = client.query(
+        "SELECT DISTINCT metric FROM metrics WHERE startsWith(metric, {prefix:String}) "
+        "AND window_start >= {since:DateTime('UTC')} ORDER BY metric LIMIT 100",
+        parameters={"prefix": names.EVAL_PREFIX, "since": since}).result_rows
+    return [str(row[0])[len(names.EVAL_PREFIX):] for row in rows]
