@@ -634,7 +634,7 @@ def evaluator_series(client: Any, f: Filters, bucket_s: int) -> pd.DataFrame:
     n-weighted sum of the mean scores, and the calls evaluated and flagged (from the rows' ``details``).
 
     Every ``eval_*`` metric found, whatever evaluators are configured now. Rows of every granularity come
-    back: keep one with :func:`pick_granularity`.
+    back: keep one with :func:`pick_granularity`. Newest first: past the limit the oldest buckets go.
     """
     where, params = _metrics_where(f)
     params.update(prefix=names.EVAL_PREFIX, bucket=bucket_s)
@@ -644,7 +644,7 @@ def evaluator_series(client: Any, f: Filters, bucket_s: int) -> pd.DataFrame:
         "argMax(m.value, m.window_start) AS newest_value, sum(m.n) AS n, sum(m.value * m.n) AS weighted, "
         "sum(JSONExtractUInt(m.details, 'evaluated')) AS evaluated, sum(JSONExtractUInt(m.details, 'flagged')) AS flagged "
         "FROM metrics AS m FINAL WHERE startsWith(metric, {prefix:String}) AND " + where +
-        " GROUP BY granularity, metric, service, name, model, prompt_version, bucket ORDER BY bucket LIMIT 20000"
+        " GROUP BY granularity, metric, service, name, model, prompt_version, bucket ORDER BY bucket DESC LIMIT 20000"
     )
     return _df(client, sql, params)
 
