@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,14 +102,30 @@ def export_int8(model_path: Path, target: Path) -> Path:
             return self.inner(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
 
-    with torch.no_grad():
-        torch.onnx.export(_Hidden(model), tuple(sample.values()), str(fp32), input_names=names,
-                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17,
-                          dynamo=False)
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    log.info("embeddings: exporting %s to int8 ONNX once (about 10 s) into %s", model_path, target)
+    # The tracer's and the quantiser's advice (tracer warnings, "consider pre-processing" on the root
+    # logger) is about models in general, not this one: it is kept off the user's terminal.
+    quiet = _DropRootAdvice()
+    logging.getLogger().addFilter(quiet)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Hidden(model), tuple(sample.values()), str(fp32), input_names=names,
+                              output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17,
+                              dynamo=False)
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     fp32.unlink(missing_ok=True)
     log.info("embeddings: exported %s to int8 ONNX in %s in %.1f s", model_path, target, time.perf_counter() - started)
     return int8
+
+
+class _DropRootAdvice(logging.Filter):
+    """Drops onnxruntime's quantisation advice, which it logs on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def usable_cores() -> int:

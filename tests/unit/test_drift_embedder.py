@@ -37,6 +37,7 @@ def fake_model(tmp_path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "sentence_transformers",
                         types.SimpleNamespace(SentenceTransformer=_FakeModel))
     monkeypatch.setattr(embeddings, "_models", {})
+    monkeypatch.setenv("LLMSIGHT_EMBEDDING_BACKEND", "torch")  # the fake stands in for sentence-transformers
     _FakeModel.loads = 0
     return tmp_path
 
