@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +45,18 @@ def _text(rng: random.Random, words: int) -> str:
 def make_events(n: int, seed: int = 7) -> list[bytes]:
     """``n`` realistic events (~700 bytes of JSON each); one in ten is feedback."""
     rng = random.Random(seed)
+    # Yesterday: inside the collector's accepted range [now - retention, now + 1 day] on any day it runs.
+    day = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
     out = []
     for i in range(n):
         event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         if i % 10 == 9:
             event: dict[str, Any] = {"type": "feedback", "schema_version": 1, "event_id": event_id,
-                                     "trace_id": f"{i - 1:032x}", "ts": "2026-11-20T10:00:01.000000Z",
+                                     "trace_id": f"{i - 1:032x}", "ts": f"{day}T10:00:01.000000Z",
                                      "accepted": rng.random() < 0.8, "user_id": f"u{rng.randrange(5000)}"}
         else:
             event = {"type": "llm_call", "schema_version": 1, "event_id": event_id, "trace_id": f"{i:032x}",
-                     "ts": "2026-11-20T10:00:00.123456Z", "service": "banking-assistant",
+                     "ts": f"{day}T10:00:00.123456Z", "service": "banking-assistant",
                      "environment": "production", "name": "answer", "model": "gpt-4o-mini",
                      "prompt_version": f"v{rng.randrange(1, 4)}", "input": _text(rng, 18),
                      "output": _text(rng, 60), "latency_ms": round(rng.uniform(200, 3000), 1),

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,9 +57,13 @@ class FakeStore:
         return SimpleNamespace(column_types=[SimpleNamespace(name="String") for _ in column_names])
 
 
+# Yesterday: inside the collector's accepted range [now - retention, now + 1 day] on any day the tests run.
+DAY = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+
+
 def event_line(i: int) -> bytes:
     return json.dumps({"type": "llm_call", "schema_version": 1, "event_id": str(uuid.uuid4()),
-                       "trace_id": f"t{i}", "ts": "2026-11-20T10:00:00Z", "service": "s", "name": "n",
+                       "trace_id": f"t{i}", "ts": f"{DAY}T10:00:00Z", "service": "s", "name": "n",
                        "latency_ms": 1.0}).encode() + b"\n"
 
 
