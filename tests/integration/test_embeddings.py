@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from llmsight.analyzers import embeddings
 from llmsight.analyzers.embeddings import DEFAULT_MODEL_NAME, Embedder, EmbeddingCache, bundled_model_path
 from llmsight.errors import ConfigError
 
@@ -60,7 +61,7 @@ def test_cache_embeds_each_text_once(store_client) -> None:
     assert cold.hits_store == 4
     np.testing.assert_allclose(third[::-1], second, atol=1e-7)
     rows = store_client.query("SELECT model, count() FROM embeddings GROUP BY model").result_rows
-    assert rows == [(DEFAULT_MODEL_NAME, 4)]
+    assert rows == [(f"{DEFAULT_MODEL_NAME}#onnx-int8", 4)]  # the default backend, keyed apart from fp32
 
 
 def test_cache_keys_vectors_by_model(store_client) -> None:
@@ -71,16 +72,17 @@ def test_cache_keys_vectors_by_model(store_client) -> None:
     EmbeddingCache(store_client, other).encode(TEXTS[:2])
     assert other.texts_encoded == 2  # nothing borrowed from the first model's rows
     counts = dict(store_client.query("SELECT model, count() FROM embeddings GROUP BY model").result_rows)
-    assert counts == {DEFAULT_MODEL_NAME: 2, "another-model": 2}
+    assert counts == {plain.embedder.name: 2, other.name: 2} and other.name != plain.embedder.name
 
 
 def test_int8_onnx_backend_exports_locally_and_agrees_with_fp32(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(embeddings, "_models", {})  # the default backend is int8: load it again, from here
     int8 = Embedder(backend="onnx-int8")
     assert int8.name == f"{DEFAULT_MODEL_NAME}#onnx-int8"  # cached apart from the fp32 vectors
     vectors = int8.encode(TEXTS)
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert len(list(tmp_path.glob("llmsight/onnx/*/model_int8.onnx"))) == 1
-    cosine = (vectors * Embedder().encode(TEXTS)).sum(axis=1)
+    cosine = (vectors * Embedder(backend="torch").encode(TEXTS)).sum(axis=1)
     assert cosine.min() > 0.97
