@@ -9,7 +9,10 @@ published; the time is from publishing until every unit is done. The scaling rat
 rate over the 1-worker rate, measured in the same run.
 
 On a 2-core machine the store server and the broker share the cores with the workers: the 1-worker
-run has a core of its own beside them, the 2-worker run does not, so the ratio is a floor.
+run has a core of its own beside them, the 2-worker run does not, so the ratio is a floor. Each run
+therefore also reports where the CPU went while the window ran (the workers' CPU seconds from
+``/proc/<pid>/stat``, the rest of the machine's busy time from ``/proc/stat``) and the calls per
+worker CPU second, which stays flat when the work itself splits cleanly across workers.
 """
 
 from __future__ import annotations
@@ -103,6 +106,27 @@ def _start_worker(index: int, url: str, bootstrap: str, topic: str, group: str, 
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used; 0 when it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime and stime, fields 14 and 15
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (every core: not idle, not waiting for I/O)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        return (sum(values) - values[3] - values[4]) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -147,6 +171,7 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
                 raise RuntimeError(f"{workers} workers did not join; see {folder}/worker-{workers}-*.log")
             time.sleep(0.5)
         started = time.perf_counter()
+        busy_before, workers_before = _machine_busy_s(), sum(_process_cpu_s(p.pid) for p in procs)
         units = coordinator.publish(window, chosen)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -159,6 +184,8 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
                 raise RuntimeError(f"{done} of {units} units done after {timeout_s:.0f} s")
             time.sleep(0.1)
         seconds = time.perf_counter() - started
+        busy = _machine_busy_s() - busy_before
+        worker_cpu = sum(_process_cpu_s(p.pid) for p in procs) - workers_before
         by_worker = dict(client.query("SELECT worker, count() FROM analysis_units WHERE window_start = "
                                       "{w:DateTime('UTC')} GROUP BY worker", parameters={"w": window.start})
                          .result_rows)
@@ -167,7 +194,13 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
         _stop(procs)
     return {"workers": workers, "segments": len(chosen), "units": units, "calls": n_calls, "texts": 2 * n_calls,
             "seconds": round(seconds, 2), "calls_per_s": round(n_calls / seconds, 1),
-            "texts_per_s": round(2 * n_calls / seconds, 1), "units_by_worker": sorted(by_worker.values())}
+            "texts_per_s": round(2 * n_calls / seconds, 1), "units_by_worker": sorted(by_worker.values()),
+            # Where the machine's CPU went while the window ran: the workers, and everything else (the
+            # store server, the broker, the coordinator); and the work per call, which should not grow
+            # with the worker count if the units split cleanly.
+            "worker_cpu_s": round(worker_cpu, 1), "other_cpu_s": round(max(0.0, busy - worker_cpu), 1),
+            "machine_busy_share": round(busy / (seconds * len(os.sched_getaffinity(0))), 2),
+            "calls_per_worker_cpu_s": round(n_calls / worker_cpu, 1) if worker_cpu > 0 else None}
 
 
 def scale(worker_counts: list[int], segments: int, calls: int, reference_calls: int, unit_segments: int,

@@ -46,5 +46,8 @@ def test_bench_analyzers_json(kafka_broker):
     for run in replicas["runs"]:
         assert (run["segments"], run["units"], run["calls"]) == (3, 3, 60)
         assert sum(run["units_by_worker"]) == 3 and run["calls_per_s"] > 0
+        # The workers really ran the window (their CPU time, read from /proc), and the rest is accounted.
+        assert run["worker_cpu_s"] > 0 and run["other_cpu_s"] >= 0 and 0 < run["machine_busy_share"] <= 1.05
+        assert run["calls_per_worker_cpu_s"] > 0
     assert replicas["runs"][1]["units_by_worker"] == [1, 2]
     assert set(replicas["scaling"]) == {"1", "2"} and replicas["scaling"]["1"] == 1.0
