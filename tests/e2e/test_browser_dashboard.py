@@ -17,7 +17,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,45 +73,49 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    """``llmsight dashboard`` on a freshly seeded chdb store; yields its base URL."""
-    path = tmp_path_factory.mktemp("browser-chdb")
-    url = f"chdb://{path}?database=browser"
-    env = {**os.environ, "LLMSIGHT_CLICKHOUSE_URL": url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "LLMSIGHT_DASHBOARD_REFRESH_S": "600"}
-    subprocess.run([sys.executable, "-c", SEED, url, "60000"], env=env, check=True, timeout=300)
-    port = _free_port()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    log_path = SCREENSHOTS.parent / "dashboard-browser.log"
-    log = log_path.open("w")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the dashboard did not start: {log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base
-    finally:
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate ``process`` (kill it after 20 s) and wait for it."""
+    if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
+            process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+@contextmanager
+def running_dashboard(env: dict[str, str], log_path: Path, cwd: Path | None = None) -> Iterator[tuple[str, Any]]:
+    """``llmsight dashboard`` on a free port with ``env``, once its health check answers: (base URL, process).
+
+    Its output goes to ``log_path``, whose tail a failed start shows; it is stopped on the way out.
+    """
+    port = _free_port()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],
+                                   env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        try:
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"the dashboard did not start: {log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield base, process
+        finally:
+            stop_process(process)
+
+
+@contextmanager
+def chromium_driver(profile: Path) -> Iterator[Any]:
+    """A headless Chromium (selenium) with its own profile folder; quit on the way out."""
     chromium, driver_path = _browser_parts()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -117,12 +124,31 @@ def browser(tmp_path_factory):
     options.binary_location = chromium
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """``llmsight dashboard`` on a freshly seeded chdb store; yields its base URL."""
+    path = tmp_path_factory.mktemp("browser-chdb")
+    url = f"chdb://{path}?database=browser"
+    env = {**os.environ, "LLMSIGHT_CLICKHOUSE_URL": url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "LLMSIGHT_DASHBOARD_REFRESH_S": "600"}
+    subprocess.run([sys.executable, "-c", SEED, url, "60000"], env=env, check=True, timeout=300)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_dashboard(env, SCREENSHOTS.parent / "dashboard-browser.log") as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with chromium_driver(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 def _settled(browser, selector: str, count: int, timeout: float = 300.0) -> None:

@@ -13,7 +13,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser_dashboard import SCREENSHOTS, _free_port, _settled, browser  # noqa: F401
+from tests.e2e.test_browser_dashboard import SCREENSHOTS, _settled, browser, running_dashboard  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAP = "127.0.0.1:9"  # the discard port: nothing answers, and nothing should ever ask
@@ -53,31 +52,8 @@ def dashboard(tmp_path_factory):
     env = {**os.environ, "LLMSIGHT_CLICKHOUSE_URL": url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "LLMSIGHT_DASHBOARD_REFRESH_S": "600", "LLMSIGHT_EXPORT_DIR": str(exports), "HOME": str(home)}
     subprocess.run([sys.executable, "-c", SEED, url], env=env, cwd=ROOT, check=True, timeout=300)
-    port = _free_port()
-    log_path = home / "dashboard.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        try:
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the dashboard did not start: {log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-            yield base, exports
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with running_dashboard(env, home / "dashboard.log") as (base, _):
+        yield base, exports
 
 
 def _shot(browser, name: str) -> None:  # noqa: F811

@@ -13,13 +13,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from llmsight.review.weeks import last_complete_week
-from tests.e2e.test_browser_dashboard import CHROMIUM_FLAGS, SCREENSHOTS, _browser_parts, _free_port
+from tests.e2e.test_browser_dashboard import SCREENSHOTS, chromium_driver, running_dashboard, stop_process
 
 WEEK = last_complete_week()
 SEED = """
@@ -65,58 +64,14 @@ def review_dashboard(tmp_path_factory):
            "LLMSIGHT_DASHBOARD_REFRESH_S": "600"}
     start = (WEEK.start.replace(tzinfo=None)).isoformat()
     subprocess.run([sys.executable, "-c", SEED, url, start], env=env, check=True, timeout=300)
-    port = _free_port()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    log_path = SCREENSHOTS.parent / "dashboard-review-browser.log"
-    log = log_path.open("w")
-    process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    state = {"base": base, "url": url, "env": env, "process": process}
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the dashboard did not start: {log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield state
-    finally:
-        _stop(process)
-        log.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with running_dashboard(env, SCREENSHOTS.parent / "dashboard-review-browser.log") as (base, process):
+        yield {"base": base, "url": url, "env": env, "process": process}
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium, driver_path = _browser_parts()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-review-profile')}")
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    try:
+    with chromium_driver(tmp_path_factory.mktemp("chromium-review-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _progress(browser) -> str:
@@ -156,7 +111,7 @@ def test_three_calls_labelled_with_the_keyboard_reach_the_store_and_the_report(r
     assert not errors, [e.text[:500] for e in errors]
     assert "Call 4 of 4" in browser.find_element(By.TAG_NAME, "body").text
 
-    _stop(review_dashboard["process"])  # chdb: one process per data directory
+    stop_process(review_dashboard["process"])  # chdb: one process per data directory
     env, url = review_dashboard["env"], review_dashboard["url"]
     done = subprocess.run([sys.executable, "-c", LABELS_AND_REPORT, url, WEEK.label, str(tmp_path / "exports")],
                           env=env, check=True, timeout=300, capture_output=True, text=True)
