@@ -195,25 +195,22 @@ class Receiver:
                 key, line, complete = self.mapper.llm_call_with_content(span)
                 batch.append((key, line))
                 mapped.append((span, complete))
-            try:
-                self.writer.write(batch, self.write_timeout)
-            except Busy:
-                self.counters.add(busy=1)
-                raise
-            except Unavailable:
-                self.counters.add(unavailable=1)
-                raise
+            self._write(batch)
             self.counters.add(content_joined=len(batch))
 
-    def _finish(self, batch: Batch, outcome: Outcome, reasons: list[str], calls: int, feedback: int) -> Outcome:
+    def _write(self, batch: Batch) -> tuple[int, str]:
+        """Write ``batch`` to the sink, counting a busy or unavailable sink before the error goes up."""
         try:
-            refused, message = self.writer.write(batch, self.write_timeout)
+            return self.writer.write(batch, self.write_timeout)
         except Busy:
             self.counters.add(busy=1)
             raise
         except Unavailable:
             self.counters.add(unavailable=1)
             raise
+
+    def _finish(self, batch: Batch, outcome: Outcome, reasons: list[str], calls: int, feedback: int) -> Outcome:
+        refused, message = self._write(batch)
         if refused:
             outcome.rejected += refused
             reasons.append(message)
