@@ -1,4 +1,4 @@
-"""Alert notifications: a generic JSON webhook and Slack incoming webhooks, sent off the analyzers' thread.
+"""Alert notifications: a generic JSON webhook, Slack incoming webhooks and e-mail, sent off the analyzers' thread.
 
 :class:`Notifier` owns one daemon thread. ``send(notification)`` only appends to a bounded queue and
 returns at once, so a slow or dead receiver never delays a window's analysis. The thread posts each
@@ -21,6 +21,11 @@ value, so a text cannot make a link or a mention.
 
 The webhook URLs are secrets (a Slack incoming-webhook URL is a credential), so they come from the
 environment (``LLMSIGHT_WEBHOOK_URL``, ``LLMSIGHT_SLACK_WEBHOOK_URL``) and never appear in logs.
+
+E-mail (``LLMSIGHT_SMTP_*``, :mod:`llmsight.alerts.mail`) is one more target on the same thread, with the
+same retries: the message has the Slack message's content, goes to the rule's own recipients or the
+global ones, and a 4xx SMTP reply or a network error is retried while a 5xx reply is not. With
+``LLMSIGHT_DASHBOARD_URL`` set, the Slack message, the e-mail and the webhook body link to the alert.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 from llmsight.alerts.evidence import grown_topic, levels_text, share_text
+from llmsight.alerts.mail import Mailer, alert_link, build_message
 from llmsight.store.names import SEGMENT_KEYS
 
 log = logging.getLogger("llmsight.alerts.notify")
 
 WEBHOOK = "webhook"
 SLACK = "slack"
+EMAIL = "email"
 
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "resolved": ":white_check_mark:",
           "flapping": ":repeat:"}
@@ -55,14 +62,18 @@ _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "resol
 
 @dataclass(frozen=True)
 class Target:
-    """One receiver: ``kind`` is ``webhook`` (the notification as JSON) or ``slack`` (a Slack message)."""
+    """One receiver: ``kind`` is ``webhook`` (the notification as JSON), ``slack`` (a Slack message) or
+    ``email`` (an e-mail through ``mailer``'s SMTP server; ``url`` is then only a name)."""
 
     kind: str
     url: str
     token: str = ""  # sent as "Authorization: Bearer <token>" to a generic webhook when set
+    mailer: Mailer | None = field(default=None, compare=False, repr=False)
 
     def display(self) -> str:
-        """The receiver without its secret path, for logs."""
+        """The receiver without its secret path (or an SMTP login), for logs."""
+        if self.mailer is not None:
+            return self.mailer.display()
         parsed = urlparse(self.url)
         return f"{self.kind} {parsed.scheme}://{parsed.hostname}{':' + str(parsed.port) if parsed.port else ''}"
 
@@ -105,10 +116,11 @@ def without_texts(notification: dict[str, Any]) -> dict[str, Any]:
     return {**notification, "evidence": evidence}
 
 
-def webhook_payload(notification: dict[str, Any], *, examples: bool = False) -> dict[str, Any]:
+def webhook_payload(notification: dict[str, Any], *, examples: bool = False, link: str = "") -> dict[str, Any]:
     """The generic webhook body: the notification itself (its example texts only with ``examples``), plus a
-    version so receivers can evolve."""
-    return {"version": 1, "source": "llmsight", **(notification if examples else without_texts(notification))}
+    version so receivers can evolve, and ``dashboard_url`` (the alert on the dashboard) when ``link`` is given."""
+    return {"version": 1, "source": "llmsight", **(notification if examples else without_texts(notification)),
+            **({"dashboard_url": link} if link else {})}
 
 
 def slack_escape(value: Any) -> str:
@@ -116,9 +128,10 @@ def slack_escape(value: Any) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(notification: dict[str, Any], *, examples: bool = False) -> dict[str, Any]:
+def slack_payload(notification: dict[str, Any], *, examples: bool = False, link: str = "") -> dict[str, Any]:
     """A Slack incoming-webhook message: a one-line ``text`` fallback plus blocks with the evidence (the
-    example texts only with ``examples``); every value is escaped."""
+    example texts only with ``examples``) and a link to the alert on the dashboard when ``link`` is given;
+    every value is escaped."""
     kind = notification.get("kind", "firing")
     severity = slack_escape(notification.get("severity", ""))
     emoji = _EMOJI[kind] if kind in ("resolved", "flapping") else _EMOJI.get(str(severity), ":bell:")
@@ -168,6 +181,9 @@ def slack_payload(notification: dict[str, Any], *, examples: bool = False) -> di
         else:
             lines = [f"• `{slack_escape(e.get('trace_id', ''))}`" for e in found[:3]]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*examples*\n" + "\n".join(lines)}})
+    if link:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                   "text": f"<{slack_escape(link)}|Open the alert in the dashboard>"}})
     return {"text": headline, "blocks": blocks}
 
 
@@ -237,7 +253,7 @@ class Notifier:
 
     def __init__(self, targets: list[Target], *, max_attempts: int = 5, backoff_s: float = 1.0,
                  max_backoff_s: float = 60.0, timeout_s: float = 5.0, deadline_s: float = 15.0,
-                 queue_size: int = 1000, examples: bool = False) -> None:
+                 queue_size: int = 1000, examples: bool = False, dashboard_url: str = "") -> None:
         self.targets = list(targets)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
@@ -245,6 +261,7 @@ class Notifier:
         self.timeout_s = timeout_s  # per connect and read
         self.deadline_s = deadline_s  # per attempt, whatever the receiver does
         self.examples = examples  # send the example texts (LLMSIGHT_NOTIFY_EXAMPLES)
+        self.dashboard_url = dashboard_url  # link to the alert (LLMSIGHT_DASHBOARD_URL)
         self._incoming: deque[dict[str, Any]] = deque(maxlen=queue_size)
         self._retries: list[_Attempt] = []
         self._seq = itertools.count()
@@ -258,7 +275,8 @@ class Notifier:
 
     @classmethod
     def from_settings(cls) -> Notifier:
-        """A notifier for the targets configured in the environment (none is fine: nothing is sent)."""
+        """A notifier for the targets configured in the environment (none is fine: nothing is sent); a setting
+        that cannot work (an SMTP port that is not a number, no recipients...) raises :class:`ConfigError`."""
         from llmsight import config
         from llmsight.alerts import settings
 
@@ -269,8 +287,12 @@ class Notifier:
         slack = config.resolve(settings.SLACK_WEBHOOK_URL, strict=True)
         if slack:
             targets.append(Target(SLACK, slack))
+        mailer = Mailer.from_settings()
+        if mailer is not None:
+            targets.append(Target(EMAIL, f"smtp://{mailer.host}:{mailer.port}", mailer=mailer))
         return cls(targets, max_attempts=config.resolve(settings.NOTIFY_MAX_ATTEMPTS, strict=True),
-                   examples=config.resolve(settings.NOTIFY_EXAMPLES, strict=True))
+                   examples=config.resolve(settings.NOTIFY_EXAMPLES, strict=True),
+                   dashboard_url=config.resolve(settings.DASHBOARD_URL, strict=True))
 
     def send(self, notification: dict[str, Any]) -> None:
         """Queue one notification for every target; returns at once."""
@@ -321,7 +343,8 @@ class Notifier:
                 if isinstance(job, dict):
                     for target in self.targets:
                         body = self._body(target, job)
-                        self._attempt(_Attempt(0.0, next(self._seq), target, body))
+                        if body is not None:
+                            self._attempt(_Attempt(0.0, next(self._seq), target, body))
                 else:
                     self._attempt(job)
             finally:
@@ -341,10 +364,26 @@ class Notifier:
             self._wake.wait(max(0.01, wait))
         return None
 
-    def _body(self, target: Target, notification: dict[str, Any]) -> bytes:
-        payload = (slack_payload(notification, examples=self.examples) if target.kind == SLACK
-                   else webhook_payload(notification, examples=self.examples))
-        return json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
+    def _body(self, target: Target, notification: dict[str, Any]) -> bytes | None:
+        """What ``target`` receives for ``notification``; None when it gets nothing (a rule without recipients,
+        a notification that cannot be built: logged, counted as failed, never raised into the thread)."""
+        link = alert_link(self.dashboard_url, notification)
+        try:
+            if target.mailer is not None:
+                to = target.mailer.recipients(str(notification.get("rule", "")))
+                if not to:
+                    log.info("notify: no e-mail recipients for rule %r (LLMSIGHT_SMTP_TO is empty)",
+                             notification.get("rule"))
+                    return None
+                return build_message(notification, sender=target.mailer.sender, to=to, examples=self.examples,
+                                     dashboard_url=self.dashboard_url)
+            payload = (slack_payload(notification, examples=self.examples, link=link) if target.kind == SLACK
+                       else webhook_payload(notification, examples=self.examples, link=link))
+            return json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
+        except Exception as exc:  # a malformed notification must not stop the thread for the others
+            self.failed += 1
+            log.error("notify: could not build the message for %s (%s: %s)", target.display(), type(exc).__name__, exc)
+            return None
 
     def _attempt(self, attempt: _Attempt) -> None:
         retry, reason = self._post(attempt.target, attempt.body)
@@ -365,7 +404,9 @@ class Notifier:
         log.error("notify: %s gave up after %d attempts (%s)", attempt.target.display(), attempt.attempt, reason)
 
     def _post(self, target: Target, body: bytes) -> tuple[bool, str | None]:
-        """POST once; returns (worth retrying, failure reason or None on success)."""
+        """POST (or, for e-mail, send) once; returns (worth retrying, failure reason or None on success)."""
+        if target.mailer is not None:
+            return target.mailer.deliver(body, timeout_s=self.timeout_s, deadline_s=self.deadline_s)
         headers = {"Content-Type": "application/json", "User-Agent": "llmsight-notify/1"}
         if target.token:
             headers["Authorization"] = f"Bearer {target.token}"
