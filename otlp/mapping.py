@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import msgspec
+
 from llmsight.pricing import PriceTable
 from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
@@ -30,6 +32,7 @@ from llmsight.serialize import bounded_json, bounded_text, clean_text, cut, enco
 
 MAX_ID_CHARS = 256  # names, models, ids: as the SDK
 SHORT_CACHE = 8192  # distinct short values whose redaction is remembered
+_SHORT_CACHED_CHARS = 1024  # short values up to this length are remembered (as bounded, cut and redacted)
 _OTEL_METADATA = (("response_id", "gen_ai.response.id"), ("finish_reasons", "gen_ai.response.finish_reasons"),
                   ("server_address", "server.address"))
 _MAX_INDEXED = 256  # OpenLLMetry/OpenInference indexed messages read per span, at most
@@ -192,16 +195,38 @@ def _string(value: Any) -> str | None:
     return None
 
 
+_decode_json = msgspec.json.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
+
+
 def _json(value: Any) -> Any:
-    """A JSON string decoded (messages sent as span attributes are JSON strings), else the value as is."""
+    """A JSON string decoded (messages sent as span attributes are JSON strings), else the value as is.
+
+    msgspec decodes in C; what it refuses (NaN, numbers out of range, very deep nesting) goes to
+    ``json.loads``, which decides, so the result is json's."""
     if isinstance(value, str):
         text = value.lstrip()
         if text[:1] in ("[", "{"):
+            try:
+                return _decode_json(text)
+            except (msgspec.DecodeError, RecursionError):
+                pass
             try:
                 return json.loads(text)
             except (ValueError, RecursionError):
                 return value
     return value
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """An event as one compact UTF-8 JSON line, as :func:`llmsight.serialize.encode_line` writes it, in C:
+    msgspec's bytes differ from ``json.dumps``'s only in how some floats are spelled (``1e16``, not
+    ``1e+16``), and decode to the same values. What msgspec refuses (a lone surrogate, an int past 64
+    bits) goes to ``encode_line``."""
+    try:
+        return _encode_json(event) + b"\n"
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return encode_line(event)
 
 
 def _part_text(part: Any) -> str | None:
@@ -477,12 +502,19 @@ class Mapper:
         # Short values (provider, operation, scope, metadata keys, user and session ids) repeat from span
         # to span: each distinct one is redacted once. The redactor must be a pure function (the SDK's is).
         self._redact_short = functools.lru_cache(maxsize=SHORT_CACHE)(self._redact_short_uncached)
+        # And each distinct (value, limit, redact) is bounded, cut and redacted once: ~10 per span.
+        self._short_cached = functools.lru_cache(maxsize=SHORT_CACHE)(self._short_uncached)
 
     def text(self, value: str | None) -> tuple[str | None, bool]:
         """A text field by the SDK's rules (:func:`llmsight.serialize.bounded_text`)."""
         return bounded_text(value, self.max_text_chars, self.redactor)
 
     def short(self, value: Any, limit: int = MAX_ID_CHARS, redact: bool = True) -> tuple[str | None, bool]:
+        if type(value) is str and len(value) <= _SHORT_CACHED_CHARS:
+            return self._short_cached(value, limit, redact)
+        return self._short_uncached(value, limit, redact)
+
+    def _short_uncached(self, value: Any, limit: int, redact: bool) -> tuple[str | None, bool]:
         text = _string(value)
         if text is None:
             return None, False
@@ -582,7 +614,7 @@ class Mapper:
             "truncated": any((cut_in, cut_out, cut_err, cut_name, cut_model, cut_version, cut_type, cut_user,
                               cut_session, cut_service, cut_meta)),
         }
-        return span.trace_id, encode_line(event), text_in is not None and text_out is not None
+        return span.trace_id, encode_event(event), text_in is not None and text_out is not None
 
     def feedback(self, event: Event) -> tuple[str, bytes] | None:
         """(key, encoded feedback) for a ``gen_ai.evaluation.result`` event, None without a trace id."""
@@ -611,7 +643,7 @@ class Mapper:
             "edited_output": None,
             "user_id": user_id,
         }
-        return event.trace_id, encode_line(record)
+        return event.trace_id, encode_event(record)
 
 
 _YES = frozenset({"pass", "passed", "accepted", "accept", "true", "yes", "good", "correct", "relevant"})

@@ -304,15 +304,22 @@ def redact(text: str, pace: Callable[[], None] | None = None) -> str:
     if "@" in text:
         text = _EMAIL.sub("[EMAIL]", text)
     step()
-    if "-" in text:
-        text = _checked_sub(_SSN, _ssn, text, work, lambda rest: _SSN.sub("[SSN]", rest))
-    text = _ibans(text, work)
-    step()
-    if "." in text:
-        text = _checked_sub(_IPV4, _ipv4, text, work, lambda rest: _IPV4.sub("[IP]", rest))
-    step()
-    text = _checked_sub(_NUMBER_RUN, _number_run, text, work, _blunt_numbers)
-    step()
-    if "::" in text or text.count(":") >= 2:
+    # SSNs, IBANs, IPv4 addresses, card and phone numbers all need a digit: without one, none of those
+    # steps can change the text. The number runs' step still runs when an IPv6 step follows, since the
+    # budget it spends decides how that step masks.
+    digits = _DIGIT.search(text) is not None
+    ipv6 = "::" in text or text.count(":") >= 2
+    if digits:
+        if "-" in text:
+            text = _checked_sub(_SSN, _ssn, text, work, lambda rest: _SSN.sub("[SSN]", rest))
+        text = _ibans(text, work)
+        step()
+        if "." in text:
+            text = _checked_sub(_IPV4, _ipv4, text, work, lambda rest: _IPV4.sub("[IP]", rest))
+        step()
+    if digits or ipv6:
+        text = _checked_sub(_NUMBER_RUN, _number_run, text, work, _blunt_numbers)
+        step()
+    if ipv6:
         text = _checked_sub(_IPV6, _ipv6, text, work, lambda rest: _IPV6.sub("[IP]", rest))
     return text
