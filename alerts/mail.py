@@ -31,6 +31,7 @@ import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, getaddresses, make_msgid
 from typing import Any
 from urllib.parse import urlencode
@@ -160,6 +161,9 @@ class Mailer:
                                               context=self._context())
             else:
                 connection = smtplib.SMTP(timeout=timeout_s, local_hostname=socket.gethostname())
+            # smtplib names the server for the certificate check after the constructor's host only; connecting
+            # apart (so that the deadline can reach the socket during the greeting) needs it set here.
+            connection._host = self.host  # type: ignore[attr-defined]
             connection.connect(self.host, self.port)
             connection.ehlo()
             if self.starttls:
@@ -189,6 +193,8 @@ class Mailer:
             if cut.is_set():
                 return True, f"no complete answer within {deadline_s:g} s"
             return True, f"{type(exc).__name__}: {str(exc)[:200]}"
+        except Exception as exc:  # anything else is a bug or a setting smtplib refuses: never kill the thread
+            return False, f"{type(exc).__name__}: {str(exc)[:200]}"
         finally:
             deadline.cancel()
             if connection is not None:
@@ -319,4 +325,5 @@ def build_message(notification: dict[str, Any], *, sender: str, to: tuple[str, .
         message["X-Llmsight-Incident"] = _one_line(notification["incident_id"])
     message.set_content(_text(content))
     message.add_alternative(_html(content), subtype="html")
-    return message.as_bytes()
+    # CRLF line ends: smtplib sends bytes as they are, and a server reads bare LFs as one endless line.
+    return message.as_bytes(policy=SMTP_POLICY)
