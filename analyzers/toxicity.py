@@ -58,6 +58,8 @@ import os
 import re
 import threading
 import time
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +104,82 @@ def normalize(text: str) -> str:
     value = _SPACE_BEFORE_PUNCT.sub(r"\1", value)
     value = _REPEATED_PUNCT.sub(r"\1\1", value)
     return _SPACES.sub(" ", value).strip(" :\"'")
+
+
+# -- what the toxicity path reads: emoji by their names, obfuscated abuse spelled out ---------------
+# MiniLM's vocabulary maps emoji to [UNK], so "I would love to <knife> some <man with turban>" reads as
+# a harmless sentence; and "sh!t" or "f*ck" slip past the lexicon and alt-profanity-check. The view
+# splices in each emoji's Unicode name (lower-cased; skin tones by their CLDR names) and spells out an
+# obfuscated word when, and only when, the spelled-out word is one of the lexicon's. A text without
+# such characters is its own view, so its cached embedding serves the head as before; only the others
+# get a second vector (of the view).
+_SKIN_TONES = {0x1F3FB: "light skin tone", 0x1F3FC: "medium-light skin tone", 0x1F3FD: "medium skin tone",
+               0x1F3FE: "medium-dark skin tone", 0x1F3FF: "dark skin tone"}
+# Joiners and presentation selectors carry no meaning of their own.
+_EMOJI_GLUE = frozenset((0x200D, 0xFE0E, 0xFE0F, 0x20E3))
+# Character substitutions of leetspeak and masking, as they stand inside a word.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s",
+                       "!": "i", "|": "i", "+": "t", "€": "e"})
+_MAYBE_OBFUSCATED = re.compile(r"[A-Za-z][0-9@$!|*+€]+\w|[0-9@$!|*+€]+[A-Za-z]{2}|[A-Za-z]{2}[*]")
+_TOKEN = re.compile(r"\S+")
+_TOKEN_EDGE = ".,;:?!*_\"'()[]{}<>"  # a masking star stands inside a word, emphasis around it
+# Unicode names that say less than the emoji's common (CLDR) name.
+_EMOJI_ALIASES = {"hocho": "kitchen knife", "pile of poo": "pile of poop", "face with tears of joy": "laughing face"}
+
+
+def _is_emoji(code: int) -> bool:
+    """A pictographic symbol (So) in the blocks emoji live in, not box drawing or letter-like signs."""
+    return ((0x2190 <= code < 0x2500 or 0x25A0 <= code < 0x2C00 or 0x1F000 <= code < 0x1FB00)
+            and unicodedata.category(chr(code)) == "So")
+
+
+def _name_emoji(text: str) -> str:
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if code in _EMOJI_GLUE:
+            continue
+        if code < 0x2190:
+            out.append(ch)
+        elif code in _SKIN_TONES:
+            out.append(f" {_SKIN_TONES[code]} ")
+        elif 0x1F1E6 <= code <= 0x1F1FF:  # a flag is two regional indicator letters
+            if not out or out[-1] != " flag ":
+                out.append(" flag ")
+        elif _is_emoji(code):
+            name = unicodedata.name(ch, "").lower()
+            out.append(f" {_EMOJI_ALIASES.get(name, name)} ")
+        else:
+            out.append(ch)
+    return _SPACES.sub(" ", "".join(out)).strip()
+
+
+def _spell_out(token: str) -> str:
+    """``token`` with an obfuscated lexicon word spelled out ("sh!t," -> "shit,"), else unchanged."""
+    core = token.strip(_TOKEN_EDGE)
+    if len(core) < 3 or not any(c.isalpha() for c in core):
+        return token
+    word = _lexicon_word()
+    base = core.translate(_LEET)
+    for candidate in ([base.replace("*", v) for v in "aeious"] if "*" in base else [base]):
+        if word.fullmatch(candidate):
+            start = token.index(core)
+            return token[:start] + candidate + token[start + len(core):]
+    return token
+
+
+def toxic_view(text: str) -> str:
+    """The text as the toxicity path reads it: :func:`normalize`, emoji named, obfuscated words spelled out."""
+    return _read(normalize(text))
+
+
+def _read(value: str) -> str:
+    """:func:`toxic_view` of a text already normalised."""
+    if not value.isascii():
+        value = _name_emoji(value)
+    if _MAYBE_OBFUSCATED.search(value):
+        value = _TOKEN.sub(lambda m: _spell_out(m.group(0)), value)
+    return value
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
@@ -153,6 +231,18 @@ def _lexicon_patterns() -> list[re.Pattern[str]]:
     return patterns
 
 
+@functools.cache
+def _lexicon_word() -> re.Pattern[str]:
+    """One word of the lexicon, any kind (with its endings, or holding an inner stem), matched whole."""
+    stored = json.loads(LEXICON_PATH.read_text())
+    words = sorted({w for kind in stored["words"].values() for w in kind}, key=len, reverse=True)
+    inner = sorted({w for kind in stored["inner"].values() for w in kind}, key=len, reverse=True)
+    pattern = r"(?:" + "|".join(re.escape(w).replace(r"\-", "[- ]?") for w in words) + r")" + _ENDINGS
+    if inner:
+        pattern += r"|\w*(?:" + "|".join(re.escape(stem) for stem in inner) + r")\w*"
+    return re.compile(pattern, re.IGNORECASE)
+
+
 def lexicon_hits(texts: Sequence[str]) -> np.ndarray:
     """For each (normalised) text, the sum over the lexicon's kinds of log(1 + words of that kind).
 
@@ -200,6 +290,15 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 TEXT_FEATURES = {"profanity_logit": profanity_logits, "lexicon_hits": lexicon_hits}
 
 
+# Texts whose text features (and view) a head keeps, most recently used first: a window's sample of
+# a few thousand texts many times over, at about 100 bytes a text.
+FEATURE_CACHE_SIZE = 50_000
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(str(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class Head:
     """A small numpy network over [embedding, text features]: standardise, dense layers, calibrate.
 
@@ -220,6 +319,9 @@ class Head:
         self.metadata = metadata
         self.embedding_dim = int(metadata["embedding_dim"])
         self.extra_features = [f for f in metadata["features"] if f != "minilm"]
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, str | None]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0
         unknown = set(self.extra_features) - set(TEXT_FEATURES)
         if unknown:
             raise ConfigError(f"toxicity head needs features this llmsight does not have: {sorted(unknown)}")
@@ -245,9 +347,50 @@ class Head:
             raise ValueError(f"expected embeddings of shape (n, {self.embedding_dim}), got {emb.shape}")
         if not self.extra_features:
             return emb
-        cleaned = [normalize(t) for t in texts]
-        return np.hstack([emb] + [TEXT_FEATURES[name](cleaned).astype(np.float32)[:, None]
-                                  for name in self.extra_features])
+        return np.hstack([emb, self.text_features(texts)[0]])
+
+    def text_features(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:
+        """The text features of each text (rows in the order of ``extra_features``) and its view
+        (:func:`toxic_view`) when that differs from :func:`normalize` (emoji, obfuscation), else None.
+
+        Both are kept in a bounded LRU by text hash (FEATURE_CACHE_SIZE texts), like the embedding
+        cache keeps vectors: alt-profanity-check and the lexicon's expressions are most of the head's
+        own cost, and a window scores many texts the windows before it scored.
+        """
+        keys = [_text_key(t) for t in texts]
+        rows = np.zeros((len(keys), len(self.extra_features)), dtype=np.float32)
+        views: list[str | None] = [None] * len(keys)
+        missing: dict[bytes, list[int]] = {}
+        with self._cache_lock:
+            for i, key in enumerate(keys):
+                hit = self._cache.get(key)
+                if hit is None:
+                    missing.setdefault(key, []).append(i)
+                else:
+                    self._cache.move_to_end(key)
+                    rows[i], views[i] = hit
+        self.cache_hits += len(keys) - sum(len(v) for v in missing.values())
+        if not missing:
+            return rows, views
+        first = [str(texts[owners[0]]) for owners in missing.values()]
+        cleaned = [normalize(t) for t in first]
+        read = [_read(c) for c in cleaned]
+        computed = (np.stack([TEXT_FEATURES[name](read).astype(np.float32) for name in self.extra_features], axis=1)
+                    if self.extra_features else np.zeros((len(read), 0), dtype=np.float32))
+        special = [r if r != c else None for r, c in zip(read, cleaned, strict=True)]
+        with self._cache_lock:
+            for (key, owners), row, view in zip(missing.items(), computed, special, strict=True):
+                self._cache[key] = (row, view)
+                for i in owners:
+                    rows[i], views[i] = row, view
+            while len(self._cache) > FEATURE_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return rows, views
+
+    def clear_cache(self) -> None:
+        """Forget the cached text features (the bench measures the head with and without them)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         x = (features - self.mean) / self.scale
@@ -384,7 +527,7 @@ def _sentence_pieces(texts: list[str]) -> list[tuple[int, str]]:
     """(owner, normalised sentence) for every sentence of each multi-sentence text."""
     pieces: list[tuple[int, str]] = []
     for i, text in enumerate(texts):
-        parts = split_sentences(normalize(text))
+        parts = split_sentences(toxic_view(text))
         if len(parts) > 1:
             pieces.extend((i, part) for part in parts)
     return pieces
@@ -455,7 +598,10 @@ class ToxicityScorer:
             return np.zeros(0)
         if not isinstance(self.model, Head):
             return self.model.score(texts)
-        return self.score_embeddings(self.embedder.encode([normalize(t) for t in texts]), texts)
+        # Each text embedded once, as the head reads it (its view: emoji named, obfuscation spelled out).
+        views = self.model.text_features(texts)[1]
+        read = [view if view is not None else normalize(t) for t, view in zip(texts, views, strict=True)]
+        return self._score_rows(self.embedder.encode(read), texts, None, views_embedded=True)
 
     def score_embeddings(self, embeddings: np.ndarray, texts: Sequence[str], *,
                          sentence_vectors: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
@@ -473,9 +619,22 @@ class ToxicityScorer:
             return self.score(texts)
         if len(texts) != len(embeddings):
             raise ValueError(f"{len(embeddings)} embeddings for {len(texts)} texts")
+        return self._score_rows(np.asarray(embeddings), texts, sentence_vectors, views_embedded=False)
+
+    def _score_rows(self, embeddings: np.ndarray, texts: list[str], sentence_vectors: Mapping[str, np.ndarray] | None,
+                    *, views_embedded: bool) -> np.ndarray:
         if not texts:
             return np.zeros(0)
-        whole = self._cascade(self.model.predict(np.asarray(embeddings), texts), texts)
+        assert isinstance(self.model, Head)
+        if not views_embedded:
+            # A text with emoji or obfuscated words is read through its view, which needs a vector of
+            # its own (through the embedder, so an EmbeddingCache embeds it once); the others keep theirs.
+            views = self.model.text_features(texts)[1]
+            special = [i for i, view in enumerate(views) if view is not None]
+            if special:
+                embeddings = np.array(embeddings, dtype=np.float32, copy=True)
+                embeddings[special] = self.embedder.encode([str(views[i]) for i in special])
+        whole = self._cascade(self.model.predict(embeddings, texts), texts)
         if not self.sentences:
             return whole
         return np.maximum(whole, self._worst_sentence(texts, sentence_vectors))
@@ -519,7 +678,7 @@ class ToxicityScorer:
         texts = [str(t) for t in texts]
         if not texts:
             return []
-        cleaned = [normalize(t) for t in texts]
+        cleaned = [toxic_view(t) for t in texts]
         if self.encoder is None:
             return lexicon_kinds(cleaned)
         probability, kinds = self.encoder.score(cleaned)
