@@ -107,6 +107,7 @@ The plain secret values, as KEY: value (the data of the chart's Secret); empty w
     "LLMSIGHT_SLACK_WEBHOOK_URL" $v.alerts.slackWebhookUrl.value
     "LLMSIGHT_WEBHOOK_URL" $v.alerts.webhookUrl.value
     "LLMSIGHT_WEBHOOK_TOKEN" $v.alerts.webhookToken.value
+    "LLMSIGHT_SMTP_PASSWORD" (ternary $v.alerts.smtp.password.value "" (and $v.analyzers.enabled (not (empty $v.alerts.smtp.host))))
     "LLMSIGHT_OTLP_TOKEN" (ternary $v.otlp.token.value "" (eq $v.otlp.enabled true))
     "LLMSIGHT_JUDGE_API_KEY" (ternary $v.analyzers.judgeApiKey.value "" (eq $v.analyzers.enabled true)) -}}
 {{- range $key, $value := $all }}
@@ -316,7 +317,9 @@ Settings names the chart derives from structured values; `settings` must not set
 {{- list "LLMSIGHT_CLICKHOUSE_URL" "LLMSIGHT_CLICKHOUSE_CLUSTER" "LLMSIGHT_SINK" "LLMSIGHT_RULES"
     "LLMSIGHT_KAFKA_SECURITY_PROTOCOL" "LLMSIGHT_KAFKA_SASL_MECHANISM" "LLMSIGHT_KAFKA_SASL_USERNAME"
     "LLMSIGHT_KAFKA_SASL_PASSWORD" "LLMSIGHT_KAFKA_SSL_CAFILE" "LLMSIGHT_DASHBOARD_PASSWORD"
-    "LLMSIGHT_SLACK_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_TOKEN"
+    "LLMSIGHT_SLACK_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_TOKEN" "LLMSIGHT_DASHBOARD_URL"
+    "LLMSIGHT_SMTP_HOST" "LLMSIGHT_SMTP_PORT" "LLMSIGHT_SMTP_TLS" "LLMSIGHT_SMTP_STARTTLS" "LLMSIGHT_SMTP_USER"
+    "LLMSIGHT_SMTP_PASSWORD" "LLMSIGHT_SMTP_FROM" "LLMSIGHT_SMTP_TO" "LLMSIGHT_SMTP_RULE_TO"
     "LLMSIGHT_COLLECTOR_HTTP_PORT" "LLMSIGHT_ANALYZERS_HTTP_PORT" "LLMSIGHT_OTLP_TOKEN" "LLMSIGHT_OTLP_ADDRESS"
     "LLMSIGHT_OTLP_HTTP_PORT" "LLMSIGHT_OTLP_GRPC_PORT" | toJson }}
 {{- end }}
