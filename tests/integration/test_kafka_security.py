@@ -8,10 +8,8 @@ LLMSIGHT_KAFKA_* variables the chart puts in the pods.
 
 from __future__ import annotations
 
-import datetime
 import importlib.machinery
 import importlib.util
-import ipaddress
 import json
 import os
 import signal
@@ -25,6 +23,8 @@ from types import ModuleType
 
 import pytest
 
+from tests.certificates import make_certificates
+
 ROOT = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "llmsight", "s3cret-Pw"
 
@@ -37,45 +37,6 @@ def _kafka_dev() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     return module
-
-
-def _certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A CA, a broker certificate for 127.0.0.1 signed by it, and an unrelated CA."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def ca(cn: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        cert = (x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn))
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(key, hashes.SHA256()))
-        return key, cert
-
-    ca_key, ca_cert = ca("llmsight-test-ca")
-    _other_key, other_cert = ca("some-other-ca")
-    broker_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    broker_cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca_cert.subject)
-                   .public_key(broker_key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                                  critical=False)
-                   .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    keystore = folder / "broker.pem"  # Kafka's PEM key store: the PKCS#8 key, then the chain
-    keystore.write_bytes(broker_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-                         + broker_cert.public_bytes(pem) + ca_cert.public_bytes(pem))
-    (folder / "ca.pem").write_bytes(ca_cert.public_bytes(pem))
-    (folder / "other-ca.pem").write_bytes(other_cert.public_bytes(pem))
-    return keystore, folder / "ca.pem", folder / "other-ca.pem"
 
 
 class SecureBroker:
@@ -100,7 +61,7 @@ class SecureBroker:
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     kafka_dev = _kafka_dev()
     state = tmp_path_factory.mktemp("kafka-sasl-ssl")
-    keystore, ca_file, other_ca = _certificates(state)
+    keystore, ca_file, other_ca = make_certificates(state)
     port, internal, controller = kafka_dev.free_port(), kafka_dev.free_port(), kafka_dev.free_port()
     props = state / "server.properties"
     props.write_text("\n".join([
