@@ -95,8 +95,8 @@ SMTP_PORT = define("LLMSIGHT_SMTP_PORT", 0, parse_smtp_port,
                     "SMTP port; 0 means 465 with LLMSIGHT_SMTP_TLS, 587 with STARTTLS, else 25.", "alerts")
 
 SMTP_STARTTLS = define("LLMSIGHT_SMTP_STARTTLS", True, parse_bool,
-                        "Upgrade the SMTP connection with STARTTLS (required when offered: it is never sent in "
-                        "clear); on unless LLMSIGHT_SMTP_TLS is on.", "alerts")
+                        "Upgrade the SMTP connection with STARTTLS, and send nothing when the server does not "
+                        "offer it; on unless LLMSIGHT_SMTP_TLS is on.", "alerts")
 
 SMTP_TLS = define("LLMSIGHT_SMTP_TLS", False, parse_bool,
                    "Implicit TLS from the first byte (SMTPS, usually port 465) instead of STARTTLS.", "alerts")
