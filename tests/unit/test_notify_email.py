@@ -41,7 +41,8 @@ def _parts(raw: bytes) -> tuple[EmailMessage, str, str]:
     plain = message.get_body(("plain",))
     rich = message.get_body(("html",))
     assert plain is not None and rich is not None
-    return message, plain.get_content(), rich.get_content()
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # CRLF line ends only: SMTP servers read bare LFs as one line
+    return message, plain.get_content().replace("\r\n", "\n"), rich.get_content()
 
 
 def test_a_drift_e_mail_says_what_changed_in_the_units_of_the_slack_message():
