@@ -19,9 +19,11 @@ For each segment (service × name × model × prompt_version) with calls in the 
 The reference period is either the trailing ``LLMSIGHT_REFERENCE_SECONDS`` before the window or a
 fixed baseline (``LLMSIGHT_BASELINE``, or else the first ``LLMSIGHT_REFERENCE_SECONDS`` of the
 feature's traffic). The window itself is always cut out of its reference. A trailing reference is
-at least as long as the window's horizon, and while a run of drift evidence is building it ends
-where the run began (held at most ``LLMSIGHT_DRIFT_HOLD_SECONDS``), so it cannot swallow a shift
-the evidence has not finished weighing. A segment with too few
+at least as long as the window's horizon, and once a run of drift evidence has come part of the
+way to its alarm it ends where the run began (held at most ``LLMSIGHT_DRIFT_HOLD_SECONDS``), so
+it cannot swallow a shift the evidence has not finished weighing. When the evidence alarms, its
+grown topic is named over the whole run (every window since it began, against as many texts of
+the held reference), not over the last window's few texts. A segment with too few
 calls of its own in the reference (a prompt version just shipped) is compared with its feature's
 traffic instead, which is what makes a bad release visible in its very first windows.
 
@@ -66,6 +68,7 @@ _EXAMPLES = 3
 # windows when nothing changed).
 EXPLAIN_BELOW_P = 0.1
 _TOPIC_EXAMPLES = 5  # texts of the grown topic on a drift row (the alert page and notifications show them)
+RUN_TOPIC_SAMPLE = 1000  # texts a side when an alarm's grown topic is named over its whole run of evidence
 # The sequential evidence row written next to each drift row.
 EVIDENCE_METRICS = {names.DRIFT_INPUT: names.DRIFT_INPUT_EVIDENCE, names.DRIFT_OUTPUT: names.DRIFT_OUTPUT_EVIDENCE}
 # The metrics whose reference-period mean is a row's baseline: operations and toxicity rates.
@@ -199,8 +202,8 @@ class WindowAnalyzer:
         for segment in segments:
             end = window.start
             for state in ((evidence or {}).get(key_of(segment)) or {}).values():
-                if state.since is not None and state.since < end:
-                    end = state.since
+                if state.reference_end is not None and state.reference_end < end:
+                    end = state.reference_end
             periods[key_of(segment)] = Period(end - length, end)
         return periods
 
@@ -355,6 +358,8 @@ class WindowAnalyzer:
     def _drift(self, window: Window, item: _Inputs, scope: dict[str, Any],
                vectors: dict[str, np.ndarray]) -> list[MetricRow]:
         from llmsight.analyzers.drift import (
+            HOLD_FRACTION,
+            HOLD_FRACTIONS,
             embedding_drift,
             evidence_step,
             evidence_z,
@@ -371,6 +376,8 @@ class WindowAnalyzer:
             return []
         window_s = (window.end - window.start).total_seconds()
         limit = horizon_limit(window.granularity, window_s)
+        # Windows whose trailing references overlap are correlated: the calibration's batches span them.
+        span = reference_span(item.period, window_s)
         rows = []
         for metric, cur_texts, ref_texts in ((names.DRIFT_INPUT, calls.sample_inputs, reference.sample_inputs),
                                              (names.DRIFT_OUTPUT, calls.sample_outputs, reference.sample_outputs)):
@@ -387,8 +394,9 @@ class WindowAnalyzer:
                 ref = _stack(vectors, ref_texts)
             result = embedding_drift(ref, cur)
             z = evidence_z(result.p_value, result.score, (result.details or {}).get("permutations"), result.method)
-            state = evidence_step(item.evidence.get(metric) or _fresh_evidence(), z, window.start, limit,
-                                  hold_s=self.settings.hold_s)
+            before = item.evidence.get(metric) or _fresh_evidence()
+            state = evidence_step(before, z, window.start, limit, hold_s=self.settings.hold_s, span=span,
+                                  hold_fraction=HOLD_FRACTIONS.get(window.granularity, HOLD_FRACTION))
             # Topics are explained when this test or the evidence points at a change (they cost more
             # than the test): the grown topic is what the drift alert shows.
             explain = (bool(result.drifted) or (result.p_value is not None and result.p_value < EXPLAIN_BELOW_P)
@@ -399,6 +407,8 @@ class WindowAnalyzer:
                                   p_value=result.p_value, threshold=result.threshold, details=details))
             evidence = {**scope, **state.as_details(), "method": "cusum", "drifted": state.alarm,
                         "limit": limit, "k": 0.5, "z": None if z is None else round(z, 4),
+                        "z_calibrated": None if z is None else round(before.calibration.standardise(z), 4),
+                        "span": span,
                         "horizon": window.granularity,
                         "false_alarms_per_week": round(horizon_budget(window.granularity), 6),
                         "test": {"score": result.score, "threshold": result.threshold, "p_value": result.p_value,
@@ -406,9 +416,51 @@ class WindowAnalyzer:
             for key in ("grown_topic", "examples"):
                 if key in details:
                     evidence[key] = details[key]
+            if state.alarm and state.since is not None and state.since < window.start:
+                # The alarm rests on every window since the run began: name what grew over all of them
+                # (a 5% topic is three texts of a 60-text window, a hundred over the run).
+                try:
+                    evidence.update(self._run_topic(window, item, state.since, metric))
+                except Exception:  # the explanation is a help, never a reason to lose the evidence
+                    log.warning("scheduler: drift run explanation failed", exc_info=True)
             rows.append(MetricRow(window, item.segment, EVIDENCE_METRICS[metric], round(state.cusum / limit, 6),
                                   len(cur_texts), p_value=result.p_value, threshold=1.0, details=evidence))
         return rows
+
+    def _run_topic(self, window: Window, item: _Inputs, since: datetime, metric: str) -> dict[str, Any]:
+        """The grown topic of a whole run of evidence: the texts from ``since`` to the window's end
+        against as many of the (held) reference period's, stored vectors only, up to
+        :data:`RUN_TOPIC_SAMPLE` a side spread over each period. The sides are cut to the same size:
+        the neighbour regions that find a new topic are calibrated for balanced samples (with
+        3,000 texts against 500 a chance region outgrew the new topic)."""
+        from llmsight.analyzers import topics
+
+        run = read_texts_stratified_many(self.client, Period(since, window.end), [item.segment], SEGMENT_KEYS,
+                                         RUN_TOPIC_SAMPLE).get(key_of(item.segment))
+        before = read_texts_stratified_many(self.client, item.period, [item.segment], item.keys,
+                                            RUN_TOPIC_SAMPLE).get(key_of(item.segment, item.keys))
+        if run is None or before is None:
+            return {}
+        pick = (lambda calls: calls.sample_inputs) if metric == names.DRIFT_INPUT else (lambda calls: calls.sample_outputs)
+        cur, kept = self._cached(pick(run))
+        cur_texts, trace_ids = [pick(run)[i] for i in kept], [run.sample_trace_ids[i] for i in kept]
+        ref, kept = self._cached(pick(before))
+        ref_texts = [pick(before)[i] for i in kept]
+        size = min(len(cur_texts), len(ref_texts))
+        if size < self.settings.drift_min_n:
+            return {}
+        rng = np.random.default_rng(int(window.start.timestamp()))
+        take_cur = np.sort(rng.choice(len(cur_texts), size, replace=False))
+        take_ref = np.sort(rng.choice(len(ref_texts), size, replace=False))
+        cur_texts, trace_ids = [cur_texts[i] for i in take_cur], [trace_ids[i] for i in take_cur]
+        ref_texts = [ref_texts[i] for i in take_ref]
+        explained = topics.explain_drift(ref[take_ref], cur[take_cur], ref_texts, cur_texts,
+                                         n_examples=_TOPIC_EXAMPLES)
+        grown = grown_topic(explained, cur_texts, trace_ids)
+        if grown is None:
+            return {}
+        grown["over"] = {"from": since, "to": window.end, "n_ref": size, "n_cur": size}
+        return {"grown_topic": grown, "examples": grown["examples"]}
 
     def _cached(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
         """The stored vectors of ``texts`` and the positions that have one: the longer horizons embed nothing.
@@ -436,6 +488,15 @@ class WindowAnalyzer:
         if not kept:
             return np.zeros((0, 1), dtype=np.float32), []
         return np.stack([found[keys[i]] for i in kept]), kept
+
+
+def reference_span(period: Period, window_s: float) -> int:
+    """How many windows a reference period spans, plus one: the reach of the correlation between
+    the tests of windows that share (part of) a trailing reference."""
+    from llmsight.analyzers.drift import MAX_SPAN
+
+    length = (period.end - period.start).total_seconds()
+    return int(min(MAX_SPAN, max(1, round(length / max(window_s, 1.0))) + 1))
 
 
 def _fresh_evidence() -> Any:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import numpy as np
 import pytest
@@ -126,12 +128,21 @@ def test_a_shift_is_detected_within_a_few_windows_and_the_reference_anchor_holds
     assert state.since is not None and state.since <= shift
     assert state.alarm_since is not None and state.alarm_since >= shift
     # Stored and read back, the state is the same.
-    assert EvidenceState.from_details(state.as_details()) == EvidenceState(
-        round(state.cusum, 4), state.since, state.alarm_since)
+    assert state.held and state.reference_end == state.since
+    stored = EvidenceState.from_details(json.loads(json.dumps(state.as_details())))
+    assert (stored.cusum, stored.since, stored.alarm_since, stored.held) == (
+        round(state.cusum, 4), state.since, state.alarm_since, True)
+    assert stored.calibration.n == state.calibration.n and stored.calibration.recent == pytest.approx(
+        state.calibration.recent, abs=1e-3)
+    assert stored.calibration.standardise(1.0) == pytest.approx(state.calibration.standardise(1.0), abs=1e-4)
+    # The held run's windows did not teach the calibration (they may be the shift).
+    assert state.calibration.n < 30 + 20
     # Without tests (no traffic) the evidence waits; after the hold the run is the new normal.
     assert evidence_step(state, None, shift + timedelta(minutes=30), limit, hold_s=86400) == state
     later = evidence_step(state, 2.0, state.since + timedelta(seconds=86400), limit, hold_s=86400)
-    assert not later.alarm and later.cusum == pytest.approx(1.5) and later.since == state.since + timedelta(days=1)
+    expected = state.calibration.standardise(2.0) - 0.5
+    assert not later.alarm and later.cusum == pytest.approx(expected) and later.since == state.since + timedelta(days=1)
+    assert not later.held and later.calibration.n == state.calibration.n + 1  # the restart kept what it learned
 
 
 def test_an_alarm_ends_and_restarts_the_evidence() -> None:
@@ -139,9 +150,101 @@ def test_an_alarm_ends_and_restarts_the_evidence() -> None:
     state = evidence_step(EvidenceState(), 4.0, T0, limit, hold_s=86400)
     assert state.alarm and state.cusum == pytest.approx(3.5)
     state = evidence_step(state, -1.0, T0 + timedelta(minutes=1), limit, hold_s=86400)
-    assert state == EvidenceState()  # fell below the limit: alarm over, S back to 0, reference moves on
+    # Fell below the limit: alarm over, S back to 0, reference moves on (the calibration stays).
+    assert state == EvidenceState(calibration=state.calibration) and state.reference_end is None
 
 
 @pytest.mark.parametrize("raw", ["", "not json", "[1, 2]", '{"cusum": -1}', '{"cusum": "x"}', '{"cusum": NaN}'])
 def test_bad_stored_state_starts_afresh(raw: str) -> None:
     assert EvidenceState.from_details(raw) == EvidenceState()
+
+
+# --- Correlated nulls: windows that share a trailing reference ------------------------------------
+def shared_reference_nulls(rng: np.random.Generator, windows: int, n_cur: int, n_ref: int, span: int) -> Any:
+    """A synthetic no-drift stream whose tests share their reference, as the analyzers' windows do.
+
+    Each window's traffic deviates from the population by ``u_w / sqrt(n_cur)``; a reference is
+    the ``span`` windows before it (or, while a run holds it, before the run began), sampled down to
+    ``n_ref`` texts spread over them, so overlapping references share their deviation. A test's z
+    is the standardised difference of the window's and its reference's deviations: N(0, 1) for
+    each window alone, correlated across windows through the reference (and, while a run holds
+    the reference, selected by the very luck that started the run). Returns ``z_of(t, ref_end)``.
+    """
+    per_window = n_ref / span
+    share = min(1.0, per_window / n_cur)
+    u = rng.standard_normal(windows)
+    v = (math.sqrt(share) * u + math.sqrt(1 - share) * rng.standard_normal(windows)) / math.sqrt(per_window)
+    prefix = np.r_[0.0, np.cumsum(v)]
+    scale = math.sqrt(1 / n_cur + 1 / n_ref)
+
+    def z_of(t: int, ref_end: int) -> float | None:
+        first = ref_end - span
+        if first < 0:
+            return None
+        reference = (prefix[ref_end] - prefix[first]) / span
+        return float((u[t] / math.sqrt(n_cur) - reference) / scale)
+
+    return z_of
+
+
+def correlated_run(seed: int, weeks: float, window_s: int, granularity: str, n_cur: int, n_ref: int,
+                   span: int, hold_fraction: float | None = None) -> tuple[int, list[float]]:
+    """Alarms of the real evidence_step on a shared-reference null stream (the reference follows the
+    state as the analyzers' ``_periods`` does), and the raw z-values. ``hold_fraction`` 0 is the
+    earlier rule (the reference held behind every run of S above 0)."""
+    if hold_fraction is None:
+        hold_fraction = drift.HOLD_FRACTIONS[granularity]
+    rng = np.random.default_rng(seed)
+    windows = int(weeks * WEEK_WINDOWS * 60 / window_s)
+    z_of = shared_reference_nulls(rng, windows, n_cur, n_ref, span)
+    limit = horizon_limit(granularity, window_s, 0.5)
+    state, count, raw = EvidenceState(), 0, []
+    for t in range(windows):
+        start = T0 + timedelta(seconds=t * window_s)
+        held = state.reference_end
+        ref_end = t if held is None else int((held - T0).total_seconds() // window_s)
+        z = z_of(t, ref_end)
+        if z is not None:
+            raw.append(z)
+        before = state.alarm
+        state = evidence_step(state, z, start, limit, hold_s=86400, span=span + 1, hold_fraction=hold_fraction)
+        count += state.alarm and not before
+    return count, raw
+
+
+WEEK_WINDOWS = 10080
+
+
+def long_run_variance(z: list[float], span: int) -> float:
+    array = np.asarray(z) - np.mean(z)
+    sums = np.convolve(array, np.ones(span), "valid")
+    return float(np.mean(sums ** 2) / span)
+
+
+def test_minute_windows_sharing_a_reference_stay_within_the_budget() -> None:
+    """1 call/s: 60 texts a minute against 500 sampled from the trailing hour (span 60 windows)."""
+    weeks = 12
+    count, raw = correlated_run(5, weeks, 60, "1m", 60, 500, 60)
+    # The nulls really are correlated (the formula for independent z's does not hold on them)...
+    assert long_run_variance(raw, 60) > 3.0
+    # ...and the calibrated evidence keeps to the budget, 0.15 per metric-week (1.8 expected in 12 weeks).
+    assert count / weeks <= 0.15 * 3, count
+
+
+def test_ten_minute_windows_at_a_low_rate_stay_within_the_budget() -> None:
+    """0.05 call/s: 30 texts per 10-minute window against the 180 of the trailing hour (span 6)."""
+    weeks = 30
+    count, _ = correlated_run(6, weeks, 600, "1m", 30, 180, 6)
+    assert count / weeks <= 0.15 * 2, count
+    # Holding the reference behind every run (the earlier rule) makes its luck the evidence.
+    earlier, _ = correlated_run(6, weeks, 600, "1m", 30, 180, 6, hold_fraction=0.0)
+    assert earlier / weeks > 1.0, earlier
+
+
+def test_hours_sharing_a_held_reference_stay_within_the_budget() -> None:
+    """Hourly tests of 3,000 texts against the hour before (3,000): a held reference is half of each z."""
+    weeks = 600
+    count, _ = correlated_run(7, weeks, 3600, "1h", 3000, 3000, 1)
+    assert count / weeks <= 0.08 * 1.5, count
+    earlier, _ = correlated_run(7, 100, 3600, "1h", 3000, 3000, 1, hold_fraction=0.0)
+    assert earlier / 100 > 1.0, earlier
