@@ -319,7 +319,7 @@ class Head:
         self.metadata = metadata
         self.embedding_dim = int(metadata["embedding_dim"])
         self.extra_features = [f for f in metadata["features"] if f != "minilm"]
-        self._cache: OrderedDict[bytes, tuple[np.ndarray, str | None]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, str | None, tuple[str, ...]]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.cache_hits = 0
         unknown = set(self.extra_features) - set(TEXT_FEATURES)
@@ -351,15 +351,22 @@ class Head:
 
     def text_features(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str | None]]:
         """The text features of each text (rows in the order of ``extra_features``) and its view
-        (:func:`toxic_view`) when that differs from :func:`normalize` (emoji, obfuscation), else None.
+        (:func:`toxic_view`) when that differs from :func:`normalize` (emoji, obfuscation), else None."""
+        rows, views, _ = self.read(texts)
+        return rows, views
 
-        Both are kept in a bounded LRU by text hash (FEATURE_CACHE_SIZE texts), like the embedding
+    def read(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str | None], list[tuple[str, ...]]]:
+        """:meth:`text_features`, and the sentences of each text's view when it has more than one
+        (:func:`split_sentences`; an empty tuple otherwise).
+
+        All three are kept in a bounded LRU by text hash (FEATURE_CACHE_SIZE texts), like the embedding
         cache keeps vectors: alt-profanity-check and the lexicon's expressions are most of the head's
         own cost, and a window scores many texts the windows before it scored.
         """
         keys = [_text_key(t) for t in texts]
         rows = np.zeros((len(keys), len(self.extra_features)), dtype=np.float32)
         views: list[str | None] = [None] * len(keys)
+        parts: list[tuple[str, ...]] = [()] * len(keys)
         missing: dict[bytes, list[int]] = {}
         with self._cache_lock:
             for i, key in enumerate(keys):
@@ -368,24 +375,25 @@ class Head:
                     missing.setdefault(key, []).append(i)
                 else:
                     self._cache.move_to_end(key)
-                    rows[i], views[i] = hit
+                    rows[i], views[i], parts[i] = hit
         self.cache_hits += len(keys) - sum(len(v) for v in missing.values())
         if not missing:
-            return rows, views
+            return rows, views, parts
         first = [str(texts[owners[0]]) for owners in missing.values()]
         cleaned = [normalize(t) for t in first]
         read = [_read(c) for c in cleaned]
         computed = (np.stack([TEXT_FEATURES[name](read).astype(np.float32) for name in self.extra_features], axis=1)
                     if self.extra_features else np.zeros((len(read), 0), dtype=np.float32))
         special = [r if r != c else None for r, c in zip(read, cleaned, strict=True)]
+        sentences = [tuple(split) if len(split := split_sentences(r)) > 1 else () for r in read]
         with self._cache_lock:
-            for (key, owners), row, view in zip(missing.items(), computed, special, strict=True):
-                self._cache[key] = (row, view)
+            for (key, owners), row, view, split in zip(missing.items(), computed, special, sentences, strict=True):
+                self._cache[key] = (row, view, split)
                 for i in owners:
-                    rows[i], views[i] = row, view
+                    rows[i], views[i], parts[i] = row, view, split
             while len(self._cache) > FEATURE_CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return rows, views
+        return rows, views, parts
 
     def clear_cache(self) -> None:
         """Forget the cached text features (the bench measures the head with and without them)."""
@@ -523,14 +531,9 @@ def _load(path: Path) -> Any:
         return _loaded[key]
 
 
-def _sentence_pieces(texts: list[str]) -> list[tuple[int, str]]:
-    """(owner, normalised sentence) for every sentence of each multi-sentence text."""
-    pieces: list[tuple[int, str]] = []
-    for i, text in enumerate(texts):
-        parts = split_sentences(toxic_view(text))
-        if len(parts) > 1:
-            pieces.extend((i, part) for part in parts)
-    return pieces
+def _sentence_pieces(texts: list[str], head: Head) -> list[tuple[int, str]]:
+    """(owner, sentence of its view) for every sentence of each multi-sentence text (cached by the head)."""
+    return [(i, part) for i, parts in enumerate(head.read(texts)[2]) for part in parts]
 
 
 class ToxicityScorer:
@@ -691,11 +694,12 @@ class ToxicityScorer:
         the sentence pass is off or the model does not read embeddings)."""
         if not self.sentences or not isinstance(self.model, Head):
             return []
-        return list(dict.fromkeys(piece for _, piece in _sentence_pieces([str(t) for t in texts])))
+        return list(dict.fromkeys(piece for _, piece in _sentence_pieces([str(t) for t in texts], self.model)))
 
     def _worst_sentence(self, texts: list[str], vectors: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """The highest sentence score of each text (0 for a text of one sentence)."""
-        pieces = _sentence_pieces(texts)
+        assert isinstance(self.model, Head)
+        pieces = _sentence_pieces(texts, self.model)
         worst = np.zeros(len(texts))
         if pieces:
             distinct = list(dict.fromkeys(piece for _, piece in pieces))
