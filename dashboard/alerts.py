@@ -121,7 +121,10 @@ def render(f: Filters) -> None:
     if not alerts.empty:
         st.subheader("Evidence, acknowledgement and silence")
         labels = {_label(row): row["alert_id"] for _, row in alerts.iterrows()}
-        chosen = st.selectbox("Alert", list(labels), key="alert_choice")
+        ids = list(labels.values())
+        linked = st.query_params.get("alert")  # a notification's link (LLMSIGHT_DASHBOARD_URL) names its alert
+        chosen = st.selectbox("Alert", list(labels), index=ids.index(linked) if linked in ids else 0,
+                              key="alert_choice")
         alert = alerts[alerts["alert_id"] == labels[chosen]].iloc[0]
         evidence(alert)
         acknowledge_form(alert)
