@@ -180,3 +180,16 @@ def test_a_rule_without_recipients_sends_nothing_and_does_not_stop_the_others(ca
     notifier.close()
     assert (notifier.sent, notifier.failed) == (0, 0)
     assert "no e-mail recipients for rule 'input-drift'" in caplog.text
+
+
+def test_slack_and_webhook_link_to_the_alert_only_with_a_dashboard_address():
+    from llmsight.alerts.notify import slack_payload, webhook_payload
+
+    link = alert_link("https://llmsight.example.com", DRIFT)
+    blocks = slack_payload(DRIFT, link=link)["blocks"]
+    assert blocks[-1]["text"]["text"] == (
+        "<https://llmsight.example.com/alerts?alert=a1b2c3&amp;service=checkout&amp;model=gpt-4o&amp;"
+        "prompt_version=v3|Open the alert in the dashboard>")
+    assert "dashboard" not in str(slack_payload(DRIFT)["blocks"])
+    assert webhook_payload(DRIFT, link=link)["dashboard_url"] == link
+    assert "dashboard_url" not in webhook_payload(DRIFT)
