@@ -35,7 +35,18 @@ import typer
 SPANS_PER_REQUEST = 100
 
 
+def _text(rng: random.Random, words: list[str], size: int) -> str:
+    """Words to ``size`` characters (the last one cut): the prompt or the answer of a call."""
+    out: list[str] = []
+    length = -1
+    while length < size:
+        out.append(rng.choice(words))
+        length += len(out[-1]) + 1
+    return " ".join(out)[:size]
+
+
 def _request(seed: int, content_bytes: int) -> bytes:
+    """A request of 100 chat spans, each with ``content_bytes`` characters of content (half prompt, half answer)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     rng = random.Random(seed)
@@ -53,8 +64,7 @@ def _request(seed: int, content_bytes: int) -> bytes:
         span.span_id = rng.getrandbits(64).to_bytes(8, "big")
         span.name = "chat gpt-4o-mini"
         span.start_time_unix_nano, span.end_time_unix_nano = now, now + 800_000_000
-        text_in = " ".join(rng.choice(words) for _ in range(content_bytes // 14))
-        text_out = " ".join(rng.choice(words) for _ in range(content_bytes // 14))
+        text_in, text_out = _text(rng, words, content_bytes // 2), _text(rng, words, content_bytes - content_bytes // 2)
         for key, value in (("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
                            ("gen_ai.request.model", "gpt-4o-mini"),
                            ("gen_ai.input.messages", json.dumps([{"role": "user", "parts": [{"type": "text", "content": text_in}]}])),
@@ -234,7 +244,7 @@ def main(
         admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
         admin.close()
         requests = max(1, spans // SPANS_PER_REQUEST)
-        bodies = [_request(seed, content // 2) for seed in range(min(requests, 50))]
+        bodies = [_request(seed, content) for seed in range(min(requests, 50))]
         bodies = [bodies[i % len(bodies)] for i in range(requests)]
         # The raw loop sends what the receiver writes for these spans: encoded llm_call lines of the same size.
         from llmsight.otlp import decode
@@ -250,7 +260,8 @@ def main(
         for _, http_port, _ in receivers.values():
             _throughput(_http_post, http_port, bodies[:20], 2)  # warm-up
         figures: dict[str, Any] = {"spans": requests * SPANS_PER_REQUEST, "clients": clients,
-                                   "content_bytes_per_span": content, "cpus": os.cpu_count(), "redact": redact}
+                                   "content_bytes_per_span": content, "event_bytes": round(sum(map(len, sample)) / len(sample)),
+                                   "cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2), "redact": redact}
         if against:
             figures["against"] = against
         figures["raw_producer_sps"] = round(_raw_producer(bootstrap, topic, lines))
@@ -268,6 +279,7 @@ def main(
             for prefix, (_, http_port, grpc_port) in reversed(list(receivers.items())):
                 port = http_port if via == "http" else grpc_port
                 figures[f"{prefix}{via}_p99_ms"] = round(_p99(make_post, port, bodies[:200]), 2)
+        figures["load_1m_after"] = round(os.getloadavg()[0], 2)
         emit("OTLP receiver into Kafka", figures, as_json)
     finally:
         for process, _, _ in receivers.values():

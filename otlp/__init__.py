@@ -36,6 +36,8 @@ class Service:
         return int(self.grpc.port) if self.grpc is not None else 0
 
     def start(self) -> Service:
+        if self.receiver.pool is not None:
+            self.receiver.pool.start()  # in the background: requests are mapped here until it is up
         if self.http is not None:
             self.http.start()
         if self.grpc is not None:
@@ -47,16 +49,21 @@ class Service:
             self.grpc.stop(timeout / 2)
         if self.http is not None:
             self.http.stop()
+        if self.receiver.pool is not None:
+            self.receiver.pool.close()
         self.receiver.writer.close(timeout / 2)
 
 
 def build(*, sink: str | None = None, address: str | None = None, http_port: int | None = None,
-          grpc_port: int | None = None, token: str | None = None, redact: Any = None) -> Service:
-    """A :class:`Service` from arguments, else the ``LLMSIGHT_*`` settings (strict: a bad value raises)."""
+          grpc_port: int | None = None, token: str | None = None, redact: Any = None,
+          workers: int | str | None = None) -> Service:
+    """A :class:`Service` from arguments, else the ``LLMSIGHT_*`` settings (strict: a bad value raises).
+    ``workers``: processes that map trace requests (``LLMSIGHT_OTLP_WORKERS``; 0: in this process)."""
     from llmsight import config
     from llmsight.otlp import settings
     from llmsight.otlp.join import Joiner
     from llmsight.otlp.server import GrpcServer, HttpServer, check_exposure
+    from llmsight.otlp.workers import Pool, worker_count
     from llmsight.otlp.writer import make_writer
     from llmsight.pricing import load_prices
     from llmsight.redact import redact as default_redact
@@ -77,9 +84,11 @@ def build(*, sink: str | None = None, address: str | None = None, http_port: int
     max_bytes = config.resolve(settings.OTLP_MAX_REQUEST_BYTES, strict=True)
     joiner = Joiner(config.resolve(settings.OTLP_JOIN_WINDOW_S, strict=True),
                     config.resolve(settings.OTLP_JOIN_MAX_ENTRIES, strict=True))
+    processes = worker_count(config.resolve(settings.OTLP_WORKERS, workers, strict=True, check=True))
     receiver = Receiver(mapper, writer, token=token,
                         write_timeout=config.resolve(settings.OTLP_WRITE_TIMEOUT_S, strict=True),
-                        max_request_bytes=max_bytes, joiner=joiner)
+                        max_request_bytes=max_bytes, joiner=joiner,
+                        pool=Pool(processes, mapper.arguments) if processes > 0 else None)
     http_port = config.resolve(settings.OTLP_HTTP_PORT, http_port, strict=True)
     grpc_port = config.resolve(settings.OTLP_GRPC_PORT, grpc_port, strict=True)
     http = grpc = None

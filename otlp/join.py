@@ -85,6 +85,24 @@ class Joiner:
             content = list(entry.content) if entry is not None else []
         return replace(span, events=[*span.events, *content]) if content else span
 
+    def waiting(self, trace_id: str, span_id: str) -> bool:
+        """Content records wait for this call (:meth:`span` would add them)."""
+        entry = self._entries.get((trace_id, span_id))  # a dict read: atomic under the GIL
+        return entry is not None and bool(entry.content)
+
+    def mapped_complete(self, trace_id: str, span_id: str) -> None:
+        """A call that has its input and output was written, mapped without content records
+        (:meth:`waiting` said none waited): as :meth:`mapped` with ``complete``, without the span."""
+        key = (trace_id, span_id)
+        now = self._now()
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:  # records that came while it was written: they add nothing now
+                self.duplicates += len(entry.content)
+            self._complete.pop(key, None)
+            self._complete[key] = now + self.window_s
+            self._expire(now)
+
     def mapped(self, span: Span, complete: bool) -> Span | None:
         """``span`` (as mapped) was written; ``complete``: the call has its input and output.
 

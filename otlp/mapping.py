@@ -493,6 +493,10 @@ class Mapper:
 
     def __init__(self, *, service: str, environment: str, prices: PriceTable, max_text_chars: int,
                  redactor: Callable[[str], str] | None = default_redact, prompt_version_attribute: str = "") -> None:
+        # What another process needs to build the same mapper (llmsight.otlp.workers).
+        self.arguments = {"service": service, "environment": environment, "prices": prices,
+                          "max_text_chars": max_text_chars, "redactor": redactor,
+                          "prompt_version_attribute": prompt_version_attribute}
         self.service = service
         self.environment = environment
         self.prices = prices

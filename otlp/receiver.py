@@ -38,9 +38,8 @@ from llmsight.otlp.mapping import (
     OPENLIT_COMPLETION_EVENT,
     OPENLIT_PROMPT_EVENT,
     Mapper,
-    Span,
-    is_llm_call,
 )
+from llmsight.otlp.workers import Call, Mapped, Pool, map_request
 from llmsight.otlp.writer import Batch, Busy, Unavailable, Writer
 
 log = logging.getLogger("llmsight.otlp")
@@ -63,7 +62,7 @@ class Outcome:
 class Counters:
     NAMES = ("requests", "spans_received", "llm_calls", "feedback", "skipped", "rejected", "bad_requests",
              "busy", "unavailable", "unauthorized", "dead_letters", "dead_letters_dropped", "content_logs",
-             "content_joined")
+             "content_joined", "worker_requests")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -81,8 +80,10 @@ class Counters:
 
 class Receiver:
     def __init__(self, mapper: Mapper, writer: Writer, *, token: str = "", write_timeout: float = 5.0,
-                 max_request_bytes: int = 16 * 1024 * 1024, joiner: Joiner | None = None) -> None:
+                 max_request_bytes: int = 16 * 1024 * 1024, joiner: Joiner | None = None,
+                 pool: Pool | None = None) -> None:
         self.mapper = mapper
+        self.pool = pool
         self.joiner = joiner if joiner is not None else Joiner()
         self.writer = writer
         self.token = token
@@ -105,40 +106,54 @@ class Receiver:
     # -- traces and logs ---------------------------------------------------------------------------
 
     def export_traces(self, request: Any) -> Outcome:
-        outcome = Outcome()
-        batch: Batch = []
-        reasons: list[str] = []
-        received = calls = feedback = 0
-        mapped: list[tuple[Span, bool]] = []
+        """A parsed ``ExportTraceServiceRequest`` (gRPC): mapped by a worker if there is a pool, else here."""
+        pool = self.pool
+        mapped = None
+        if pool is not None and pool.ready:
+            mapped = pool.map(request.SerializeToString(), "application/x-protobuf", self.write_timeout)
+        if mapped is None:
+            mapped = map_request(self.mapper, request)
+        else:
+            self.counters.add(worker_requests=1)
+        return self._export_mapped(mapped, lambda: request)
+
+    def export_trace_bytes(self, data: bytes, content_type: str) -> Outcome:
+        """A trace request's bytes (HTTP, decompressed): parsed and mapped by a worker if there is a pool,
+        else here. Raises :class:`~llmsight.otlp.decode.BadRequest` for a payload that cannot be read."""
+        pool = self.pool
+        mapped = None
+        if pool is not None and pool.ready:
+            mapped = pool.map(data, content_type, self.write_timeout)
+        request = None
+        if mapped is None:
+            request = decode.parse_traces(data, content_type)
+            mapped = map_request(self.mapper, request)
+        else:
+            self.counters.add(worker_requests=1)
+        return self._export_mapped(mapped, lambda: request or decode.parse_traces(data, content_type))
+
+    def _export_mapped(self, mapped: Mapped, request: Any) -> Outcome:
+        """Join what waits for the mapped calls, write, answer. ``request()`` gives the parsed request
+        again, for the rare call mapped in a worker whose content log records came first."""
         joiner = self.joiner
-        for span in decode.spans(request):
-            received += 1
-            if isinstance(span, decode.InvalidItem):
-                outcome.rejected += 1
-                reasons.append(str(span))
-                continue
-            try:
-                for event in span.events:
-                    if event.name == EVALUATION_EVENT:
-                        item = self.mapper.feedback(event)
-                        if item is not None:
-                            batch.append(item)
-                            feedback += 1
-                if is_llm_call(span):
-                    span = joiner.span(span)
+        if any(joiner.waiting(call.trace_id, call.span_id) for call in mapped.calls):
+            if any(call.span is None for call in mapped.calls):  # mapped by a worker, which kept no span
+                mapped = map_request(self.mapper, request())
+            for call in mapped.calls:
+                if call.span is None or not joiner.waiting(call.trace_id, call.span_id):
+                    continue
+                span = joiner.span(call.span)
+                try:
                     key, line, complete = self.mapper.llm_call_with_content(span)
-                    batch.append((key, line))
-                    mapped.append((span, complete))
-                    calls += 1
-                else:
-                    outcome.skipped += 1
-            except Exception as exc:  # a bug or a value nobody foresaw: this span only
-                log.warning("otlp: cannot map span %r: %r", span.name[:80], exc)
-                outcome.rejected += 1
-                reasons.append(f"span {span.name[:80]!r} could not be mapped: {type(exc).__name__}")
-        self.counters.add(spans_received=received)
-        result = self._finish(batch, outcome, reasons, calls, feedback)
-        self._settle(mapped)
+                except Exception as exc:  # as for a span alone: it keeps the line mapped without the records
+                    log.warning("otlp: cannot map span %r with its content logs: %r", span.name[:80], exc)
+                    continue
+                mapped.batch[call.index] = (key, line)
+                call.span, call.complete = span, complete
+        outcome = Outcome(skipped=mapped.skipped, rejected=mapped.rejected)
+        self.counters.add(spans_received=mapped.received)
+        result = self._finish(mapped.batch, outcome, mapped.reasons, len(mapped.calls), mapped.feedback)
+        self._settle(mapped.calls)
         return result
 
     def export_logs(self, request: Any) -> Outcome:
@@ -146,7 +161,7 @@ class Receiver:
         batch: Batch = []
         reasons: list[str] = []
         feedback = joined = content = 0
-        mapped: list[tuple[Span, bool]] = []
+        mapped: list[Call] = []
         for event in decode.log_events(request):
             if event.name == EVALUATION_EVENT:
                 item = self.mapper.feedback(event)
@@ -172,8 +187,8 @@ class Receiver:
                     outcome.rejected += 1
                     reasons.append(f"span {span.name[:80]!r} could not be mapped with its content: {type(exc).__name__}")
                     continue
+                mapped.append(Call(len(batch), span.trace_id, span.span_id, complete, span))
                 batch.append((key, line))
-                mapped.append((span, complete))
                 joined += 1
             else:
                 outcome.skipped += 1
@@ -182,19 +197,22 @@ class Receiver:
         self._settle(mapped)
         return result
 
-    def _settle(self, mapped: list[tuple[Span, bool]]) -> None:
+    def _settle(self, calls: list[Call]) -> None:
         """Tell the joiner what was written; write again the calls whose content logs came meanwhile
         (the last row written for a call is the one the store keeps). Raises as ``_finish`` does."""
+        joiner = self.joiner
         for _ in range(4):  # each round catches records that raced the previous one; more is pathological
-            again = [s for s in (self.joiner.mapped(span, complete) for span, complete in mapped) if s is not None]
+            again = [s for s in (joiner.mapped(call.span, call.complete) if call.span is not None
+                                 else joiner.mapped_complete(call.trace_id, call.span_id) for call in calls)
+                     if s is not None]
             if not again:
                 return
             batch: Batch = []
-            mapped = []
+            calls = []
             for span in again:
                 key, line, complete = self.mapper.llm_call_with_content(span)
+                calls.append(Call(len(batch), span.trace_id, span.span_id, complete, span))
                 batch.append((key, line))
-                mapped.append((span, complete))
             self._write(batch)
             self.counters.add(content_joined=len(batch))
 

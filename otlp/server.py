@@ -144,14 +144,15 @@ class _Handler(BaseHTTPRequestHandler):
         source = f"otlp http {path} from {self.client_address[0]}"
         try:
             data = decode.decompress(body, self.headers.get("Content-Encoding", ""), receiver.max_request_bytes)
-            request = decode.parse_traces(data, ctype) if kind == "traces" else decode.parse_logs(data, ctype)
+            if kind == "traces":  # parsed where it is mapped: in a worker process if there are some
+                outcome = receiver.export_trace_bytes(data, ctype)
+            else:
+                outcome = receiver.export_logs(decode.parse_logs(data, ctype))
         except decode.BadRequest as exc:
             code = 413 if isinstance(exc, decode.TooLarge) else 415 if "Content-Type" in str(exc) else 400
             receiver.dead_letter(str(exc), source, body, ctype)
             self._status(code, str(exc), as_json)
             return
-        try:
-            outcome = receiver.export_traces(request) if kind == "traces" else receiver.export_logs(request)
         except (Busy, Unavailable) as exc:
             code = 429 if isinstance(exc, Busy) else 503
             self._status(code, str(exc), as_json, {"Retry-After": str(exc.retry_after)})

@@ -47,3 +47,19 @@ OTLP_JOIN_MAX_ENTRIES = define("LLMSIGHT_OTLP_JOIN_MAX_ENTRIES", 50_000, parse_p
                                "Spans and content log records kept for that join, at most (oldest out first; "
                                "about 1 KB each).",
                                "otlp")
+
+
+def _parse_workers(raw: str) -> object:
+    value = raw.strip().lower()
+    if value == "auto":
+        return "auto"
+    number = int(value)
+    if not 0 <= number <= 64:
+        raise ValueError("expected auto, or a number of worker processes from 0 (map in the receiver's process) to 64")
+    return number
+
+
+OTLP_WORKERS = define("LLMSIGHT_OTLP_WORKERS", "auto", _parse_workers,
+                      "Processes that parse and map trace requests beside the receiver's (which keeps the servers, "
+                      "the content join and the Kafka producer): auto is one per usable CPU, at most 4 (none on "
+                      "one CPU); 0 maps in the receiver's process.", "otlp")

@@ -25,7 +25,7 @@ T0 = 1_767_000_000_000_000_000
 def receiver(tmp_path: Path):
     spool = tmp_path / "spool"
     service = otlp.build(sink=f"file://{spool}", address="127.0.0.1", http_port=free_port(), grpc_port=0,
-                         token="").start()
+                         token="", workers=0).start()  # in-process (test_otlp_workers: the same in workers)
     service.spool = spool  # type: ignore[attr-defined]
     yield service
     service.stop()
