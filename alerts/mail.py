@@ -214,7 +214,8 @@ def _one_line(value: Any) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in str(value)).split())
 
 
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
+    """A value as notifications show it: ``-`` for none, floats to 4 significant digits."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -249,8 +250,8 @@ def summary(notification: dict[str, Any], *, examples: bool = False,
     if p_text is not None:
         facts.append(("p-value", p_text))
     elif notification.get("p_value") is not None:
-        facts.append(("p-value", _fmt(notification.get("p_value"))))
-    facts += [("baseline", _fmt(notification.get("baseline"))), ("window", str(notification.get("window_start", "")))]
+        facts.append(("p-value", fmt_value(notification.get("p_value"))))
+    facts += [("baseline", fmt_value(notification.get("baseline"))), ("window", str(notification.get("window_start", "")))]
     episode = notification.get("episode") or {}
     if notification.get("incident_id"):
         flapping = f", flapping ({episode.get('flaps', 0)} re-fires)" if episode.get("flapping") else ""

@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from llmsight.alerts.evidence import grown_topic, levels_text, share_text
-from llmsight.alerts.mail import Mailer, alert_link, build_message
+from llmsight.alerts.mail import Mailer, alert_link, build_message, fmt_value
 from llmsight.store.names import SEGMENT_KEYS
 
 log = logging.getLogger("llmsight.alerts.notify")
@@ -145,14 +145,14 @@ def slack_payload(notification: dict[str, Any], *, examples: bool = False, link:
     if p_text is None:  # a value with its threshold in the same units
         facts = [
             f"*metric* `{slack_escape(notification.get('metric'))}`",
-            f"*value* {slack_escape(_fmt(notification.get('value')))}",
-            f"*threshold* {slack_escape(_fmt(notification.get('threshold')))}",
-            f"*baseline* {slack_escape(_fmt(notification.get('baseline')))}",
-            f"*p-value* {slack_escape(_fmt(notification.get('p_value')))}",
+            f"*value* {slack_escape(fmt_value(notification.get('value')))}",
+            f"*threshold* {slack_escape(fmt_value(notification.get('threshold')))}",
+            f"*baseline* {slack_escape(fmt_value(notification.get('baseline')))}",
+            f"*p-value* {slack_escape(fmt_value(notification.get('p_value')))}",
         ]
     else:  # a score with its own critical value; the p-value apart, with the rule's level
         facts = [f"*metric* `{slack_escape(notification.get('metric'))}`", f"*{slack_escape(value_text)}*",
-                 slack_escape(p_text), f"*baseline* {slack_escape(_fmt(notification.get('baseline')))}"]
+                 slack_escape(p_text), f"*baseline* {slack_escape(fmt_value(notification.get('baseline')))}"]
     facts.append(f"*window* {slack_escape(notification.get('window_start'))}")
     episode = notification.get("episode") or {}
     if notification.get("incident_id"):
@@ -185,14 +185,6 @@ def slack_payload(notification: dict[str, Any], *, examples: bool = False, link:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                    "text": f"<{slack_escape(link)}|Open the alert in the dashboard>"}})
     return {"text": headline, "blocks": blocks}
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 @dataclass(order=True)
