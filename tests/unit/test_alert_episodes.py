@@ -3,25 +3,19 @@ one incident per episode, and thresholds shown in the units of the value. Synthe
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
 from importlib import resources
 
 import pytest
 import yaml
 
-from llmsight.alerts.engine import FIRING, NOTIFYING, RESOLVED, AlertState, alert_id, notification, step
+from llmsight.alerts.engine import FIRING, RESOLVED, AlertState, alert_id, step
 from llmsight.alerts.rules import Observation, Rule, parse_rules
 from llmsight.errors import ConfigError
-
-T0 = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
-SEGMENT = {"service": "bank", "name": "answer", "model": "m", "prompt_version": "v2"}
+from tests.alert_windows import SEGMENT, T0, feed, toxicity_rule
 
 
 def tox(**overrides) -> Rule:
-    base = dict(name="tox", metric="toxicity_rate_output", comparison="absolute", direction="above",
-                warning=0.05, critical=0.15, min_samples=10, for_windows=1, recover_windows=1, renotify_s=0)
-    base.update(overrides)
-    return Rule(**base)
+    return toxicity_rule(**{"for_windows": 1, "renotify_s": 0, **overrides})
 
 
 def drift_rule_with_shipped_defaults() -> Rule:
@@ -37,17 +31,7 @@ def drift_rule_with_shipped_defaults() -> Rule:
 def run(rule: Rule, values: list[float | None], *, seconds: float = 60, state: AlertState | None = None,
         p_values: bool = False, start: int = 0) -> tuple[AlertState, list[str | None], list[dict]]:
     """Feed one value per window; returns the final state, every transition and the notifications sent."""
-    st = state or AlertState(alert_id(rule.name, SEGMENT), rule.name, rule.metric, dict(SEGMENT))
-    seen, sent = [], []
-    for i, value in enumerate(values, start=start):
-        window = T0 + timedelta(seconds=i * seconds)
-        obs = None if value is None else (
-            Observation(value=5.0, n=100, p_value=value, threshold=4.07) if p_values else Observation(value, 100))
-        st, transition = step(rule, st, obs, window, window + timedelta(seconds=5))
-        seen.append(transition)
-        if transition in NOTIFYING and (transition != "resolved" or rule.send_recovery):
-            sent.append(notification(rule, st, transition))
-    return st, seen, sent
+    return feed(rule, values, seconds=seconds, state=state, p_values=p_values, start=start)
 
 
 def test_the_demo_flap_reproduced_without_hysteresis_and_gone_with_the_shipped_defaults():

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
-from llmsight.alerts.engine import FIRING, RESOLVED, AlertState, alert_id, step
+from llmsight.alerts.engine import FIRING, RESOLVED, AlertState, alert_id
 from llmsight.alerts.rules import Observation, Rule, load_rules, parse_rules
 from llmsight.errors import ConfigError
-
-T0 = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
-SEGMENT = {"service": "bank", "name": "answer", "model": "m", "prompt_version": "v2"}
-
-
-def toxicity_rule(**overrides) -> Rule:
-    base = dict(name="tox", metric="toxicity_rate_output", comparison="absolute", direction="above",
-                warning=0.05, critical=0.15, min_samples=10, for_windows=2, recover_windows=1,
-                no_data="keep", renotify_s=600, send_recovery=True)
-    base.update(overrides)
-    return Rule(**base)
+from tests.alert_windows import SEGMENT, T0, feed, toxicity_rule
 
 
 def run(rule: Rule, values: list[float | None], *, n: int = 50, minutes: float = 1.0,
         state: AlertState | None = None) -> tuple[AlertState, list[str | None]]:
     """Feed one value per window (None: no row) and return the final state and every transition."""
-    st = state or AlertState(alert_id(rule.name, SEGMENT), rule.name, rule.metric, dict(SEGMENT))
-    seen = []
-    for i, value in enumerate(values):
-        window = T0 + timedelta(minutes=i * minutes)
-        obs = None if value is None else Observation(value=value, n=n)
-        st, transition = step(rule, st, obs, window, window + timedelta(seconds=20))
-        seen.append(transition)
+    st, seen, _sent = feed(rule, values, n=n, seconds=minutes * 60, after_s=20, state=state)
     return st, seen
 
 
