@@ -188,9 +188,21 @@ def _room_at(ref: str, into: Path) -> Path:
     return into / "otlp"
 
 
-def _start_receiver(bootstrap: str, topic: str, redact: bool, room: Path | None) -> tuple[Any, int, int]:
+def _workers_up(http_port: int) -> bool:
+    """The receiver's mapping workers answer (or it has none: an older room, or LLMSIGHT_OTLP_WORKERS=0)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=2) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("llmsight_otlp_mapping_workers "):
+                return float(line.split()[1]) > 0 or os.environ.get("LLMSIGHT_OTLP_WORKERS", "auto") == "0"
+    return True
+
+
+def _start_receiver(bootstrap: str, topic: str, redact: bool, room: Path | None,
+                    workers: str | None = None) -> tuple[Any, int, int]:
     http_port, grpc_port = _free_port(), _free_port()
     env = {**os.environ, "LLMSIGHT_OTLP_ADDRESS": "127.0.0.1", "LLMSIGHT_REDACT": "true" if redact else "false"}
+    if workers is not None:
+        env["LLMSIGHT_OTLP_WORKERS"] = workers
     code = ["-c", "from llmsight.cli.app import main; main()"] if room is None else ["-c", _WITH_ROOM, str(room)]
     process = subprocess.Popen([sys.executable, *code, "otlp", "--sink", f"kafka://{bootstrap}/{topic}",
                                 "--http-port", str(http_port), "--grpc-port", str(grpc_port)], env=env,
@@ -199,7 +211,7 @@ def _start_receiver(bootstrap: str, topic: str, redact: bool, room: Path | None)
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=2) as r:
-                if r.status == 200:
+                if r.status == 200 and (workers == "0" or _workers_up(http_port)):
                     return process, http_port, grpc_port
         except OSError:
             pass
@@ -226,6 +238,8 @@ def main(
                                 "(LLMSIGHT_REDACT; on by default, and most of its CPU time)."),
     against: str = typer.Option(None, "--against", help="A git revision: also run the receiver as it was "
                                 "there (its otlp room), in turns with this one, for a before/after."),
+    workers: str = typer.Option(None, "--workers", help="LLMSIGHT_OTLP_WORKERS of the receiver (auto, or a "
+                                "number; 0 maps in its own process); default: the setting."),
     as_json: bool = typer.Option(False, "--json", help="Print the figures as JSON on the last line."),
 ) -> None:
     """OTLP receiver: spans/s into Kafka over HTTP and gRPC vs the raw producer, and p99 of a 100-span request."""
@@ -254,14 +268,15 @@ def main(
         mapper = Mapper(service="bench", environment="bench", prices=load_prices("", None), max_text_chars=32768)
         sample = [mapper.llm_call(s)[1] for s in decode.spans(decode.parse_traces(bodies[0]))]
         lines = [sample[i % len(sample)] for i in range(requests * SPANS_PER_REQUEST)]
-        receivers[""] = _start_receiver(bootstrap, topic, redact, None)
+        receivers[""] = _start_receiver(bootstrap, topic, redact, None, workers)
         if against:
             receivers["ref_"] = _start_receiver(bootstrap, topic, redact, _room_at(against, state))
         for _, http_port, _ in receivers.values():
             _throughput(_http_post, http_port, bodies[:20], 2)  # warm-up
         figures: dict[str, Any] = {"spans": requests * SPANS_PER_REQUEST, "clients": clients,
                                    "content_bytes_per_span": content, "event_bytes": round(sum(map(len, sample)) / len(sample)),
-                                   "cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2), "redact": redact}
+                                   "cpus": os.cpu_count(), "load_1m_before": round(os.getloadavg()[0], 2), "redact": redact,
+                                   "workers": workers or os.environ.get("LLMSIGHT_OTLP_WORKERS", "auto")}
         if against:
             figures["against"] = against
         figures["raw_producer_sps"] = round(_raw_producer(bootstrap, topic, lines))

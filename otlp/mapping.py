@@ -28,7 +28,7 @@ import msgspec
 from llmsight.pricing import PriceTable
 from llmsight.redact import redact as default_redact
 from llmsight.schema import FEEDBACK, LLM_CALL, SCHEMA_VERSION
-from llmsight.serialize import bounded_json, bounded_text, clean_text, cut, encode_line, uuid_text
+from llmsight.serialize import bounded_json, bounded_text, clean_text, cut, encode_line
 
 MAX_ID_CHARS = 256  # names, models, ids: as the SDK
 SHORT_CACHE = 8192  # distinct short values whose redaction is remembered
@@ -477,8 +477,12 @@ def iso_ns(time_ns: int) -> str:
 
 def event_id(*parts: str) -> str:
     """A stable UUID for an OTLP item: a retried export maps to the same event_id (deduplicated in the store)."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8", "replace"), digest_size=16).digest()
-    return uuid_text(int.from_bytes(digest, "big"))
+    digest = bytearray(hashlib.blake2b("\x1f".join(parts).encode("utf-8", "replace"), digest_size=16).digest())
+    # As uuid_text(int.from_bytes(digest, "big")), on the bytes: version 4, RFC 4122 variant.
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # -- building events ---------------------------------------------------------------------------------

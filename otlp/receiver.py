@@ -277,6 +277,9 @@ class Receiver:
         for name, value in counts.items():
             lines.append(f"# TYPE llmsight_otlp_{name}_total counter")
             lines.append(f"llmsight_otlp_{name}_total {value}")
+        pool = self.pool
+        lines.append("# TYPE llmsight_otlp_mapping_workers gauge")  # processes mapping trace requests now
+        lines.append(f"llmsight_otlp_mapping_workers {len(pool.pids) if pool is not None and pool.ready else 0}")
         lines.append("# TYPE llmsight_otlp_sink_ready gauge")
         lines.append(f"llmsight_otlp_sink_ready {1 if self.writer.ready else 0}")
         return "\n".join(lines) + "\n"

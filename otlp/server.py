@@ -75,16 +75,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         log.debug("otlp http %s: " + format, self.client_address[0], *args)
 
+    def setup(self) -> None:
+        super().setup()
+        # Answers are one write (below), and a client waits for each: never hold a segment back.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, code: int, body: bytes = b"", content_type: str = "text/plain; charset=utf-8",
               headers: dict[str, str] | None = None) -> None:
+        """The status line, headers and body in one write: as two, Nagle's algorithm and the client's
+        delayed ACK could hold the body back up to 40 ms."""
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        self.end_headers()
+        self._headers_buffer.append(b"\r\n")
         if body and self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def _status(self, code: int, message: str, json_body: bool, headers: dict[str, str] | None = None) -> None:
         """An error answer: a google.rpc.Status-shaped body, as the OTLP spec asks."""

@@ -307,7 +307,7 @@ def redact(text: str, pace: Callable[[], None] | None = None) -> str:
     # SSNs, IBANs, IPv4 addresses, card and phone numbers all need a digit: without one, none of those
     # steps can change the text. The number runs' step still runs when an IPv6 step follows, since the
     # budget it spends decides how that step masks.
-    digits = _DIGIT.search(text) is not None
+    digits = any(d in text for d in "0123456789") if text.isascii() else _DIGIT.search(text) is not None
     ipv6 = "::" in text or text.count(":") >= 2
     if digits:
         if "-" in text:
