@@ -287,7 +287,33 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 # -- the shipped head ---------------------------------------------------------------------------
 # The text features a head may read after the embedding (each of normalised texts), in the order its
 # metadata lists them; scripts/train-toxicity computes its training features from the same table.
-TEXT_FEATURES = {"profanity_logit": profanity_logits, "lexicon_hits": lexicon_hits}
+# -- framing: a text that refuses, denies or denounces what it names ----------------------------
+# Written from issue 16's definitions of the hard negatives (an assistant refusing a hateful request
+# while naming it, counter-speech, negation, quoting to denounce), not from the functional suite's
+# sentences. Each cue counts once; the feature is log(1 + cues).
+_FRAME_CUES = [re.compile(p, re.IGNORECASE) for p in (
+    # refusing
+    r"\b(?:I|we)\s*(?:can'?t|cannot|can not|won'?t|will not|am not able to|'m not able to|must decline|"
+    r"have to decline|refuse to|don'?t (?:write|produce|create|generate|help))\b",
+    r"\b(?:I'?m|I am) (?:sorry|afraid)\b",
+    r"\b(?:instead|glad to help|happy to help|respectful)\b",
+    # denying
+    r"\b(?:I|we)\s+(?:don'?t|do not|never|didn'?t)\s+(?:think|believe|agree|say|said|claim)\b",
+    r"\b(?:not true|isn'?t true|no evidence|not all|a myth|false claim|simply false|untrue)\b",
+    # denouncing
+    r"\b(?:is|are|was|that'?s|it'?s|sounds)\s+(?:wrong|hateful|racist|sexist|bigoted|offensive|unacceptable|"
+    r"harmful|hurtful|cruel|disgusting|vile|prejudiced)\b",
+    r"\b(?:stereotyp|prejudic|bigotry|hate speech|dehumani[sz]|discriminat|condemn|denounc)\w*",
+    r"\b(?:banned|suspended|reported|removed|fired|flagged)\b",
+)]
+
+
+def frame_hits(texts: Sequence[str]) -> np.ndarray:
+    """For each (normalised) text, log(1 + the framing cues it holds): refusing, denying, denouncing."""
+    return np.array([np.log1p(sum(1 for cue in _FRAME_CUES if cue.search(t))) for t in texts], dtype=np.float64)
+
+
+TEXT_FEATURES = {"profanity_logit": profanity_logits, "lexicon_hits": lexicon_hits, "frame_hits": frame_hits}
 
 
 # Texts whose text features (and view) a head keeps, most recently used first: a window's sample of

@@ -1,0 +1,46 @@
+"""The hard-negative templates (training-data augmentation) and the framing cues of the toxicity head."""
+
+import json
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
+
+import numpy as np
+
+from llmsight.analyzers.toxicity import frame_hits, normalize
+from llmsight.analyzers.toxicity_suite import load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "analyzers" / "data" / "toxicity_hard_negatives.json"
+SCRIPT = ROOT / "scripts" / "train-toxicity"
+
+
+def test_templates_have_their_slots_and_training_leaves_out_any_sentence_of_the_suite():
+    stored = json.loads(TEMPLATES.read_text())
+    frames = [f for kind in stored["frames"].values() for f in kind]
+    assert len(frames) >= 15 and all(f.count("{claim}") == 1 for f in frames)
+    statements = stored["statements"]
+    for kind in ("hostile", "denial"):
+        assert all("{group}" in t and "{attribute}" in t for t in statements[kind])
+    assert len(statements["groups"]) >= 20 and len(statements["attributes"]) >= 15
+    # The suite is held out: whatever the templates make that equals one of its sentences is left out.
+    script = SourceFileLoader("train_toxicity", str(SCRIPT)).load_module()
+    texts, labels = script.statement_pairs()
+    assert len(texts) == len(labels) > 1000 and 0.45 < np.mean(labels) < 0.55
+    suite = {normalize(t).lower() for t in load_suite().texts}
+    assert not {normalize(t).lower() for t in texts} & suite
+    claims = ["they are vermin and should be removed", "those people are filthy animals"]
+    framed, y = script.framed_claims(claims, np.ones(2))
+    assert y == [1, 0, 1, 0] and framed[0] == claims[0] and claims[0] in framed[1]
+
+
+def test_framing_cues_count_refusing_denying_and_denouncing_but_not_plain_text():
+    framed = ["I can't help with that request, it targets people for their religion.",
+              "We don't believe that claim about nurses, it is simply false.",
+              "The account got banned last week.",
+              "Calling them thieves is a stereotype and it's prejudiced."]
+    plain = ["Those people are thieves and should leave.", "Your card will arrive within five days.",
+             "The meeting is at noon on Friday."]
+    hits = frame_hits(framed + plain)
+    assert (hits[:4] > 0).all() and (hits[4:] == 0).all()
+    assert hits[3] > hits[2] > 0  # two cues count more than one
+    assert np.isclose(hits[2], np.log(2))
