@@ -1,5 +1,6 @@
 """The hard-negative templates (training-data augmentation) and the framing cues of the toxicity head."""
 
+import importlib.util
 import json
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
@@ -23,7 +24,11 @@ def test_templates_have_their_slots_and_training_leaves_out_any_sentence_of_the_
         assert all("{group}" in t and "{attribute}" in t for t in statements[kind])
     assert len(statements["groups"]) >= 20 and len(statements["attributes"]) >= 15
     # The suite is held out: whatever the templates make that equals one of its sentences is left out.
-    script = SourceFileLoader("train_toxicity", str(SCRIPT)).load_module()
+    loader = SourceFileLoader("train_toxicity", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("train_toxicity", loader)
+    assert spec is not None
+    script = importlib.util.module_from_spec(spec)
+    loader.exec_module(script)
     texts, labels = script.statement_pairs()
     assert len(texts) == len(labels) > 1000 and 0.45 < np.mean(labels) < 0.55
     suite = {normalize(t).lower() for t in load_suite().texts}
