@@ -3,19 +3,13 @@ here, an optional login, and scripted refusals; it keeps every message it accept
 
 from __future__ import annotations
 
-import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.certificates import make_certificates
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.processes import free_port
 
 
 @dataclass

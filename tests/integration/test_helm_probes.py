@@ -9,40 +9,21 @@ through the same variables and flags the chart sets (other test runs may hold 94
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.processes import LLMSIGHT, free_port, http_status, start_llmsight, stop
 from tests.unit.test_helm import container, effective_env, render
 
 COMPONENTS = ("collector", "analyzers", "dashboard")
 PORT_VARIABLES = {"collector": "LLMSIGHT_COLLECTOR_HTTP_PORT", "analyzers": "LLMSIGHT_ANALYZERS_HTTP_PORT"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
 def _launch(name: str, spec: dict[str, Any], env: dict[str, Any], kafka_url: str, tmp_path: Path
             ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    port = _free_port()
+    port = free_port()
     args = list(spec["args"])
     if name == "collector":
         args[args.index("--source") + 1] = kafka_url
@@ -63,14 +44,10 @@ def _launch(name: str, spec: dict[str, Any], env: dict[str, Any], kafka_url: str
     if name in PORT_VARIABLES:
         plain[PORT_VARIABLES[name]] = str(port)
     log = home / "output.log"
-    llmsight = str(Path(sys.executable).with_name("llmsight"))
     if name == "dashboard":  # the chart's migrations job runs first: the dashboard never changes the schema
-        subprocess.run([llmsight, "db", "migrate"], env={**os.environ, **plain}, check=True, timeout=300,
+        subprocess.run([LLMSIGHT, "db", "migrate"], env={**os.environ, **plain}, check=True, timeout=300,
                        capture_output=True)
-    with open(log, "wb") as out:
-        process = subprocess.Popen([llmsight, *args], env={**os.environ, **plain}, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return process, port, log
+    return start_llmsight(args, plain, log), port, log
 
 
 def test_each_component_answers_its_probes(kafka_broker: Any, tmp_path: Path) -> None:
@@ -88,16 +65,9 @@ def test_each_component_answers_its_probes(kafka_broker: Any, tmp_path: Path) ->
             for name, kind in sorted(pending):
                 spec, process, port, log = running[name]
                 assert process.poll() is None, f"{name} exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-                if _status(f"http://127.0.0.1:{port}{spec[kind]['httpGet']['path']}") == 200:
+                if http_status(f"http://127.0.0.1:{port}{spec[kind]['httpGet']['path']}") == 200:
                     pending.discard((name, kind))
             time.sleep(0.5)
         assert pending == set(), {n: running[n][3].read_text()[-2000:] for n, _ in pending}
     finally:
-        for _spec, process, _port, _log in running.values():
-            process.terminate()
-        for _spec, process, _port, _log in running.values():
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process for _spec, process, _port, _log in running.values())

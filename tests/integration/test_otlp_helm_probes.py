@@ -11,32 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_otlp_kafka import free_port
+from tests.processes import free_port, http_status, start_llmsight, stop, wait_for_200
 from tests.unit.test_helm import container, effective_env, find, render
 from tests.unit.test_otlp_join import span_request
-
-
-def _request(url: str, body: bytes | None = None, token: str = "") -> int:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
 
 
 def test_the_rendered_receiver_answers_its_probes_and_requires_its_token(kafka_broker: Any, tmp_path: Path) -> None:
@@ -57,32 +39,20 @@ def test_the_rendered_receiver_answers_its_probes_and_requires_its_token(kafka_b
     plain = {k: v for k, v in env.items() if isinstance(v, str)}
     plain.update({"HOME": str(tmp_path), "LLMSIGHT_SINK": kafka_url, "LLMSIGHT_OTLP_TOKEN": token})
     log = tmp_path / "otlp.log"
-    llmsight = str(Path(sys.executable).with_name("llmsight"))
-    with open(log, "wb") as out:
-        process = subprocess.Popen([llmsight, *args], env={**os.environ, **plain}, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = start_llmsight(args, plain, log)
     base = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 60
         probes = {spec["livenessProbe"]["httpGet"]["path"], spec["readinessProbe"]["httpGet"]["path"]}
         assert probes == {"/healthz", "/readyz"}
-        while probes and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-3000:]
-            probes = {p for p in probes if _request(base + p) != 200}
-            time.sleep(0.3)
-        assert probes == set(), log.read_text()[-3000:]
+        assert wait_for_200({base + p for p in probes}, process, log, timeout=60) == set(), log.read_text()[-3000:]
         body = span_request({})
-        assert _request(f"{base}/v1/traces", body) == 401
-        assert _request(f"{base}/v1/traces", body, token="wrong-token-0123456789") == 401
-        assert _request(f"{base}/v1/traces", body, token=token) == 200
+        assert http_status(f"{base}/v1/traces", body, timeout=30) == 401
+        assert http_status(f"{base}/v1/traces", body, token="wrong-token-0123456789", timeout=30) == 401
+        assert http_status(f"{base}/v1/traces", body, token=token, timeout=30) == 200
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=10).read().decode()
         assert "llmsight_otlp_llm_calls_total 1" in metrics and "llmsight_otlp_unauthorized_total 2" in metrics
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop([process])
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest",

@@ -15,6 +15,7 @@ import pytest
 from llmsight.alerts.mail import Mailer, alert_link, build_message
 from llmsight.alerts.notify import EMAIL, Notifier, Target
 from llmsight.errors import ConfigError
+from tests.processes import free_port
 
 PASSWORD = "s3cret-smtp-pass"  # noqa: S105 - a test value, checked never to show
 
@@ -153,11 +154,7 @@ def test_the_usual_port_follows_the_tls_mode(monkeypatch):
 
 
 def test_an_unreachable_server_is_retried_then_given_up_without_the_password_in_logs(caplog):
-    import socket
-
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it
     mailer = Mailer(host="127.0.0.1", port=port, sender="a@example.com", to=("b@example.com",), user="llmsight",
                     password=PASSWORD, starttls=True)
     notifier = Notifier([Target(EMAIL, "smtp", mailer=mailer)], max_attempts=3, backoff_s=0.01, timeout_s=2)
