@@ -79,12 +79,12 @@ def build(*, sink: str | None = None, address: str | None = None, http_port: int
                     prices=load_prices(config.resolve(config.PRICES, strict=True), None),
                     max_text_chars=config.resolve(config.MAX_TEXT_CHARS, strict=True), redactor=redactor,
                     prompt_version_attribute=config.resolve(settings.OTLP_PROMPT_VERSION_ATTRIBUTE, strict=True))
+    processes = worker_count(config.resolve(settings.OTLP_WORKERS, workers, strict=True, check=True))
     url = sink or config.resolve(config.SINK, strict=True)
     writer = make_writer(url, max_in_flight=config.resolve(settings.OTLP_MAX_IN_FLIGHT, strict=True))
     max_bytes = config.resolve(settings.OTLP_MAX_REQUEST_BYTES, strict=True)
     joiner = Joiner(config.resolve(settings.OTLP_JOIN_WINDOW_S, strict=True),
                     config.resolve(settings.OTLP_JOIN_MAX_ENTRIES, strict=True))
-    processes = worker_count(config.resolve(settings.OTLP_WORKERS, workers, strict=True, check=True))
     receiver = Receiver(mapper, writer, token=token,
                         write_timeout=config.resolve(settings.OTLP_WRITE_TIMEOUT_S, strict=True),
                         max_request_bytes=max_bytes, joiner=joiner,

@@ -102,14 +102,28 @@ def map_request(mapper: Mapper, request: Any, keep_spans: bool = True) -> Mapped
     return out
 
 
-def worker_count(setting: Any) -> int:
-    """``LLMSIGHT_OTLP_WORKERS`` as a number: ``auto`` is one per usable CPU (at most 4), 0 on one CPU."""
-    if setting != "auto":
-        return int(setting)
+def usable_cpus(cgroup: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """CPUs this process may use: its affinity, within a container's CPU limit (cgroup v2 ``cpu.max``),
+    which a pod's ``resources.limits.cpu`` sets and the affinity does not show."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
+    try:
+        with open(cgroup, encoding="ascii") as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cpus = min(cpus, max(1, -(-int(quota) // int(period))))  # rounded up: 1.5 CPUs is 2
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def worker_count(setting: Any, cpus: int | None = None) -> int:
+    """``LLMSIGHT_OTLP_WORKERS`` as a number: ``auto`` is one per usable CPU (at most 4), 0 on one CPU."""
+    if setting != "auto":
+        return int(setting)
+    cpus = usable_cpus() if cpus is None else cpus
     return 0 if cpus < 2 else min(cpus, MAX_AUTO_WORKERS)
 
 

@@ -122,12 +122,25 @@ def test_a_killed_worker_costs_no_request_and_the_pool_comes_back(pooled: Any) -
     assert calls[0] == calls[-1]
 
 
+def test_a_containers_cpu_limit_bounds_the_usable_cpus(tmp_path: Path) -> None:
+    from llmsight.otlp.workers import usable_cpus
+
+    limit = tmp_path / "cpu.max"
+    limit.write_text("150000 100000\n")
+    assert usable_cpus(str(limit)) == min(2, usable_cpus(str(tmp_path / "none")))
+    limit.write_text("50000 100000\n")
+    assert usable_cpus(str(limit)) == 1
+    limit.write_text("max 100000\n")
+    assert usable_cpus(str(limit)) == usable_cpus(str(tmp_path / "none"))
+
+
 def test_the_setting_is_checked() -> None:
     from llmsight.errors import ConfigError
     from llmsight.otlp.workers import worker_count
 
     assert worker_count(3) == 3 and worker_count(0) == 0
     assert 0 <= worker_count("auto") <= 4
+    assert [worker_count("auto", cpus) for cpus in (1, 2, 3, 16)] == [0, 2, 3, 4]
     with pytest.raises(ConfigError, match="LLMSIGHT_OTLP_WORKERS"):
         otlp.build(sink="file:///tmp/unused-llmsight-spool", address="127.0.0.1", http_port=0, grpc_port=0,
                    token="", workers="many")
