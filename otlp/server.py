@@ -20,7 +20,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from llmsight.errors import ConfigError
 from llmsight.otlp import decode
@@ -231,17 +231,37 @@ def _authorize(context: Any, receiver: Receiver) -> None:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+class _TraceService:
+    """TraceService/Export on the request's bytes (no deserializer): they go as they came to where the
+    request is mapped (a worker process, if there are some), as over HTTP. A payload that cannot be read
+    is INVALID_ARGUMENT and a dead letter."""
+
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
 
-    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
+    def Export(self, data: bytes, context: Any) -> Any:  # noqa: N802
+        import grpc
+
         _authorize(context, self.receiver)
         try:
-            return _response("traces", self.receiver.export_traces(request))
+            return _response("traces", self.receiver.export_trace_bytes(data, "application/x-protobuf"))
+        except decode.BadRequest as exc:
+            peer = context.peer() if hasattr(context, "peer") else ""
+            self.receiver.dead_letter(str(exc), f"otlp grpc traces from {peer}"[:256], data, "application/grpc")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:1000])
+            raise
         except (Busy, Unavailable) as exc:
             _abort(context, self.receiver, exc)
             raise
+
+    def handler(self) -> Any:
+        import grpc
+
+        return grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(
+                self.Export, request_deserializer=None,
+                response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)})
 
 
 class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
@@ -258,8 +278,9 @@ class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
 
 
 class GrpcServer:
-    """gRPC decodes and decompresses the message itself, bounded by ``max_receive_message_length``
-    (checked after decompression); a message it cannot decode is INVALID_ARGUMENT (or INTERNAL) from gRPC."""
+    """gRPC decompresses the message itself, bounded by ``max_receive_message_length`` (checked after
+    decompression); trace requests are parsed by the receiver (:class:`_TraceService`), log requests by
+    gRPC (a message it cannot decode is INVALID_ARGUMENT or INTERNAL from gRPC)."""
 
     def __init__(self, receiver: Receiver, address: str, port: int, workers: int = 8) -> None:
         import grpc
@@ -269,7 +290,7 @@ class GrpcServer:
                    ("grpc.so_reuseport", 0)]
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
                                   options=options, maximum_concurrent_rpcs=workers * 8)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), self.server)
+        self.server.add_generic_rpc_handlers((_TraceService(receiver).handler(),))
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(receiver), self.server)
         host = f"[{address}]" if ":" in address else address
         try:

@@ -144,3 +144,33 @@ def test_the_setting_is_checked() -> None:
     with pytest.raises(ConfigError, match="LLMSIGHT_OTLP_WORKERS"):
         otlp.build(sink="file:///tmp/unused-llmsight-spool", address="127.0.0.1", http_port=0, grpc_port=0,
                    token="", workers="many")
+
+
+def test_grpc_trace_requests_are_mapped_from_their_bytes_and_bad_ones_dead_lettered(tmp_path: Path) -> None:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    from llmsight.otlp import decode
+
+    spool = tmp_path / "grpc"
+    service = otlp.build(sink=f"file://{spool}", address="127.0.0.1", http_port=free_port(), grpc_port=free_port(),
+                         token="", workers=0).start()
+    service.spool = spool
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    try:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                     request_serializer=None, response_deserializer=None)
+        good = decode.parse_traces(json.dumps(CASES[0]["request"]).encode(), "application/json").SerializeToString()
+        answer = ExportTraceServiceResponse.FromString(export(good, timeout=30))
+        assert not answer.HasField("partial_success")
+        with pytest.raises(grpc.RpcError) as refused:
+            export(b"\x0a\xff\xff\xff\x0f", timeout=30)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "bad protobuf" in refused.value.details()
+    finally:
+        channel.close()
+        service.stop()
+    call, dead = written(service)
+    assert call["type"] == "llm_call" and call["trace_id"] == CASES[0]["request"]["resourceSpans"][0][
+        "scopeSpans"][0]["spans"][0]["traceId"]
+    assert dead["type"] == "otlp_dead_letter" and dead["source"].startswith("otlp grpc traces from")
