@@ -14,7 +14,8 @@ many times as needed (one Deployment with N replicas). Each replica is a **worke
 * **The coordinator** is whichever replica Kafka assigns partition 0 of the coordination topic
   (``TOPIC.coord``, one partition) in the group ``GROUP.coord``: no locks or elections of our own.
   It plans each due window (1-minute windows, hourly and daily rollups) into units and publishes
-  them, then, strictly in window order, runs the alert rules on each window whose units are all
+  them, a window once the one before it is done (a window's drift evidence follows from the rows of
+  the window before it; an hourly or daily window also waits for its minute windows), then, strictly in window order, runs the alert rules on each window whose units are all
   done; it republishes the missing units of a window left unfinished for
   ``LLMSIGHT_ANALYSIS_UNIT_TIMEOUT_S``, writes the lag rows and evaluates the lag rule every window,
   and runs the weekly export and the online evaluators (:mod:`llmsight.scheduler.evaluation`). When the coordinator stops (or is evicted after the session timeout),
@@ -37,7 +38,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from llmsight.analyzers.window_metrics import WindowAnalyzer
@@ -319,6 +320,8 @@ class Coordinator:
         self._producer: Any = None
         self._export: Any = None
         self._last: dict[str, datetime | None] = {}
+        self._held: dict[str, datetime] = {}  # the window each granularity holds back (logged once)
+        self._lag_window: Window | None = None
         self._stopping = threading.Event()
 
     def run(self, tick_s: float = 1.0) -> None:
@@ -344,6 +347,7 @@ class Coordinator:
     def _hand_over(self, leading: bool) -> None:
         self.leading = leading
         self._last = {}  # read again from the store: another coordinator may have planned since
+        self._held = {}
         log.info("analyzers: %s %s the coordinator", self.name, "is now" if leading else "is no longer")
         if leading and (self.weekly_export or self.evaluators is not None):
             from apscheduler.schedulers.background import BackgroundScheduler
@@ -378,14 +382,26 @@ class Coordinator:
     def step(self, now: datetime | None = None) -> None:
         """Plan what is due, evaluate what is done, republish what is stuck, and write the lag."""
         now = now or datetime.now(timezone.utc)
-        planned = self.plan_due(now)
+        self.plan_due(now)
         self.evaluate_done(now)
-        if planned:
-            self.record_lag(planned[-1], now)
+        # The lag is written once per new base window that is due, planned or still held back.
+        due = due_windows(None, now, self.window_s, self.lag_s, 1)
+        if due and due[-1] != self._lag_window:
+            self._lag_window = due[-1]
+            self.record_lag(due[-1], now)
 
     def plan_due(self, now: datetime) -> list[Window]:
-        """Cut every due window into units and publish them; returns the new base windows."""
+        """Cut every due window into units and publish them, in window order; returns the new base windows.
+
+        A window is published only once the one before it (same granularity) has all its units done, and
+        an hourly or daily window only once every minute window in it is done: a window's drift evidence
+        and reference period follow from the rows of the window before it (the CUSUM of
+        :func:`llmsight.analyzers.drift.evidence_step`, and the run it holds the reference behind), and
+        the longer horizons read the vectors the minute windows stored. Within a window the units run in
+        parallel; across windows of one granularity they run in order, as in one process.
+        """
         base: list[Window] = []
+        pending = [item.window for item in unfinished(self.client) if len(item.done) < item.units]
         for granularity, seconds, catchup in ((BASE_GRANULARITY, self.window_s, self.catchup),
                                               ("1h", ROLLUPS["1h"], 24), ("1d", ROLLUPS["1d"], 7)):
             if granularity not in self._last:
@@ -393,11 +409,32 @@ class Coordinator:
             for window in due_windows(self._last[granularity], now, seconds, self.lag_s, catchup, granularity):
                 if self._stopping.is_set():
                     return base
-                self.publish(window, segments_in(self.client, window))
+                waiting_for = self._waiting_for(window, pending)
+                if waiting_for is not None:
+                    if self._held.get(granularity) != window.start:
+                        self._held[granularity] = window.start
+                        log.info("analyzers: %s waits for %s to be done", window, waiting_for)
+                    break
+                if self.publish(window, segments_in(self.client, window)):
+                    pending.append(window)
                 self._last[granularity] = window.start
                 if granularity == BASE_GRANULARITY:
                     base.append(window)
         return base
+
+    def _waiting_for(self, window: Window, pending: list[Window]) -> Window | str | None:
+        """What ``window`` must wait for before it is published (None: nothing)."""
+        for other in pending:
+            if other.granularity == window.granularity and other.start < window.start:
+                return other
+            if window.granularity != BASE_GRANULARITY and other.granularity == BASE_GRANULARITY \
+                    and other.start < window.end:
+                return other
+        if window.granularity != BASE_GRANULARITY:
+            newest = self._last.get(BASE_GRANULARITY)
+            if newest is None or newest + timedelta(seconds=self.window_s) < window.end:
+                return f"the minute windows up to {window.end:%Y-%m-%d %H:%M}"
+        return None
 
     def publish(self, window: Window, segments: list[dict[str, str]], planned_at: datetime | None = None) -> int:
         """Record the window's plan, then publish its units (a crash in between is repaired by the timeout)."""
