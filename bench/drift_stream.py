@@ -25,6 +25,9 @@ Reported per share: the first firing drift alert after the shift (minutes from t
 end of the window that fired it, and which rule), the grown topic it shows (label, share before
 and after, and how many of its examples really are from the held-out intent), flaps (a drift
 alert firing again within 10 minutes of resolving) and false drift alerts before the shift. For
+``--shares 0.02 --after-hours 24`` (the 2%-within-a-day target) at 1 call/s the analysis takes about
+an hour on a busy 2-core host; every text is cached, so a lower ``--rate`` is not cheaper per
+window, only per test. For
 the null stream: firing drift alerts per segment-week. Evidently's default embedding drift method
 (``model(bootstrap=n_ref < 1000)``, as ``EmbeddingsDriftMetric`` runs it) is run on the same hourly
 windows (the hour against the hour before, up to ``LLMSIGHT_DRIFT_HORIZON_SAMPLE`` texts a side)
@@ -214,6 +217,9 @@ def shift_run(texts: list[str], intents: np.ndarray, vectors: np.ndarray, model_
                 "grown_topic": {"label": grown.get("label"), "share_before": grown.get("share_before"),
                                 "share_after": grown.get("share_after"),
                                 "share_after_ci": grown.get("share_after_ci"),
+                                # How many texts a side it was named over (the whole run of evidence
+                                # when the alarm spans several windows), None: the window's own.
+                                "named_over_texts": (grown.get("over") or {}).get("n_cur"),
                                 "examples_from_new_topic": f"{sum(e.get('text') in novel_texts for e in examples)}"
                                                            f"/{len(examples)}"}})
         else:

@@ -10,6 +10,7 @@ embeddings the base windows stored (nothing new is embedded for it).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -89,3 +90,43 @@ def test_a_new_topic_is_flagged_and_the_evidence_names_it(store_client, shared_d
     assert lo <= grown["share_after"] <= hi and grown["share_before_ci"][1] < lo
     assert any(word in grown["label"] for word in ("card", "arriv", "deliver", "mail")), grown["label"]
     assert all(e["trace_id"] for e in grown["examples"])
+
+
+def test_an_alarm_over_several_small_windows_names_the_new_topic_from_its_whole_run(store_client, shared_data) -> None:
+    """Windows of 60 texts (a minute at 1 call/s) and a new topic at 20% from 14:07. When the base
+    evidence alarms on a run of several windows, its grown topic is named over every window since
+    the run began (against as many texts of the held reference), not over the last window's 60
+    texts, and it is the injected intent."""
+    texts, intents = _texts_pool(shared_data)
+    embedder = Embedder()
+    vectors = EmbeddingCache(store_client, embedder).encode(texts)
+    end = floor_time(datetime.now(timezone.utc) - timedelta(hours=1), 3600)
+    start = end - timedelta(hours=3)
+    shift_at = start + timedelta(hours=2, minutes=7)
+    calls = make_stream(intents, NOVEL, start, 3 * 3600, 0.2, shift_at, 0.2, np.random.default_rng(2))
+    seed_store(store_client, texts, vectors, calls, embedder.name)
+
+    analyzer = WindowAnalyzer(store_client, AnalysisSettings(), embeddings=EmbeddingCache(store_client, embedder))
+    service = AnalyzerService(store_client, schedule=ScheduleSettings(window_s=300), analyzer=analyzer)
+    novel_texts = {t for t, i in zip(texts, intents, strict=True) if i == NOVEL}
+    named = None
+    for i in range(36):
+        window = Window(start + timedelta(minutes=5 * i), start + timedelta(minutes=5 * (i + 1)))
+        service.run_window(window, evaluate_alerts=False)
+        evidence = {r["metric"]: r for r in read_metrics(store_client, window)}.get(names.DRIFT_INPUT_EVIDENCE)
+        if evidence is None or evidence["value"] < 1.0:
+            continue
+        assert window.end > shift_at, f"false alarm at {window}"
+        details = json.loads(evidence["details"])
+        if details["since"] < window.start.strftime("%Y-%m-%dT%H:%M:%SZ"):  # a run of several windows
+            named = details
+            break
+    assert analyzer.failures == 0
+    assert named is not None, "the base evidence did not alarm on a run of several windows after a 20% new topic"
+    grown = named["grown_topic"]
+    # Named over the run, not the window: more texts than a window holds, from the run's start.
+    assert grown["over"]["n_cur"] > 60 and grown["over"]["from"] == named["since"]
+    from_novel = sum(e["text"] in novel_texts for e in grown["examples"])
+    assert len(grown["examples"]) == 5 and from_novel >= 4, grown
+    assert any(word in grown["label"] for word in ("card", "arriv", "deliver", "mail")), grown["label"]
+    assert grown["share_before"] < grown["share_after"]
