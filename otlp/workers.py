@@ -8,32 +8,36 @@ take the first part: a trace request's bytes go to a worker, which parses and ma
 the receiver process keeps what needs one place: the HTTP and gRPC servers, the join of content log
 records with their spans (:mod:`llmsight.otlp.join`), the Kafka producer and the answer.
 
-* The workers are spawned (never forked: the receiver has threads) in the background when the service
-  starts; until they answer, and whenever the pool breaks (a worker killed), requests are mapped
-  in-process and a new pool is started, so a request never waits for a pool or fails because of one.
+* Each worker is a fresh ``python -c`` process (never forked: the receiver has threads; not
+  multiprocessing, which would import the embedding app's main module again in each) that reads
+  pickled requests on its stdin and writes pickled results on a copy of its stdout, one at a time; a
+  request takes an idle worker. They start in the background when the service starts; until one
+  answers, requests are mapped in-process. A worker that dies is replaced (that request is mapped
+  in-process); one that does not answer within the write timeout is killed and replaced, and the
+  request is :class:`~llmsight.otlp.writer.Busy` (429, retried by the exporter).
 * A worker returns the :class:`~llmsight.otlp.mapping.Span` itself only for calls still lacking
   their input or output (the join holds those); when content records wait in the join for a call
   the worker mapped without them, the receiver maps that request again in-process with them.
 * A payload a worker cannot read raises :class:`~llmsight.otlp.decode.BadRequest` back in the
-  receiver (400 and a dead letter, as in-process); a worker that does not answer within the write
-  timeout makes the request :class:`~llmsight.otlp.writer.Busy` (429, retried by the exporter).
+  receiver (400 and a dead letter, as in-process).
 * Logs (content records, evaluations) are mapped in-process: they touch the join.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import pickle
+import queue
+import select
 import signal
+import struct
+import subprocess
+import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from llmsight.otlp import decode
 from llmsight.otlp.mapping import EVALUATION_EVENT, Mapper, Span, is_llm_call
@@ -127,126 +131,233 @@ def worker_count(setting: Any, cpus: int | None = None) -> int:
     return 0 if cpus < 2 else min(cpus, MAX_AUTO_WORKERS)
 
 
+# -- the pipe protocol: a 4-byte big-endian length, then a pickle ---------------------------------------
+
+_LENGTH = struct.Struct(">I")
+_WORKER_CODE = "from llmsight.otlp.workers import serve; serve()"
+
+
+class _Dead(Exception):
+    """The worker's pipe closed: it is gone."""
+
+
+def _write_frame(fd: int, payload: bytes) -> None:
+    view = memoryview(_LENGTH.pack(len(payload)) + payload)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exactly(fd: int, size: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise TimeoutError
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            raise _Dead("the worker closed its pipe")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int, deadline: float | None) -> Any:
+    (size,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size, deadline))
+    return pickle.loads(_read_exactly(fd, size, deadline))
+
+
 # -- in the worker process ----------------------------------------------------------------------------
 
-_mapper: Mapper | None = None
 
-
-def _init(arguments: dict[str, Any]) -> None:
-    global _mapper
+def serve(stdin: BinaryIO | None = None) -> None:
+    """A worker's loop: the mapper's arguments, then (bytes, content type) -> ("ok", Mapped) /
+    ("bad", BadRequest) / ("error", text), until the receiver closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the receiver, which stops its workers
-    _mapper = Mapper(**arguments)
-
-
-def _hello(delay: float) -> int:
-    time.sleep(delay)  # long enough that each warm-up call goes to a worker of its own
-    return os.getpid()
-
-
-def _map_traces(data: bytes, content_type: str) -> Mapped:
-    assert _mapper is not None
-    return map_request(_mapper, decode.parse_traces(data, content_type), keep_spans=False)
+    out = os.dup(1)  # results go to the pipe that was stdout; anything printed goes to stderr instead
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    fd = (stdin or sys.stdin.buffer).fileno()
+    try:
+        mapper = Mapper(**_read_frame(fd, None))
+        _write_frame(out, pickle.dumps(("ready", os.getpid())))
+        while True:
+            data, content_type = _read_frame(fd, None)
+            result: tuple[str, Any]
+            try:
+                result = ("ok", map_request(mapper, decode.parse_traces(data, content_type), keep_spans=False))
+            except decode.BadRequest as exc:
+                result = ("bad", exc)
+            except Exception as exc:  # a bug: the receiver maps this request itself
+                result = ("error", repr(exc)[:500])
+            try:
+                payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                payload = pickle.dumps(("error", f"cannot send the result back: {exc!r}"[:500]))
+            _write_frame(out, payload)
+    except (_Dead, BrokenPipeError):
+        return  # the receiver is gone or stopping
 
 
 # -- in the receiver --------------------------------------------------------------------------------------
 
 
+class _Worker:
+    def __init__(self, arguments: bytes) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, bufsize=0, close_fds=True)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.pid = self.process.pid
+        self._in = self.process.stdin.fileno()
+        self._out = self.process.stdout.fileno()
+        _write_frame(self._in, arguments)
+
+    def hello(self, timeout: float) -> None:
+        status, _ = _read_frame(self._out, time.monotonic() + timeout)
+        if status != "ready":
+            raise _Dead(f"the worker said {status!r}")
+
+    def call(self, data: bytes, content_type: str, timeout: float) -> tuple[str, Any]:
+        try:
+            _write_frame(self._in, pickle.dumps((data, content_type), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError as exc:  # BrokenPipeError: it died
+            raise _Dead(repr(exc)) from None
+        result: tuple[str, Any] = _read_frame(self._out, time.monotonic() + timeout)
+        return result
+
+    def stop(self, timeout: float = 2.0) -> None:
+        for pipe in (self.process.stdin, self.process.stdout):
+            try:
+                if pipe is not None:
+                    pipe.close()  # stdin closed: the worker's loop ends
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+
 class Pool:
-    """``workers`` spawned processes that map trace requests; :meth:`map` returns None while there is
-    no usable pool (the caller maps in-process)."""
+    """``workers`` processes that map trace requests; :meth:`map` returns None while none is up (the
+    caller maps in-process)."""
 
     def __init__(self, workers: int, arguments: dict[str, Any]) -> None:
         self.workers = workers
-        self._arguments = arguments
         self._lock = threading.Lock()
-        self._executor: ProcessPoolExecutor | None = None
-        self._starting = False
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._all: set[_Worker] = set()
         self._closed = False
-        self.pids: list[int] = []
+        self._started = False
         self.restarts = 0
+        self._arguments = b""
         try:
-            pickle.dumps(arguments)
+            self._arguments = pickle.dumps(arguments)
         except Exception as exc:  # e.g. a redactor that is a lambda: it cannot reach another process
             log.warning("otlp: mapping stays in-process (LLMSIGHT_OTLP_WORKERS=%d): the mapper's settings "
                         "cannot be sent to a worker process: %r", workers, exc)
             self.workers = 0
 
     @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return sorted(worker.pid for worker in self._all)
+
+    @property
+    def live(self) -> int:
+        """Workers up (started and answered)."""
+        with self._lock:
+            return len(self._all)
+
+    @property
     def ready(self) -> bool:
-        return self._executor is not None
+        return bool(self._all)
 
     def start(self) -> Pool:
-        """Spawn the workers in the background."""
+        """Start the workers in the background."""
         with self._lock:
-            if self.workers <= 0 or self._closed or self._starting or self._executor is not None:
+            if self.workers <= 0 or self._closed or self._started:
                 return self
-            self._starting = True
-        threading.Thread(target=self._spawn, name="otlp-workers", daemon=True).start()
+            self._started = True
+        for _ in range(self.workers):
+            self._spawn_later()
         return self
 
+    def _spawn_later(self) -> None:
+        threading.Thread(target=self._spawn, name="otlp-worker-start", daemon=True).start()
+
     def _spawn(self) -> None:
-        executor: ProcessPoolExecutor | None = None
+        worker = None
         try:
-            executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init, initargs=(self._arguments,))
-            calls = [executor.submit(_hello, 0.2) for _ in range(self.workers)]
-            pids = sorted({call.result(timeout=120) for call in calls})
+            worker = _Worker(self._arguments)
+            worker.hello(120.0)
         except Exception as exc:
-            log.warning("otlp: the mapping workers did not start (%r); mapping in-process", exc)
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
-            with self._lock:
-                self._starting = False
+            log.warning("otlp: a mapping worker did not start (%r); mapping in-process meanwhile", exc)
+            if worker is not None:
+                worker.process.kill()
             return
         with self._lock:
-            self._starting = False
             if self._closed:
-                executor.shutdown(wait=False, cancel_futures=True)
-                return
-            self._executor = executor
-            self.pids = pids
-        log.info("otlp: %d mapping worker processes ready (pids %s)", len(pids), ", ".join(map(str, pids)))
+                closed = True
+            else:
+                closed = False
+                self._all.add(worker)
+        if closed:
+            worker.stop()
+            return
+        self._idle.put(worker)
+        log.info("otlp: mapping worker %d ready", worker.pid)
 
-    def _broken(self, executor: ProcessPoolExecutor, why: str) -> None:
+    def _replace(self, worker: _Worker, why: str) -> None:
         with self._lock:
-            if self._executor is not executor:
-                return  # another request saw it first
-            self._executor = None
+            self._all.discard(worker)
             self.restarts += 1
-        log.warning("otlp: the mapping worker pool broke (%s); mapping in-process until a new one is up", why)
-        executor.shutdown(wait=False, cancel_futures=True)
-        self.start()
+            closed = self._closed
+        log.warning("otlp: mapping worker %d %s; starting another (requests are mapped in-process meanwhile)",
+                    worker.pid, why)
+        worker.process.kill()
+        try:
+            worker.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        if not closed:
+            self._spawn_later()
 
     def map(self, data: bytes, content_type: str, timeout: float) -> Mapped | None:
-        """The request mapped by a worker; None if there is no pool or it broke (map it in-process).
+        """The request mapped by a worker; None if none is up or it died meanwhile (map it in-process).
         Raises :class:`~llmsight.otlp.decode.BadRequest` for a payload the worker cannot read and
         :class:`~llmsight.otlp.writer.Busy` when no worker answered within ``timeout``."""
-        executor = self._executor
-        if executor is None:
+        if not self._all:
             return None
+        deadline = time.monotonic() + timeout
         try:
-            future = executor.submit(_map_traces, data, content_type)
-        except (BrokenProcessPool, RuntimeError) as exc:
-            self._broken(executor, repr(exc))
-            return None
+            worker = self._idle.get(timeout=timeout)
+        except queue.Empty:
+            raise Busy(f"every mapping worker stayed busy for {timeout:g} s") from None
         try:
-            result: Mapped = future.result(timeout=timeout)
-            return result
-        except decode.BadRequest:
-            raise
-        except FuturesTimeout:
-            future.cancel()
-            raise Busy(f"the mapping workers did not answer within {timeout:g} s") from None
-        except BrokenProcessPool as exc:
-            self._broken(executor, repr(exc))
+            status, value = worker.call(data, content_type, max(0.001, deadline - time.monotonic()))
+        except _Dead as exc:
+            self._replace(worker, f"is gone ({exc})")
             return None
-        except Exception as exc:  # a result that could not come back, a bug: this request in-process
-            log.warning("otlp: a mapping worker failed (%r); mapping this request in-process", exc)
+        except TimeoutError:
+            self._replace(worker, f"did not answer within {timeout:g} s")
+            raise Busy(f"the mapping worker did not answer within {timeout:g} s") from None
+        except Exception as exc:  # a result that cannot be read: this worker is out of step
+            self._replace(worker, f"sent what cannot be read ({exc!r})")
             return None
+        self._idle.put(worker)
+        if status == "ok":
+            mapped: Mapped = value
+            return mapped
+        if status == "bad":
+            raise value
+        log.warning("otlp: a mapping worker failed (%s); mapping this request in-process", value)
+        return None
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            workers, self._all = list(self._all), set()
+        for worker in workers:
+            worker.stop()

@@ -30,7 +30,7 @@ def _service(tmp_path: Path, name: str, workers: int) -> Any:
 def _wait_ready(service: Any, restarts: int = 0) -> None:
     pool = service.receiver.pool
     deadline = time.monotonic() + 120
-    while not (pool.ready and pool.restarts == restarts):
+    while not (pool.live == pool.workers and pool.restarts == restarts):
         assert time.monotonic() < deadline, "the mapping workers did not start in 120 s"
         time.sleep(0.1)
 
