@@ -18,6 +18,7 @@ worker CPU second, which stays flat when the work itself splits cleanly across w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -175,6 +176,7 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
         units = coordinator.publish(window, chosen)
         deadline = time.monotonic() + timeout_s
         while True:
+            coordinator.release_embedded()  # the analysis units, once the window's texts are embedded
             done = int(client.query("SELECT uniqExact(unit_id) FROM analysis_units WHERE window_start = "
                                     "{w:DateTime('UTC')} AND granularity = '1m'", parameters={"w": window.start})
                        .result_rows[0][0])
@@ -187,14 +189,23 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
         busy = _machine_busy_s() - busy_before
         worker_cpu = sum(_process_cpu_s(p.pid) for p in procs) - workers_before
         by_worker = dict(client.query("SELECT worker, count() FROM analysis_units WHERE window_start = "
-                                      "{w:DateTime('UTC')} GROUP BY worker", parameters={"w": window.start})
-                         .result_rows)
+                                      "{w:DateTime('UTC')} AND granularity = '1m' GROUP BY worker",
+                                      parameters={"w": window.start}).result_rows)
+        # The embedding units: how many, and the texts they found or embedded (each distinct text once).
+        shards, sharded = client.query("SELECT uniqExact(unit_id), sum(metric_rows) FROM analysis_units FINAL "
+                                       "WHERE window_start = {w:DateTime('UTC')} AND granularity = '1m+embed'",
+                                       parameters={"w": window.start}).result_rows[0]
+        distinct = int(client.query("SELECT uniqExact(text_hash) FROM embeddings").result_rows[0][0])
     finally:
         coordinator.close()
         _stop(procs)
+    # What reached the model, from the workers' logs: above the distinct texts, texts embedded twice.
+    embedded = sum(int(match) for i in range(workers) for match in re.findall(
+        r"embeddings: (\d+) new vectors stored", (folder / f"worker-{workers}-{i}.log").read_text(errors="replace")))
     return {"workers": workers, "segments": len(chosen), "units": units, "calls": n_calls, "texts": 2 * n_calls,
             "seconds": round(seconds, 2), "calls_per_s": round(n_calls / seconds, 1),
             "texts_per_s": round(2 * n_calls / seconds, 1), "units_by_worker": sorted(by_worker.values()),
+            "embedding_units": int(shards), "window_texts_sharded": int(sharded or 0), "texts_embedded": embedded, "distinct_texts": distinct,
             # Where the machine's CPU went while the window ran: the workers, and everything else (the
             # store server, the broker, the coordinator); and the work per call, which should not grow
             # with the worker count if the units split cleanly.

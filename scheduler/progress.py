@@ -11,6 +11,10 @@ timeout) is the same unit, and its rows replace each other:
 A window's row in ``analysis_windows`` says how many units it has (``planned``) and, once every one
 is done and the alert rules ran on its rows, ``evaluated``. In one process (``llmsight up``, the
 demo) a window is one unit, planned and evaluated by the same call.
+
+With replicas a minute window first goes through **embedding units** (``embed_units``): one per hash
+shard of the texts its units will embed, recorded in ``analysis_units`` under ``1m+embed``; its analysis
+units are published once they are done, and find every text of the window in the embeddings table.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from llmsight.store.times import utc
 
 LAG_METRICS = (names.ANALYSIS_LAG_WINDOWS, names.ANALYSIS_LAG_SECONDS)
 PLANNED = "planned"
+EMBED_SUFFIX = "+embed"  # the granularity under which embedding units are recorded
 EVALUATED = "evaluated"
 WINDOW_COLUMNS = ["granularity", "window_start", "window_end", "units", "state", "planned_at", "updated_at"]
 UNIT_COLUMNS = ["granularity", "window_start", "plan", "unit_id", "segments", "metric_rows", "worker", "seconds", "done_at"]
@@ -42,10 +47,22 @@ class WorkUnit:
     index: int
     units: int  # how many units the window's plan has
     segments: tuple[tuple[str, ...], ...]  # each in SEGMENT_KEYS order
+    shards: int = 0  # an embedding unit (index = its shard) when above 0; see embed_units
+
+    @property
+    def embeds(self) -> bool:
+        return self.shards > 0
 
     @property
     def unit_id(self) -> str:
-        return f"{self.window.granularity}/{int(self.window.start.timestamp())}/{self.plan}/{self.index}"
+        kind = "e" if self.embeds else ""
+        return f"{self.window.granularity}/{int(self.window.start.timestamp())}/{self.plan}/{kind}{self.index}"
+
+    @property
+    def granularity(self) -> str:
+        """The ``analysis_units`` granularity it is recorded under (embedding units apart: they are not
+        among the window's ``units``)."""
+        return str(self.window.granularity) + (EMBED_SUFFIX if self.embeds else "")
 
     @property
     def key(self) -> bytes:
@@ -59,7 +76,8 @@ class WorkUnit:
         return json.dumps({"v": 1, "granularity": self.window.granularity,
                            "start": int(self.window.start.timestamp()), "end": int(self.window.end.timestamp()),
                            "plan": self.plan, "index": self.index, "units": self.units,
-                           "segments": [list(s) for s in self.segments]}, separators=(",", ":")).encode()
+                           "segments": [list(s) for s in self.segments],
+                           **({"shards": self.shards} if self.embeds else {})}, separators=(",", ":")).encode()
 
     @staticmethod
     def decode(raw: bytes) -> WorkUnit:
@@ -71,7 +89,10 @@ class WorkUnit:
             segments = tuple(tuple(str(v) for v in s) for s in data["segments"])
             if any(len(s) != len(SEGMENT_KEYS) for s in segments):
                 raise ValueError("a segment has the wrong number of keys")
-            return WorkUnit(window, int(data["plan"]), int(data["index"]), int(data["units"]), segments)
+            shards = int(data.get("shards") or 0)
+            if shards < 0 or (shards and not 0 <= int(data["index"]) < shards):
+                raise ValueError("the shard is out of range")
+            return WorkUnit(window, int(data["plan"]), int(data["index"]), int(data["units"]), segments, shards)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a work unit: {exc}") from None
 
@@ -87,6 +108,13 @@ def cut(window: Window, segments: list[dict[str, str]], per_unit: int, plan: int
     return [WorkUnit(window, plan, i, len(groups), group) for i, group in enumerate(groups)]
 
 
+def embed_units(window: Window, segments: list[dict[str, str]], shards: int, plan: int) -> list[WorkUnit]:
+    """The window's embedding units: each carries every segment and embeds the texts of one hash shard
+    (:mod:`llmsight.scheduler.embedding`), so a text shared by segments of different units is embedded once."""
+    keys = tuple(sorted(tuple(s[k] for k in SEGMENT_KEYS) for s in segments))
+    return [WorkUnit(window, plan, i, shards, keys, shards) for i in range(shards)]
+
+
 # -- the tables ----------------------------------------------------------------------------------------
 
 def record_window(client: Any, window: Window, units: int, state: str, planned_at: datetime,
@@ -99,10 +127,18 @@ def record_window(client: Any, window: Window, units: int, state: str, planned_a
 
 def record_unit(client: Any, unit: WorkUnit, metric_rows: int, worker: str, seconds: float) -> None:
     """Mark a unit done (after its metric rows were written)."""
-    client.insert("analysis_units", [[unit.window.granularity, unit.window.start, unit.plan, unit.unit_id,
+    client.insert("analysis_units", [[unit.granularity, unit.window.start, unit.plan, unit.unit_id,
                                       len(unit.segments),
                                       metric_rows, worker, seconds, datetime.now(timezone.utc)]],
                   column_names=UNIT_COLUMNS)
+
+
+def shards_done(client: Any, window: Window, plan: int) -> int:
+    """How many of the embedding units of a window's plan are done."""
+    return int(client.query(
+        "SELECT uniqExact(unit_id) FROM analysis_units WHERE granularity = {g:String} "
+        "AND window_start = {w:DateTime('UTC')} AND plan = {p:UInt64}",
+        parameters={"g": window.granularity + EMBED_SUFFIX, "w": window.start, "p": plan}).result_rows[0][0])
 
 
 def last_planned(client: Any, granularity: str) -> datetime | None:

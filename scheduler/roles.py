@@ -51,6 +51,7 @@ from llmsight.analyzers.windows import (
     segments_in,
     write_metrics,
 )
+from llmsight.scheduler.embedding import embed_shard
 from llmsight.scheduler.progress import (
     EVALUATED,
     LAG_METRICS,
@@ -58,18 +59,21 @@ from llmsight.scheduler.progress import (
     Unfinished,
     WorkUnit,
     cut,
+    embed_units,
     lag_rows,
     last_planned,
     plan_id,
     record_lag,
     record_unit,
     record_window,
+    shards_done,
     unfinished,
 )
 
 log = logging.getLogger("llmsight.scheduler.roles")
 
 COORDINATION_PARTITION = 0
+EMBED_SHARDS = 16  # at most, per minute window (one per analysis unit below that)
 
 
 @dataclass(frozen=True)
@@ -268,7 +272,10 @@ class Worker:
         """Analyse one unit and record it; False when stopped midway (nothing written, the unit is redone)."""
         started = time.perf_counter()
         try:
-            rows = self.analyzer.analyze(unit.window, unit.segment_dicts())
+            if unit.embeds:
+                texts = embed_shard(self.analyzer, unit.window, unit.segment_dicts(), unit.index, unit.shards)
+            else:
+                rows = self.analyzer.analyze(unit.window, unit.segment_dicts())
         except Exception:
             # Reading the store failed: leave the unit uncommitted; it is retried after a pause.
             self.failures += 1
@@ -277,6 +284,11 @@ class Worker:
             raise
         if self._stopping.is_set():
             return False
+        if unit.embeds:
+            record_unit(self.client, unit, texts, self.name, time.perf_counter() - started)
+            log.info("analyzers: unit %s: %d texts of shard %d/%d in %.1f s", unit.unit_id, texts, unit.index,
+                     unit.shards, time.perf_counter() - started)
+            return True
         write_metrics(self.client, rows)
         seconds = time.perf_counter() - started
         record_unit(self.client, unit, len(rows), self.name, seconds)
@@ -298,7 +310,7 @@ class Coordinator:
 
     def __init__(self, client: Any, queue: QueueSettings, *, window_s: int, lag_s: float, catchup: int,
                  rules: list[Any], notifier: Any, name: str, weekly_export: bool = True,
-                 evaluators: list[Any] | None = None) -> None:
+                 evaluators: list[Any] | None = None, embed_phase: bool = True) -> None:
         from llmsight.alerts.engine import AlertEngine
         from llmsight.scheduler.evaluation import EvaluatorJob, is_eval_rule
 
@@ -314,6 +326,7 @@ class Coordinator:
                                                      catchup=catchup, evaluators=evaluators)
         self.name = name
         self.weekly_export = weekly_export
+        self.embed_phase = embed_phase
         self.leading = False
         self.member: GroupMember | None = None
         self.windows_evaluated = 0
@@ -322,6 +335,9 @@ class Coordinator:
         self._last: dict[str, datetime | None] = {}
         self._held: dict[str, datetime] = {}  # the window each granularity holds back (logged once)
         self._lag_window: Window | None = None
+        # Minute windows whose embedding units are out: (granularity, start) -> (analysis units, shards, since).
+        self._embedding: dict[tuple[str, datetime], tuple[list[WorkUnit], int, float]] = {}
+        self._resuming = False
         self._stopping = threading.Event()
 
     def run(self, tick_s: float = 1.0) -> None:
@@ -348,6 +364,8 @@ class Coordinator:
         self.leading = leading
         self._last = {}  # read again from the store: another coordinator may have planned since
         self._held = {}
+        self._embedding = {}
+        self._resuming = leading
         log.info("analyzers: %s %s the coordinator", self.name, "is now" if leading else "is no longer")
         if leading and (self.weekly_export or self.evaluators is not None):
             from apscheduler.schedulers.background import BackgroundScheduler
@@ -382,7 +400,11 @@ class Coordinator:
     def step(self, now: datetime | None = None) -> None:
         """Plan what is due, evaluate what is done, republish what is stuck, and write the lag."""
         now = now or datetime.now(timezone.utc)
+        if self._resuming:
+            self._resuming = False
+            self._resume()
         self.plan_due(now)
+        self.release_embedded()
         self.evaluate_done(now)
         # The lag is written once per new base window that is due, planned or still held back.
         due = due_windows(None, now, self.window_s, self.lag_s, 1)
@@ -442,9 +464,38 @@ class Coordinator:
         planned_at = planned_at.replace(microsecond=planned_at.microsecond // 1000 * 1000)  # stored to the ms
         units = cut(window, segments, self.queue.unit_segments, plan_id(planned_at))
         record_window(self.client, window, len(units), PLANNED, planned_at)
-        self._send(units)
-        log.info("analyzers: planned %s: %d segments in %d units", window, len(segments), len(units))
+        shards = min(len(units), EMBED_SHARDS) if self.embed_phase and window.granularity == BASE_GRANULARITY else 0
+        if shards:
+            # Its texts first, each embedded once (llmsight.scheduler.embedding); release_embedded then
+            # publishes the analysis units.
+            self._embedding[(window.granularity, window.start)] = (units, shards, time.monotonic())
+            self._send(embed_units(window, segments, shards, plan_id(planned_at)))
+        else:
+            self._send(units)
+        log.info("analyzers: planned %s: %d segments in %d units%s", window, len(segments), len(units),
+                 f" after {shards} embedding units" if shards else "")
         return len(units)
+
+    def release_embedded(self) -> int:
+        """Publish the analysis units of each window whose embedding units are all done (or, after
+        ``unit_timeout_s``, anyway: its units then embed what is missing); returns how many windows."""
+        released = 0
+        for key, (units, shards, since) in list(self._embedding.items()):
+            waited = time.monotonic() - since
+            if shards_done(self.client, units[0].window, units[0].plan) >= shards or waited > self.queue.unit_timeout_s:
+                del self._embedding[key]
+                self._send(units)
+                released += 1
+        return released
+
+    def _resume(self) -> None:
+        """On becoming the coordinator: publish the units not done of every unfinished window (the one
+        before may have died between a window's embedding and analysis units; a unit sent twice is
+        analysed twice and writes the same rows)."""
+        for item in unfinished(self.client):
+            if item.units and len(item.done) < item.units:
+                units = cut(item.window, segments_in(self.client, item.window), self.queue.unit_segments, item.plan)
+                self._send([u for u in units if u.index not in item.done])
 
     def _send(self, units: list[WorkUnit]) -> None:
         for unit in units:

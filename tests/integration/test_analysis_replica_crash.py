@@ -83,6 +83,8 @@ def test_a_worker_killed_mid_window_leaves_the_window_complete_once_with_the_sam
     try:
         wait_for(lambda: group_members(kafka_broker.bootstrap, queue.group) == 2, 240, "two workers in the group")
         coordinator.publish(window, segments_in(shared, window))
+        # The window's texts are embedded first (one shard per unit), then its analysis units go out.
+        wait_for(lambda: coordinator.release_embedded() > 0, 240, "the window's embedding units done")
         # Kill the first worker to finish a unit, while units of the window are still to do.
         wait_for(lambda: bool(units_by(shared, window)), 240, "a first unit done")
         victim = next(name for name, proc in workers.items()
