@@ -474,7 +474,7 @@ def horizon_limit(granularity: str, window_s: float, false_alarms_per_week: floa
 # How the z-values are calibrated on the segment's own history (see the module docstring).
 # The trailing reference is held behind a run once S reaches this share of h (per horizon; see the
 # module docstring: holding it from S > 0 on made the runs' own reference luck the evidence).
-HOLD_FRACTIONS = {"1m": 0.75, "1h": 0.5, "1d": 0.5}
+HOLD_FRACTIONS = {"1m": 0.0, "1h": 0.5, "1d": 0.5}
 HOLD_FRACTION = HOLD_FRACTIONS["1h"]
 CALIBRATION_PRIOR_N = 60  # pseudo-windows of the prior (mean 0, long-run variance 1) a new series starts with
 CALIBRATION_MEMORY = 4000  # windows: the estimates average every window up to this many, then forget

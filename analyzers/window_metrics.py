@@ -68,6 +68,9 @@ _EXAMPLES = 3
 # windows when nothing changed).
 EXPLAIN_BELOW_P = 0.1
 _TOPIC_EXAMPLES = 5  # texts of the grown topic on a drift row (the alert page and notifications show them)
+# A held trailing reference is drawn from this many reference lengths before the run (its luck,
+# which every window of the run shares, shrinks with the pool; see analyzers/drift.py).
+HELD_POOL_FACTOR = 6
 RUN_TOPIC_SAMPLE = 1000  # texts a side when an alarm's grown topic is named over its whole run of evidence
 # The sequential evidence row written next to each drift row.
 EVIDENCE_METRICS = {names.DRIFT_INPUT: names.DRIFT_INPUT_EVIDENCE, names.DRIFT_OUTPUT: names.DRIFT_OUTPUT_EVIDENCE}
@@ -256,7 +259,11 @@ class WindowAnalyzer:
         for (period, keys), members in groups.items():
             means = reference_means_many(self.client, _BASELINE_METRICS, period, [m.segment for m in members], keys)
             drifting = [m.segment for m in members if len(m.calls.sample_inputs) >= settings.drift_min_n]
-            reference = read_calls_many(self.client, period, drifting, keys, settings.sample, numbers=False)
+            pool = self._reference_pool(window, period)
+            if horizon or settings.reference == "baseline":
+                reference = read_calls_many(self.client, period, drifting, keys, settings.sample, numbers=False)
+            else:
+                reference = self._resampled_reference(window, pool, drifting, keys)
             spread_ref = (read_texts_stratified_many(self.client, period, drifting, keys, settings.horizon_sample)
                           if horizon else {})
             judged = [m.segment for m in members if m.feedback]
@@ -264,11 +271,46 @@ class WindowAnalyzer:
             for item in members:
                 group = key_of(item.segment, keys)
                 item.baselines = means.get(group, {})
+                item.pool = pool if not horizon and settings.reference != "baseline" else period
                 item.reference = reference.get(group) or Calls()
                 item.reference_feedback = reference_feedback.get(group, [])
                 if horizon:
                     item.drift_reference = spread_ref.get(group)
         return list(inputs.values())
+
+    def _reference_pool(self, window: Window, period: Period) -> Period:
+        """Where a base window's trailing reference is drawn from: the reference period, or, while a
+        run of evidence holds it (it ends before the window), :data:`HELD_POOL_FACTOR` times as long
+        a stretch before the run."""
+        if period.end >= window.start:
+            return period
+        return Period(period.end - HELD_POOL_FACTOR * (period.end - period.start), period.end)
+
+    def _resampled_reference(self, window: Window, pool: Period, segments: list[dict[str, str]],
+                             keys: tuple[str, ...]) -> dict[Key, Calls]:
+        """A base window's trailing reference: ``sample`` texts drawn afresh for this window (seeded by
+        the window and segment, so a rerun draws the same) from up to ``horizon_sample`` texts spread
+        over the pool, the texts the base windows sampled (their vectors are stored).
+
+        Drawn afresh, consecutive windows share the pool's composition, not one sample of it: with
+        the same hash-ordered 500 texts reused by sixty 1-minute windows, each test carried that
+        sample's luck and the z-values were strongly correlated (see :mod:`llmsight.analyzers.drift`)."""
+        import zlib
+
+        if not segments:
+            return {}
+        window_s = int((window.end - window.start).total_seconds())
+        spread = read_texts_stratified_many(self.client, pool, segments, keys, self.settings.horizon_sample,
+                                            bucket_s=max(1, window_s))
+        result = {}
+        for key, calls in spread.items():
+            n = len(calls.sample_inputs)
+            rng = np.random.default_rng([int(window.start.timestamp()), zlib.crc32("/".join(key).encode())])
+            chosen = np.sort(rng.choice(n, min(n, self.settings.sample), replace=False)) if n else []
+            result[key] = Calls(n=calls.n, sample_trace_ids=[calls.sample_trace_ids[i] for i in chosen],
+                                sample_inputs=[calls.sample_inputs[i] for i in chosen],
+                                sample_outputs=[calls.sample_outputs[i] for i in chosen])
+        return result
 
     def _embed(self, inputs: list[_Inputs]) -> dict[str, np.ndarray]:
         """Every text the window's signals embed, in one call to the embedding cache: each distinct
@@ -299,6 +341,8 @@ class WindowAnalyzer:
         rows: list[MetricRow] = []
         scope = {"reference": {"from": item.period.start, "to": item.period.end,
                                "scope": "segment" if item.keys == SEGMENT_KEYS else "feature"}}
+        if item.pool is not None and item.pool != item.period:
+            scope["reference"]["drawn_from"] = {"from": item.pool.start, "to": item.pool.end}
         steps = (("operations", lambda: self._operations(window, item)),
                  ("toxicity", lambda: self._toxicity_rows(window, item, vectors)),
                  ("acceptance", lambda: self._acceptance(window, item, scope)),
@@ -437,7 +481,7 @@ class WindowAnalyzer:
 
         run = read_texts_stratified_many(self.client, Period(since, window.end), [item.segment], SEGMENT_KEYS,
                                          RUN_TOPIC_SAMPLE).get(key_of(item.segment))
-        before = read_texts_stratified_many(self.client, item.period, [item.segment], item.keys,
+        before = read_texts_stratified_many(self.client, item.pool or item.period, [item.segment], item.keys,
                                             RUN_TOPIC_SAMPLE).get(key_of(item.segment, item.keys))
         if run is None or before is None:
             return {}
@@ -520,6 +564,7 @@ class _Inputs:
     evidence: dict[str, Any] = field(default_factory=dict)  # drift metric -> EvidenceState before the window
     drift_current: Calls | None = None  # the longer horizons' drift sample (None: the window's own sample)
     drift_reference: Calls | None = None
+    pool: Period | None = None  # where the drift reference's texts were drawn from (None: the period)
 
 
 def _stack(vectors: dict[str, np.ndarray], texts: list[str]) -> np.ndarray:
