@@ -48,9 +48,9 @@ evidence, per segment, drift metric (input, output) and horizon (minute windows,
   it, so one strong hourly test can count for more than the permutation count allows. z is
   clipped to [-4, 8];
 * the z-values of one segment's windows are not independent: windows whose trailing references
-  overlap share those references' luck (at 1 call/s a minute's 60 texts are tested against 500
-  sampled from the hour before, most of which the next minute's test uses too), and a fixed
-  baseline is the same luck forever. Siegmund's formula below assumes independent N(0, 1)
+  overlap share those references' luck (the trailing hour of one minute window is 59/60 of the
+  next one's), a held reference is the same luck for the whole run, and a fixed baseline is the
+  same luck forever. Siegmund's formula below assumes independent N(0, 1)
   increments; on correlated ones it under-counts false alarms. So each z is first **calibrated on
   the segment's own history** (:class:`Calibration`, stored with the evidence): ``z~ = (z - m) / s``
   with ``m`` the mean of the segment's past z-values (a baseline's constant luck) and ``s^2`` their
@@ -74,22 +74,34 @@ evidence, per segment, drift metric (input, output) and horizon (minute windows,
 
 The evidence row stores ``S / h`` as its value with threshold 1.0 (``S``, ``h``, the raw ``z``,
 the calibrated ``z_calibrated`` and the calibration are in its details), so the same rule reads
-every horizon. Once S reaches a share of ``h`` (:data:`HOLD_FRACTIONS`: 3/4 for base windows,
-1/2 for hours and days) the run *holds* the trailing reference: it ends where the run began
-(``since``), so a slow shift is not swallowed by the reference before the evidence (or the
-longer horizon) has seen it; after ``LLMSIGHT_DRIFT_HOLD_SECONDS`` (default a day) of one run the
-new traffic is accepted as the reference and the evidence restarts. The hold used to start at
-any S above 0; that was the main source of false alarms on the no-shift stream: a run starts
-*because* its reference was unlucky, and holding that very reference made its luck every later
-window's evidence (on synthetic shared-reference nulls, 1.6 to 3.5 false alarms per metric-week
-against budgets of 0.15 and 0.08). The fractions were chosen on those synthetic nulls (not on
-banking77): the smallest that keep each horizon within its budget.
+every horizon. While a run of evidence builds, it *holds* the trailing reference: the reference
+ends where the run began (``since``), so a slow shift is not swallowed by the reference before the
+evidence (or the longer horizon) has seen it; after ``LLMSIGHT_DRIFT_HOLD_SECONDS`` (default a
+day) of one run the new traffic is accepted as the reference and the evidence restarts.
 
-Which fix, and why: a reference resampled for each window would make consecutive tests nearly
-independent only where the reference period holds many more texts than the sample (not at low
-rates, and never for a fixed baseline), and a permutation calibration of the whole CUSUM would
-cost a test per permutation. The calibration on the segment's own history works for any rate,
-reference choice and correlation structure, costs nothing, and what it learned is on every row.
+Where the correlation came from, and the two fixes besides the calibration
+(``analyzers/window_metrics.py`` draws the references):
+
+* **a reference drawn afresh for every window.** Base windows used to test against the same
+  hash-ordered 500 texts of the trailing hour, most of which the next sixty 1-minute windows
+  reused: every test carried that one sample's luck. Now each base window draws its reference
+  sample at random (seeded by the window, so reruns agree) from up to
+  ``LLMSIGHT_DRIFT_HORIZON_SAMPLE`` stored texts spread over the period: consecutive windows share
+  the period's composition, not one sample of it;
+* **a held reference drawn from a longer stretch.** A run starts *because* its reference was
+  unlucky; holding that very reference made its luck the evidence of every later window (on the
+  synthetic nulls below, 1.6 to 5.7 false alarms per metric-week against a budget of 0.15). A
+  held base-window reference is drawn from six reference lengths before the run, whose luck is
+  small. The hourly and daily tests already use all the texts they can (3,000 a side), so their
+  held reference cannot be drawn from a larger pool; they hold it only once S has come half-way
+  to ``h`` (:data:`HOLD_FRACTIONS`), which keeps them within budget on the synthetic nulls.
+
+Why these and not a permutation calibration of the whole CUSUM: that would cost a test per
+permutation and window. The calibration on the segment's own history works for any rate,
+reference choice (a fixed baseline's luck is a constant the mean takes out) and correlation
+structure, costs nothing, and what it learned is on every evidence row; the fresh and wider
+reference draws remove most of the correlation at its source, so the calibration does not have
+to give up power for it.
 
 Unit tests (tests/unit/test_drift_evidence.py) run the rule on synthetic independent null
 p-values and on synthetic **correlated** nulls (windows sharing a trailing reference, which runs
@@ -473,7 +485,7 @@ def horizon_limit(granularity: str, window_s: float, false_alarms_per_week: floa
 
 # How the z-values are calibrated on the segment's own history (see the module docstring).
 # The trailing reference is held behind a run once S reaches this share of h (per horizon; see the
-# module docstring: holding it from S > 0 on made the runs' own reference luck the evidence).
+# module docstring: base windows draw a held reference from a wider pool, the rollups cannot).
 HOLD_FRACTIONS = {"1m": 0.0, "1h": 0.5, "1d": 0.5}
 HOLD_FRACTION = HOLD_FRACTIONS["1h"]
 CALIBRATION_PRIOR_N = 60  # pseudo-windows of the prior (mean 0, long-run variance 1) a new series starts with
