@@ -8,6 +8,8 @@ One run, on one broker (``scripts/kafka-dev``, or ``--bootstrap``):
   prebuilt protobuf requests of 100 spans with ~1 KB of content each (counted once answered 200, i.e.
   acknowledged by Kafka);
 * ``http_p99_ms`` / ``grpc_p99_ms``: one client, one request of 100 spans at a time (not saturated);
+* ``*_cpu_us_per_span``: CPU time of the receiver's process and its mapping workers per span accepted, and
+  ``raw_producer_cpu_us_per_record`` the raw loop's (its process): less moved by the machine's load than spans/s;
 * with ``--against REF`` (a git revision of this checkout), the same figures for the receiver as it was
   at REF (its ``otlp`` room, the rest as now) in a second process, run in turns with this one
   (``ref_*``): a before/after under the same load.
@@ -83,6 +85,28 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and its children alive now (the mapping workers)."""
+    def stat(p: str) -> tuple[int, float]:
+        with open(f"/proc/{p}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent, seconds = stat(entry)
+            except (OSError, ValueError, IndexError):
+                continue
+            if int(entry) == pid or parent == pid:
+                total += seconds
+    return total
+
+
+_RAW_CPU: list[float] = []  # CPU seconds per record of each raw loop run
+
+
 def _raw_producer(bootstrap: str, topic: str, lines: list[bytes]) -> float:
     from kafka import KafkaProducer
 
@@ -91,9 +115,11 @@ def _raw_producer(bootstrap: str, topic: str, lines: list[bytes]) -> float:
     try:
         producer.send(topic, b"warm-up").get(timeout=30)
         started = time.perf_counter()
+        cpu = time.process_time()  # this process: the loop and the producer's network thread
         for i, line in enumerate(lines):
             producer.send(topic, value=line, key=str(i).encode())
         producer.flush(timeout=120)
+        _RAW_CPU.append((time.process_time() - cpu) / len(lines))
         return len(lines) / (time.perf_counter() - started)
     finally:
         producer.close()
@@ -282,10 +308,15 @@ def main(
         figures["raw_producer_sps"] = round(_raw_producer(bootstrap, topic, lines))
         # In turns (the reference first), so that a change in the machine's load touches both alike.
         for via, make_post in (("http", _http_post), ("grpc", _grpc_post)):
-            for prefix, (_, http_port, grpc_port) in reversed(list(receivers.items())):
+            for prefix, (process, http_port, grpc_port) in reversed(list(receivers.items())):
                 port = http_port if via == "http" else grpc_port
+                cpu = _cpu_seconds(process.pid)
                 figures[f"{prefix}{via}_sps"] = round(_throughput(make_post, port, bodies, clients))
+                # CPU per span of the receiver and its workers: what the machine's load changes least.
+                figures[f"{prefix}{via}_cpu_us_per_span"] = round(
+                    (_cpu_seconds(process.pid) - cpu) * 1e6 / len(bodies) / SPANS_PER_REQUEST, 1)
         figures["raw_producer_sps_after"] = round(_raw_producer(bootstrap, topic, lines))
+        figures["raw_producer_cpu_us_per_record"] = round(sum(_RAW_CPU) / len(_RAW_CPU) * 1e6, 1)
         raw = (figures["raw_producer_sps"] + figures["raw_producer_sps_after"]) / 2
         for prefix in reversed(list(receivers)):
             figures[f"{prefix}http_vs_raw"] = round(figures[f"{prefix}http_sps"] / raw, 3)
