@@ -17,6 +17,14 @@ to hate its training sources do not show), the profanity logit, the lexicon hits
 regression on the embeddings of the two sources below. A text of several sentences also scores at least as high as
 its worst sentence (``LLMSIGHT_TOXICITY_SENTENCES``).
 
+Every text is read through its view (:func:`toxic_view`): emoji by their Unicode names (MiniLM knows
+them only as [UNK]) and obfuscated lexicon words spelled out ("sh!t", "f*ck"). A text with neither is
+its own view and keeps the vector the caller cached; the others get a second vector, of their view.
+The text features (alt-profanity-check, the lexicon), the view and the sentences of each text are
+computed once and kept in the head's bounded LRU by text hash (:meth:`Head.read`).
+:func:`frame_hits` (refusing, denying, denouncing cues) is a feature a head may ask for; the shipped
+one does not (measured in TOXICITY.md).
+
 The head is trained by ``scripts/train-toxicity`` (deterministic) on two public data sets held in
 ``shared/data/toxicity`` and credited here as their licences ask:
 
