@@ -42,8 +42,12 @@ def test_otel_sdk_over_http_and_grpc_reaches_the_events_table(kafka_broker, stor
 
     topic = kafka_broker.create_topic()
     service = otlp.build(sink=f"kafka://{kafka_broker.bootstrap}/{topic}", address="127.0.0.1",
-                         http_port=free_port(), grpc_port=free_port(), token="").start()
+                         http_port=free_port(), grpc_port=free_port(), token="", workers=2).start()
     try:
+        deadline = time.monotonic() + 120  # mapped in worker processes: wait until they are up
+        while service.receiver.pool.live < 2:
+            assert time.monotonic() < deadline, "the mapping workers did not start"
+            time.sleep(0.1)
         exporters = {"http": HttpExporter(endpoint=f"http://127.0.0.1:{service.http_port}/v1/traces"),
                      "grpc": GrpcExporter(endpoint=f"127.0.0.1:{service.grpc_port}", insecure=True)}
         for via, exporter in exporters.items():
@@ -65,6 +69,7 @@ def test_otel_sdk_over_http_and_grpc_reaches_the_events_table(kafka_broker, stor
             provider.shutdown()
         counts = service.receiver.counters.snapshot()
         assert counts["llm_calls"] == 40 and counts["skipped"] == 40
+        assert counts["worker_requests"] == counts["requests"] > 0  # every request, over HTTP and gRPC
     finally:
         service.stop()
     collect(kafka_broker, topic, store_client)
