@@ -1,11 +1,13 @@
 """The receiver's core, shared by OTLP/HTTP and OTLP/gRPC: map a request, write it, say what happened.
 
-``export_traces``/``export_logs`` return an :class:`Outcome` once every mapped event is written (or raise
+``export_trace_bytes``/``export_logs`` return an :class:`Outcome` once every mapped event is written (or raise
 :class:`~llmsight.otlp.writer.Busy` / :class:`~llmsight.otlp.writer.Unavailable`, and nothing is
 acknowledged). Items that cannot be used are *rejected* and reported in OTLP's ``partial_success``;
 spans that are not LLM calls and logs that are not GenAI events are *skipped*: accepted, counted,
 not stored. GenAI content sent as log records (message, choice and operation-details events) is
-joined with its span by :class:`~llmsight.otlp.join.Joiner`, whichever comes first.
+joined with its span by :class:`~llmsight.otlp.join.Joiner`, whichever comes first. Trace requests are
+parsed and mapped by worker processes when there are some (:mod:`llmsight.otlp.workers`); the join, the
+write and the answer stay here.
 
 Dead letters: the receiver has no store, so a payload it cannot read goes to the same sink as the
 events, as a small JSON event of type ``otlp_dead_letter`` (the reason, where it came from, and the
@@ -105,21 +107,9 @@ class Receiver:
 
     # -- traces and logs ---------------------------------------------------------------------------
 
-    def export_traces(self, request: Any) -> Outcome:
-        """A parsed ``ExportTraceServiceRequest`` (gRPC): mapped by a worker if there is a pool, else here."""
-        pool = self.pool
-        mapped = None
-        if pool is not None and pool.ready:
-            mapped = pool.map(request.SerializeToString(), "application/x-protobuf", self.write_timeout)
-        if mapped is None:
-            mapped = map_request(self.mapper, request)
-        else:
-            self.counters.add(worker_requests=1)
-        return self._export_mapped(mapped, lambda: request)
-
     def export_trace_bytes(self, data: bytes, content_type: str) -> Outcome:
-        """A trace request's bytes (HTTP, decompressed): parsed and mapped by a worker if there is a pool,
-        else here. Raises :class:`~llmsight.otlp.decode.BadRequest` for a payload that cannot be read."""
+        """A trace request's bytes (HTTP decompressed, or gRPC's): parsed and mapped by a worker if there is a
+        pool, else here. Raises :class:`~llmsight.otlp.decode.BadRequest` for a payload that cannot be read."""
         pool = self.pool
         mapped = None
         if pool is not None and pool.ready:
