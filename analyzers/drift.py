@@ -92,9 +92,10 @@ Where the correlation came from, and the two fixes besides the calibration
   unlucky; holding that very reference made its luck the evidence of every later window (on the
   synthetic nulls below, 1.6 to 5.7 false alarms per metric-week against a budget of 0.15). A
   held base-window reference is drawn from six reference lengths before the run, whose luck is
-  small. The hourly and daily tests already use all the texts they can (3,000 a side), so their
-  held reference cannot be drawn from a larger pool; they hold it only once S has come half-way
-  to ``h`` (:data:`HOLD_FRACTIONS`), which keeps them within budget on the synthetic nulls.
+  small. A held hourly reference is drawn afresh for each hour (a salted stratified draw) from
+  the day before the run. The daily tests hold theirs only once S has come half-way to ``h``
+  (:data:`HOLD_FRACTIONS`): a held day is the same luck for the run, and a day's run lasts at most
+  the hold. On the synthetic nulls each horizon keeps within its budget.
 
 Why these and not a permutation calibration of the whole CUSUM: that would cost a test per
 permutation and window. The calibration on the segment's own history works for any rate,
@@ -486,7 +487,7 @@ def horizon_limit(granularity: str, window_s: float, false_alarms_per_week: floa
 # How the z-values are calibrated on the segment's own history (see the module docstring).
 # The trailing reference is held behind a run once S reaches this share of h (per horizon; see the
 # module docstring: base windows draw a held reference from a wider pool, the rollups cannot).
-HOLD_FRACTIONS = {"1m": 0.0, "1h": 0.5, "1d": 0.5}
+HOLD_FRACTIONS = {"1m": 0.0, "1h": 0.0, "1d": 0.5}
 HOLD_FRACTION = HOLD_FRACTIONS["1h"]
 CALIBRATION_PRIOR_N = 60  # pseudo-windows of the prior (mean 0, long-run variance 1) a new series starts with
 CALIBRATION_MEMORY = 4000  # windows: the estimates average every window up to this many, then forget

@@ -71,6 +71,7 @@ _TOPIC_EXAMPLES = 5  # texts of the grown topic on a drift row (the alert page a
 # A held trailing reference is drawn from this many reference lengths before the run (its luck,
 # which every window of the run shares, shrinks with the pool; see analyzers/drift.py).
 HELD_POOL_FACTOR = 6
+HELD_HORIZON_POOL = timedelta(days=1)  # where a held hourly or daily reference is drawn from, before the run
 RUN_TOPIC_SAMPLE = 1000  # texts a side when an alarm's grown topic is named over its whole run of evidence
 # The sequential evidence row written next to each drift row.
 EVIDENCE_METRICS = {names.DRIFT_INPUT: names.DRIFT_INPUT_EVIDENCE, names.DRIFT_OUTPUT: names.DRIFT_OUTPUT_EVIDENCE}
@@ -264,14 +265,22 @@ class WindowAnalyzer:
                 reference = read_calls_many(self.client, period, drifting, keys, settings.sample, numbers=False)
             else:
                 reference = self._resampled_reference(window, pool, drifting, keys)
-            spread_ref = (read_texts_stratified_many(self.client, period, drifting, keys, settings.horizon_sample)
-                          if horizon else {})
+            spread_ref = {}
+            if horizon:
+                # A held hourly reference: drawn afresh for each window (salted by it) from the day before
+                # the run, not the one hour whose luck started the run (see analyzers/drift.py).
+                held = period.end < window.start and settings.reference != "baseline"
+                spread_ref = read_texts_stratified_many(
+                    self.client, Period(period.end - HELD_HORIZON_POOL, period.end) if held else period, drifting,
+                    keys, settings.horizon_sample, salt=int(window.start.timestamp()) if held else None)
             judged = [m.segment for m in members if m.feedback]
             reference_feedback = read_feedback_many(self.client, period, judged, keys)
             for item in members:
                 group = key_of(item.segment, keys)
                 item.baselines = means.get(group, {})
                 item.pool = pool if not horizon and settings.reference != "baseline" else period
+                if horizon and period.end < window.start and settings.reference != "baseline":
+                    item.pool = Period(period.end - HELD_HORIZON_POOL, period.end)
                 item.reference = reference.get(group) or Calls()
                 item.reference_feedback = reference_feedback.get(group, [])
                 if horizon:

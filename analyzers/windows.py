@@ -201,7 +201,7 @@ def read_calls(client: Any, period: Period, segment: dict[str, str], keys: tuple
 
 def read_texts_stratified_many(client: Any, period: Period, segments: list[dict[str, str]],
                                keys: tuple[str, ...] = SEGMENT_KEYS, sample: int = 3000,
-                               bucket_s: int = 60) -> dict[Key, Calls]:
+                               bucket_s: int = 60, salt: int | None = None) -> dict[Key, Calls]:
     """A text sample of each group in ``period`` spread evenly over it: the longer horizons' drift sample.
 
     The period is cut into ``bucket_s`` buckets (the base windows); each bucket gives at most
@@ -209,6 +209,10 @@ def read_texts_stratified_many(client: Any, period: Period, segments: list[dict[
     (``cityHash64(event_id)``), so at the same window length these are texts the base windows
     already embedded. A group with more than ``sample`` texts is cut down by
     :func:`llmsight.analyzers.embeddings.stratified_sample` over the buckets. One query.
+
+    With a ``salt`` each bucket's texts are chosen by ``cityHash64(event_id, salt)`` instead: a
+    different draw for each salt (a held reference drawn afresh for each window); some of those
+    texts may have no stored vector where the base windows sampled fewer than they held.
     """
     from llmsight.analyzers.embeddings import stratified_sample
 
@@ -217,12 +221,13 @@ def read_texts_stratified_many(client: Any, period: Period, segments: list[dict[
     where_p, params = _where_period(period)
     where_k, params_k = _where_keys(segments, keys)
     columns = ", ".join(keys)
+    order = "cityHash64(event_id)" if salt is None else f"cityHash64(event_id, toUInt64({int(salt)}))"
     buckets = max(1, -(-int((period.end - period.start).total_seconds()) // bucket_s))
     per_bucket = max(1, -(-int(sample) // buckets))
     rows = client.query(
         f"SELECT {columns}, intDiv(toUnixTimestamp(ts), {int(bucket_s)}) AS bucket, trace_id, input, output "
         f"FROM events FINAL WHERE {where_p} AND {where_k} AND error = '' "
-        f"ORDER BY {columns}, bucket, cityHash64(event_id), event_id LIMIT {per_bucket} BY {columns}, bucket",
+        f"ORDER BY {columns}, bucket, {order}, event_id LIMIT {per_bucket} BY {columns}, bucket",
         parameters={**params, **params_k}).result_rows
     width = len(keys)
     grouped: dict[Key, list[Any]] = {}
