@@ -223,6 +223,9 @@ def main(segments: int = typer.Option(40, "--segments", help="segments with call
          kafka: str = typer.Option(None, "--kafka", help="broker for --workers; default: start one with "
                                    "the checkout's scripts/kafka-dev"),
          unit_segments: int = typer.Option(4, "--unit-segments", help="segments per work unit with --workers"),
+         compare_embedding_phase: bool = typer.Option(
+             False, "--compare-embedding-phase", help="with --workers, run each count without the replicas' "
+             "embedding phase too (before it), side by side"),
          json_out: bool = typer.Option(False, "--json", help="print the figures as one JSON line")) -> None:
     """Analyzers: one window of N segments x M calls, one process cold and warm, then 1 and 2 worker processes."""
     import os
@@ -261,5 +264,6 @@ def main(segments: int = typer.Option(40, "--segments", help="segments with call
     if counts:
         from llmsight.bench.analyzers_scale import scale
 
-        figures["replicas"] = scale(counts, segments, calls, reference_calls, unit_segments, data, kafka)
+        figures["replicas"] = scale(counts, segments, calls, reference_calls, unit_segments, data, kafka,
+                                    (False, True) if compare_embedding_phase else (True,))
     emit("analyzers: one window, one process, then worker processes", figures, json_out)

@@ -140,7 +140,8 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segments: int, calls: int,
-                reference_calls: int, unit_segments: int, data: Path, timeout_s: float = 900) -> dict[str, Any]:
+                reference_calls: int, unit_segments: int, data: Path, timeout_s: float = 900,
+                embed_phase: bool = True) -> dict[str, Any]:
     """Seed a fresh database, start ``workers`` pinned worker processes, publish one window, time it."""
     from llmsight import store
     from llmsight.analyzers.windows import floor_time, segments_in
@@ -161,7 +162,7 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
     procs = [_start_worker(i, f"{url_base}/bench_{name}", bootstrap, queue.topic, queue.group, unit_segments,
                            folder / f"worker-{workers}-{i}.log") for i in range(workers)]
     coordinator = Coordinator(client, queue, window_s=60, lag_s=1, catchup=1, rules=[], notifier=None,
-                              name="bench", weekly_export=False)
+                              name="bench", weekly_export=False, embed_phase=embed_phase)
     try:
         from llmsight.scheduler.roles import ensure_topics
 
@@ -202,7 +203,7 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
     # What reached the model, from the workers' logs: above the distinct texts, texts embedded twice.
     embedded = sum(int(match) for i in range(workers) for match in re.findall(
         r"embeddings: (\d+) new vectors stored", (folder / f"worker-{workers}-{i}.log").read_text(errors="replace")))
-    return {"workers": workers, "segments": len(chosen), "units": units, "calls": n_calls, "texts": 2 * n_calls,
+    return {"workers": workers, "embed_phase": embed_phase, "segments": len(chosen), "units": units, "calls": n_calls, "texts": 2 * n_calls,
             "seconds": round(seconds, 2), "calls_per_s": round(n_calls / seconds, 1),
             "texts_per_s": round(2 * n_calls / seconds, 1), "units_by_worker": sorted(by_worker.values()),
             "embedding_units": int(shards), "window_texts_sharded": int(sharded or 0), "texts_embedded": embedded, "distinct_texts": distinct,
@@ -215,8 +216,11 @@ def run_workers(url_base: str, bootstrap: str, folder: Path, workers: int, segme
 
 
 def scale(worker_counts: list[int], segments: int, calls: int, reference_calls: int, unit_segments: int,
-          data: Path, kafka: str | None = None) -> dict[str, Any]:
-    """The window with each worker count, in this order, and the scaling ratio against the first."""
+          data: Path, kafka: str | None = None, embed_phases: tuple[bool, ...] = (True,)) -> dict[str, Any]:
+    """The window with each worker count, in this order, and the scaling ratio against the first.
+
+    With ``embed_phases=(False, True)`` each count runs without the embedding phase, then with it (the
+    way replicas ran before it, side by side in the same session), and each gets its own ratio."""
     import tempfile
 
     with ExitStack() as stack:
@@ -225,10 +229,17 @@ def scale(worker_counts: list[int], segments: int, calls: int, reference_calls: 
         bootstrap = stack.enter_context(_broker(kafka, folder))
         runs = []
         for workers in worker_counts:
-            print(f"bench analyzers: {workers} worker process(es), one core each ...", file=sys.stderr, flush=True)
-            runs.append(run_workers(url, bootstrap, folder, workers, segments, calls, reference_calls,
-                                    unit_segments, data))
-            print(f"bench analyzers:   {runs[-1]['seconds']} s, {runs[-1]['calls_per_s']} calls/s",
-                  file=sys.stderr, flush=True)
-    base = runs[0]["calls_per_s"]
-    return {"runs": runs, "scaling": {str(r["workers"]): round(r["calls_per_s"] / base, 2) for r in runs}}
+            for phase in embed_phases:
+                print(f"bench analyzers: {workers} worker process(es), one core each, embedding phase "
+                      f"{'on' if phase else 'off'} ...", file=sys.stderr, flush=True)
+                runs.append(run_workers(url, bootstrap, folder, workers, segments, calls, reference_calls,
+                                        unit_segments, data, embed_phase=phase))
+                print(f"bench analyzers:   {runs[-1]['seconds']} s, {runs[-1]['calls_per_s']} calls/s",
+                      file=sys.stderr, flush=True)
+    result: dict[str, Any] = {"runs": runs}
+    for phase in embed_phases:
+        chosen = [r for r in runs if r["embed_phase"] == phase]
+        base = chosen[0]["calls_per_s"]
+        ratios = {str(r["workers"]): round(r["calls_per_s"] / base, 2) for r in chosen}
+        result["scaling" if phase == embed_phases[-1] else "scaling_without_embedding_phase"] = ratios
+    return result

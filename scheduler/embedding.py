@@ -4,8 +4,8 @@ The segments of a minute window are cut into units for several workers, and unit
 same answers from several segments, the same questions asked of two models or prompt versions).
 Each worker's embedding cache would miss them and embed them again. So before its analysis units, a
 window gets ``shards`` embedding units: every one reads the window's text sample (the one query the
-analysis reads it with, :func:`llmsight.analyzers.windows.read_calls_many`), takes the prompts,
-outputs and the toxicity pass's sentences whose hash falls in its shard, and embeds those through the
+analysis reads it with, :func:`llmsight.analyzers.windows.read_calls_many`), takes the prompts and
+outputs whose hash falls in its shard with the toxicity pass's sentences of them, and embeds those through the
 cache (:class:`llmsight.analyzers.embeddings.EmbeddingCache`): found in the ``embeddings`` table, or
 embedded once and written there. The analysis units then find the window's own texts in the table.
 
@@ -32,28 +32,29 @@ def shard_of(key: str, shards: int) -> int:
 
 
 def window_texts(analyzer: Any, window: Window, segments: list[dict[str, str]]) -> list[str]:
-    """The distinct texts the window's analysis embeds of its own calls: sampled prompts and outputs, and
-    the sentences the toxicity pass scores on their own."""
+    """The distinct prompts and outputs of the window's text sample (what its analysis embeds of its own
+    calls, besides the toxicity pass's sentences)."""
     calls = read_calls_many(analyzer.client, Period(window.start, window.end), segments, SEGMENT_KEYS,
                             analyzer.settings.sample, numbers=False)
     texts: dict[str, None] = {}
     for item in calls.values():
         texts.update(dict.fromkeys(item.sample_outputs))
         texts.update(dict.fromkeys(item.sample_inputs))
-    if getattr(analyzer.toxicity, "uses_embeddings", False):
-        for item in calls.values():
-            for sample in (item.sample_outputs, item.sample_inputs):
-                texts.update(dict.fromkeys(analyzer.toxicity.sentences_to_embed(sample)))
     return list(texts)
 
 
 def embed_shard(analyzer: Any, window: Window, segments: list[dict[str, str]], shard: int, shards: int) -> int:
-    """Embed (through the cache) the window's texts in ``shard`` of ``shards``; returns how many there were."""
+    """Embed (through the cache) the window's texts in ``shard`` of ``shards``, and the sentences the
+    toxicity pass splits from them; returns how many texts that was."""
     from llmsight.analyzers.embeddings import text_hash
 
     cache = analyzer.embeddings
     model = cache.embedder.name
     mine = [t for t in window_texts(analyzer, window, segments) if shard_of(text_hash(model, t), shards) == shard]
+    # A text's sentences go with it (split once, not by every shard; a sentence two texts of different
+    # shards share is embedded by both, which is rare and harmless).
+    if mine and getattr(analyzer.toxicity, "uses_embeddings", False):
+        mine = list(dict.fromkeys([*mine, *analyzer.toxicity.sentences_to_embed(mine)]))
     if mine:
         cache.encode(mine)
     log.debug("analyzers: %s shard %d/%d: %d texts", window, shard, shards, len(mine))

@@ -73,7 +73,7 @@ from llmsight.scheduler.progress import (
 log = logging.getLogger("llmsight.scheduler.roles")
 
 COORDINATION_PARTITION = 0
-EMBED_SHARDS = 16  # at most, per minute window (one per analysis unit below that)
+EMBED_SHARDS = 24  # embedding units of a minute window at most (the work topic's default partitions)
 
 
 @dataclass(frozen=True)
@@ -464,7 +464,7 @@ class Coordinator:
         planned_at = planned_at.replace(microsecond=planned_at.microsecond // 1000 * 1000)  # stored to the ms
         units = cut(window, segments, self.queue.unit_segments, plan_id(planned_at))
         record_window(self.client, window, len(units), PLANNED, planned_at)
-        shards = min(len(units), EMBED_SHARDS) if self.embed_phase and window.granularity == BASE_GRANULARITY else 0
+        shards = self._shards(len(units)) if self.embed_phase and window.granularity == BASE_GRANULARITY else 0
         if shards:
             # Its texts first, each embedded once (llmsight.scheduler.embedding); release_embedded then
             # publishes the analysis units.
@@ -475,6 +475,17 @@ class Coordinator:
         log.info("analyzers: planned %s: %d segments in %d units%s", window, len(segments), len(units),
                  f" after {shards} embedding units" if shards else "")
         return len(units)
+
+    def _shards(self, units: int) -> int:
+        """Embedding units for a window of ``units``: one per worker that did units in the last ten
+        minutes (two when none did), at most one per unit and ``EMBED_SHARDS``. Each reads the window's
+        text sample, so more shards than workers would only read it more often."""
+        if not units:
+            return 0
+        workers = int(self.client.query(
+            "SELECT uniqExact(worker) FROM analysis_units WHERE done_at > now64(3) - INTERVAL 10 MINUTE"
+        ).result_rows[0][0])
+        return max(1, min(units, workers or 2, EMBED_SHARDS))
 
     def release_embedded(self) -> int:
         """Publish the analysis units of each window whose embedding units are all done (or, after

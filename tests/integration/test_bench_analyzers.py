@@ -49,5 +49,8 @@ def test_bench_analyzers_json(kafka_broker):
         # The workers really ran the window (their CPU time, read from /proc), and the rest is accounted.
         assert run["worker_cpu_s"] > 0 and run["other_cpu_s"] >= 0 and 0 < run["machine_busy_share"] <= 1.05
         assert run["calls_per_worker_cpu_s"] > 0
+        # The window's texts went through its embedding units first (two: no worker had done units before).
+        assert run["embed_phase"] and run["embedding_units"] == 2 and run["window_texts_sharded"] > 0
+        assert run["texts_embedded"] >= run["distinct_texts"] - 1 > 0  # (the warm-up's text may be found)
     assert replicas["runs"][1]["units_by_worker"] == [1, 2]
     assert set(replicas["scaling"]) == {"1", "2"} and replicas["scaling"]["1"] == 1.0

@@ -51,6 +51,7 @@ def test_the_shards_of_a_window_embed_each_of_its_texts_exactly_once(monkeypatch
 
     class Analyzer:
         embeddings = _Cache()
+        toxicity = None  # no sentence pass
 
     counts = [embedding.embed_shard(Analyzer, WINDOW, SEGMENTS, k, 3) for k in range(3)]
     assert sorted(Analyzer.embeddings.encoded) == sorted(texts)
