@@ -53,7 +53,8 @@ evidence, per segment, drift metric (input, output) and horizon (minute windows,
   same luck forever. Siegmund's formula below assumes independent N(0, 1)
   increments; on correlated ones it under-counts false alarms. So each z is first **calibrated on
   the segment's own history** (:class:`Calibration`, stored with the evidence): ``z~ = (z - m) / s``
-  with ``m`` the mean of the segment's past z-values (a baseline's constant luck) and ``s^2`` their
+  with ``m`` the mean of the segment's past z-values when it is positive (a baseline's constant
+  luck; a negative mean is the test's ties, see :meth:`Calibration.standardise`) and ``s^2`` their
   long-run variance, estimated by overlapping batch means over ``span`` consecutive windows (the
   number of windows a reference spans, plus one: how far the sharing reaches), ``s`` at least 1.
   Both are averages over up to :data:`CALIBRATION_MEMORY` windows, winsorised at |z| = 3 so one
@@ -511,8 +512,15 @@ class Calibration:
     recent: tuple[float, ...] = ()
 
     def standardise(self, z: float) -> float:
-        """``(z - mean) / sd``: the prior shrinks both until the history is long; sd is never below 1."""
-        mean = self.n * self.mean / (self.n + CALIBRATION_PRIOR_N)
+        """``(z - mean) / sd``: the prior shrinks both until the history is long; sd is never below 1
+        and a negative mean counts as 0.
+
+        Under no drift the permutation p-value makes z at most standard normal; a negative mean is the
+        test's ties (p = 1 gives z = -4), a few large negative values that the CUSUM's floor at 0
+        ignores. Centring on it would shift every other window up (on a real no-shift stream it
+        turned k = 0.5 into about 0.1 and raised false alarms). A positive mean, such as a fixed
+        baseline's luck, is taken out."""
+        mean = max(0.0, self.n * self.mean / (self.n + CALIBRATION_PRIOR_N))
         lrvar = (self.lr_n * self.lrvar + CALIBRATION_PRIOR_N) / (self.lr_n + CALIBRATION_PRIOR_N)
         return (z - mean) / math.sqrt(max(lrvar, 1.0))
 
