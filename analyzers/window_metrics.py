@@ -270,17 +270,17 @@ class WindowAnalyzer:
                 # A held hourly reference: drawn afresh for each window (salted by it) from the day before
                 # the run, not the one hour whose luck started the run (see analyzers/drift.py).
                 held = period.end < window.start and settings.reference != "baseline"
+                if held:
+                    pool = self._held_horizon_pool(period, members)
                 spread_ref = read_texts_stratified_many(
-                    self.client, Period(period.end - HELD_HORIZON_POOL, period.end) if held else period, drifting,
-                    keys, settings.horizon_sample, salt=int(window.start.timestamp()) if held else None)
+                    self.client, pool if held else period, drifting, keys, settings.horizon_sample,
+                    salt=int(window.start.timestamp()) if held else None)
             judged = [m.segment for m in members if m.feedback]
             reference_feedback = read_feedback_many(self.client, period, judged, keys)
             for item in members:
                 group = key_of(item.segment, keys)
                 item.baselines = means.get(group, {})
-                item.pool = pool if not horizon and settings.reference != "baseline" else period
-                if horizon and period.end < window.start and settings.reference != "baseline":
-                    item.pool = Period(period.end - HELD_HORIZON_POOL, period.end)
+                item.pool = pool if settings.reference != "baseline" else period
                 item.reference = reference.get(group) or Calls()
                 item.reference_feedback = reference_feedback.get(group, [])
                 if horizon:
@@ -294,6 +294,16 @@ class WindowAnalyzer:
         if period.end >= window.start:
             return period
         return Period(period.end - HELD_POOL_FACTOR * (period.end - period.start), period.end)
+
+    def _held_horizon_pool(self, period: Period, members: list[_Inputs]) -> Period:
+        """Where a held hourly or daily reference is drawn from: :data:`HELD_HORIZON_POOL` before the
+        run, from the feature's first traffic at the earliest (an empty stretch would starve the
+        per-bucket draw)."""
+        start = period.end - HELD_HORIZON_POOL
+        firsts = [f for f in feature_starts(self.client, [m.segment for m in members]).values() if f is not None]
+        if firsts:
+            start = max(start, min(min(firsts), period.start))
+        return Period(start, period.end)
 
     def _resampled_reference(self, window: Window, pool: Period, segments: list[dict[str, str]],
                              keys: tuple[str, ...]) -> dict[Key, Calls]:
