@@ -5,7 +5,7 @@ same answers from several segments, the same questions asked of two models or pr
 Each worker's embedding cache would miss them and embed them again. So before its analysis units, a
 window gets ``shards`` embedding units: every one reads the window's text sample (the one query the
 analysis reads it with, :func:`llmsight.analyzers.windows.read_calls_many`), takes the prompts and
-outputs whose hash falls in its shard with the toxicity pass's sentences of them, and embeds those through the
+outputs and the toxicity pass's sentences of them whose hash falls in its shard, and embeds those through the
 cache (:class:`llmsight.analyzers.embeddings.EmbeddingCache`): found in the ``embeddings`` table, or
 embedded once and written there. The analysis units then find the window's own texts in the table.
 
@@ -44,17 +44,18 @@ def window_texts(analyzer: Any, window: Window, segments: list[dict[str, str]]) 
 
 
 def embed_shard(analyzer: Any, window: Window, segments: list[dict[str, str]], shard: int, shards: int) -> int:
-    """Embed (through the cache) the window's texts in ``shard`` of ``shards``, and the sentences the
-    toxicity pass splits from them; returns how many texts that was."""
+    """Embed (through the cache) the window's texts and toxicity sentences in ``shard`` of ``shards``;
+    returns how many there were."""
     from llmsight.analyzers.embeddings import text_hash
 
     cache = analyzer.embeddings
     model = cache.embedder.name
-    mine = [t for t in window_texts(analyzer, window, segments) if shard_of(text_hash(model, t), shards) == shard]
-    # A text's sentences go with it (split once, not by every shard; a sentence two texts of different
-    # shards share is embedded by both, which is rare and harmless).
-    if mine and getattr(analyzer.toxicity, "uses_embeddings", False):
-        mine = list(dict.fromkeys([*mine, *analyzer.toxicity.sentences_to_embed(mine)]))
+    texts = window_texts(analyzer, window, segments)
+    # Sentences are sharded by their own hash, not their text's: answers share sentences (a greeting, a
+    # closing line), and each is embedded once too. Every shard splits every text for that.
+    if getattr(analyzer.toxicity, "uses_embeddings", False):
+        texts = list(dict.fromkeys([*texts, *analyzer.toxicity.sentences_to_embed(texts)]))
+    mine = [t for t in texts if shard_of(text_hash(model, t), shards) == shard]
     if mine:
         cache.encode(mine)
     log.debug("analyzers: %s shard %d/%d: %d texts", window, shard, shards, len(mine))

@@ -15,8 +15,10 @@ many times as needed (one Deployment with N replicas). Each replica is a **worke
   (``TOPIC.coord``, one partition) in the group ``GROUP.coord``: no locks or elections of our own.
   It plans each due window (1-minute windows, hourly and daily rollups) into units and publishes
   them, a window once the one before it is done (a window's drift evidence follows from the rows of
-  the window before it; an hourly or daily window also waits for its minute windows), then, strictly in window order, runs the alert rules on each window whose units are all
-  done; it republishes the missing units of a window left unfinished for
+  the window before it; an hourly or daily window also waits for its minute windows), a minute
+  window's texts first, by embedding units (:mod:`llmsight.scheduler.embedding`), so that each is
+  embedded once; then, strictly in window order, it runs the alert rules on each window whose units
+  are all done; it republishes the missing units of a window left unfinished for
   ``LLMSIGHT_ANALYSIS_UNIT_TIMEOUT_S``, writes the lag rows and evaluates the lag rule every window,
   and runs the weekly export and the online evaluators (:mod:`llmsight.scheduler.evaluation`). When the coordinator stops (or is evicted after the session timeout),
   Kafka gives partition 0 to another replica, which resumes from the progress tables.
@@ -505,8 +507,12 @@ class Coordinator:
         analysed twice and writes the same rows)."""
         for item in unfinished(self.client):
             if item.units and len(item.done) < item.units:
-                units = cut(item.window, segments_in(self.client, item.window), self.queue.unit_segments, item.plan)
-                self._send([u for u in units if u.index not in item.done])
+                segments = segments_in(self.client, item.window)
+                units = cut(item.window, segments, self.queue.unit_segments, item.plan)
+                if len(units) != item.units:  # late events changed the window's segments: plan it again
+                    self.publish(item.window, segments)
+                else:
+                    self._send([u for u in units if u.index not in item.done])
 
     def _send(self, units: list[WorkUnit]) -> None:
         for unit in units:
