@@ -72,6 +72,8 @@ _TOPIC_EXAMPLES = 5  # texts of the grown topic on a drift row (the alert page a
 # which every window of the run shares, shrinks with the pool; see analyzers/drift.py).
 HELD_POOL_FACTOR = 6
 HELD_HORIZON_POOL = timedelta(days=1)  # where a held hourly or daily reference is drawn from, before the run
+REFINE_MIN_N = 200  # texts a side from which a test's z may go beyond its permutation floor
+REFERENCE_MIN_RATIO = 3  # a base window's test counts as evidence when its reference pool has this many times its texts
 RUN_TOPIC_SAMPLE = 1000  # texts a side when an alarm's grown topic is named over its whole run of evidence
 # The sequential evidence row written next to each drift row.
 EVIDENCE_METRICS = {names.DRIFT_INPUT: names.DRIFT_INPUT_EVIDENCE, names.DRIFT_OUTPUT: names.DRIFT_OUTPUT_EVIDENCE}
@@ -456,8 +458,15 @@ class WindowAnalyzer:
                 cur = _stack(vectors, cur_texts)
                 ref = _stack(vectors, ref_texts)
             result = embedding_drift(ref, cur)
-            z = evidence_z(result.p_value, result.score, (result.details or {}).get("permutations"), result.method)
+            # The score's normal tail refines p beyond the permutation floor only for large samples: on a
+            # 37-text window a chance count gave z = 8 (one false alarm on the no-shift stream).
+            refine = (result.details or {}).get("permutations") if min(len(cur), len(ref)) >= REFINE_MIN_N else None
+            z = evidence_z(result.p_value, result.score, refine, result.method)
             before = item.evidence.get(metric) or _fresh_evidence()
+            if item.drift_current is None and max(item.reference.n, len(ref)) < REFERENCE_MIN_RATIO * len(cur):
+                # A reference pool hardly larger than the window (a feature's first hour) is luck that every
+                # window drawing from it shares: its tests do not count, and no run holds it.
+                z, before = None, before.restarted()
             state = evidence_step(before, z, window.start, limit, hold_s=self.settings.hold_s, span=span,
                                   hold_fraction=HOLD_FRACTIONS.get(window.granularity, HOLD_FRACTION))
             # Topics are explained when this test or the evidence points at a change (they cost more
