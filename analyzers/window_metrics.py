@@ -72,7 +72,8 @@ _TOPIC_EXAMPLES = 5  # texts of the grown topic on a drift row (the alert page a
 # which every window of the run shares, shrinks with the pool; see analyzers/drift.py).
 HELD_POOL_FACTOR = 6
 HELD_HORIZON_POOL = timedelta(days=1)  # where a held hourly or daily reference is drawn from, before the run
-REFINE_MIN_N = 200  # texts a side from which a test's z may go beyond its permutation floor
+REFINE_MIN_N = 200  # texts a side from which a test's z may go as far as the score's normal tail says
+SMALL_SAMPLE_Z_MAX = 4.0  # below that, the tail is trusted up to z = 4 only (one small window cannot alarm alone)
 REFERENCE_MIN_RATIO = 3  # a base window's test counts as evidence when its reference pool has this many times its texts
 RUN_TOPIC_SAMPLE = 1000  # texts a side when an alarm's grown topic is named over its whole run of evidence
 # The sequential evidence row written next to each drift row.
@@ -458,10 +459,13 @@ class WindowAnalyzer:
                 cur = _stack(vectors, cur_texts)
                 ref = _stack(vectors, ref_texts)
             result = embedding_drift(ref, cur)
-            # The score's normal tail refines p beyond the permutation floor only for large samples: on a
-            # 37-text window a chance count gave z = 8 (one false alarm on the no-shift stream).
-            refine = (result.details or {}).get("permutations") if min(len(cur), len(ref)) >= REFINE_MIN_N else None
-            z = evidence_z(result.p_value, result.score, refine, result.method)
+            # The score's normal tail refines p beyond the permutation floor, fully only for large samples:
+            # on a 37-text window a chance count gave z = 8 (one false alarm on the no-shift stream). A small
+            # window's z stops at SMALL_SAMPLE_Z_MAX, so it needs windows after it to reach the alarm level
+            # (h >= 5.8 at every horizon), as a real shift gives and chance seldom does.
+            z = evidence_z(result.p_value, result.score, (result.details or {}).get("permutations"), result.method)
+            if z is not None and min(len(cur), len(ref)) < REFINE_MIN_N:
+                z = min(z, SMALL_SAMPLE_Z_MAX)
             before = item.evidence.get(metric) or _fresh_evidence()
             if item.drift_current is None and max(item.reference.n, len(ref)) < REFERENCE_MIN_RATIO * len(cur):
                 # A reference pool hardly larger than the window (a feature's first hour) is luck that every

@@ -39,7 +39,8 @@ def seed_shift(client, first: Window, second: Window) -> None:
     rows = []
     for s in range(SEGMENTS):
         # Ten minutes before ``first`` and earlier: the windows the coordinator catches up before it are empty.
-        stamps = [(first.start - timedelta(minutes=40) + timedelta(seconds=30 * i), "v1") for i in range(60)]
+        # 150 of them, so that the reference pool holds 3x a 40-text window (else its tests do not count).
+        stamps = [(first.start - timedelta(minutes=40) + timedelta(seconds=12 * i), "v1") for i in range(150)]
         for window in (first, second):
             # The first feature is busy in the first window: its unit there is the slowest one.
             n = 10 * PER_WINDOW if s == 0 and window == first else PER_WINDOW
