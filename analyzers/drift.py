@@ -101,8 +101,9 @@ Where the correlation came from, and the two fixes besides the calibration
 Two guards from the no-shift banking77 stream (``analyzers/window_metrics.py``): a base window's test
 counts as evidence only when its reference pool holds at least three times the window's texts
 (the first hour of a feature held a 42-text reference for three hours and alarmed), and the
-score's normal tail refines z beyond the permutation floor only with 200 texts a side or more
-(on a 37-text window a chance count gave z = 8, an alarm in one window).
+score's normal tail refines z beyond the permutation floor fully only with 200 texts a side or more,
+and up to z = 4 below that (on a 37-text window a chance count gave z = 8, an alarm in one window;
+stopping at the floor instead kept the demo's 10-second windows from ever alarming).
 
 Why these and not a permutation calibration of the whole CUSUM: that would cost a test per
 permutation and window. The calibration on the segment's own history works for any rate,
