@@ -49,3 +49,32 @@ def test_framing_cues_count_refusing_denying_and_denouncing_but_not_plain_text()
     assert (hits[:4] > 0).all() and (hits[4:] == 0).all()
     assert hits[3] > hits[2] > 0  # two cues count more than one
     assert np.isclose(hits[2], np.log(2))
+
+
+def _script():
+    loader = SourceFileLoader("train_toxicity", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("train_toxicity", loader)
+    assert spec is not None
+    script = importlib.util.module_from_spec(spec)
+    loader.exec_module(script)
+    return script
+
+
+def test_the_hard_negatives_weight_scales_their_part_and_1_is_one_source():
+    script = _script()
+    a = {"y": np.array([1, 0, 0, 0])}
+    b = {"y": np.array([1, 1, 0])}
+    equal = script.balanced_weights([a, b])
+    # Default: each part carries half the total, each class half of its part; mean weight 1.
+    assert np.isclose(equal.mean(), 1.0) and np.isclose(equal[:4].sum(), equal[4:].sum())
+    assert np.array_equal(script.balanced_weights([a, {**b, "part_weight": np.float64(1.0)}]), equal)
+    half = script.balanced_weights([a, {**b, "part_weight": np.float64(0.5)}])
+    assert np.isclose(half.mean(), 1.0)
+    assert np.isclose(half[4:].sum() / half[:4].sum(), 0.5)  # the weighted part counts half a part
+    assert np.isclose(half[4:6].sum(), half[6:].sum())  # and its classes still count the same
+    try:
+        script.HardNegatives({}, None, weight=0.0)
+    except ValueError as error:
+        assert "positive" in str(error)
+    else:
+        raise AssertionError("a zero weight was accepted")
