@@ -360,6 +360,31 @@ def test_kafka_settings_of_the_collector_give_the_kafka_client_options(
     assert f"{mount['mountPath']}/{volume['secret']['items'][0]['path']}" == env["LLMSIGHT_KAFKA_SSL_CAFILE"]
 
 
+def test_every_ca_file_a_pod_is_told_to_read_is_mounted_in_it(tmp_path: Path) -> None:
+    # The production values (Kafka over SASL_SSL with a private CA), with the analyzers sharing work through Kafka
+    # and e-mail through a server signed by a private CA: every *_CAFILE a container sees is a file of its volumes.
+    docs = render({"analyzers": {"queue": {"enabled": True}},
+                   "alerts": {"smtp": {"host": "smtp.example.com", "from": "llmsight@example.com",
+                                       "to": ["oncall@example.com"], "caSecret": {"name": "mail-ca"}}}},
+                  PRODUCTION, tmp_path=tmp_path)
+    checked = set()
+    for doc in docs:
+        if doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for spec in pod["containers"]:
+            mounted = {f"{m['mountPath']}/{item['path']}"
+                       for m in spec.get("volumeMounts", []) if "secret" in volumes[m["name"]]
+                       for item in volumes[m["name"]]["secret"].get("items", [])}
+            for name, value in effective_env(docs, spec).items():
+                if name.endswith("_CAFILE"):
+                    assert value in mounted, f"{doc['metadata']['name']}: {name}={value} is not mounted"
+                    checked.add((doc["metadata"]["name"], name))
+    assert {("rel-llmsight-analyzers", "LLMSIGHT_KAFKA_SSL_CAFILE"), ("rel-llmsight-analyzers", "LLMSIGHT_SMTP_CAFILE"),
+            ("rel-llmsight-collector", "LLMSIGHT_KAFKA_SSL_CAFILE")} <= checked
+
+
 def test_every_llmsight_variable_the_chart_sets_is_a_known_setting(production_docs: list[dict[str, Any]]) -> None:
     names = set(find(production_docs, "ConfigMap", "rel-llmsight-settings")["data"])
     for doc in production_docs:

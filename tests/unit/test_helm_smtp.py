@@ -68,6 +68,31 @@ def test_implicit_tls_a_secret_key_ref_and_the_network_policy(tmp_path: Path) ->
     assert 465 not in {p["port"] for rule in collector for p in rule.get("ports", [])}
 
 
+def test_a_private_ca_is_mounted_where_llmsight_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = render({"alerts": {"smtp": {**SMTP, "caSecret": {"name": "mail-ca", "key": "root.pem"}}}}, tmp_path=tmp_path)
+    deployment = find(docs, "Deployment", "rel-llmsight-analyzers")
+    env = _analyzers_env(docs)
+    mount = next(m for m in container(docs, "Deployment", "rel-llmsight-analyzers")["volumeMounts"]
+                 if m["name"] == "smtp-ca")
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "smtp-ca")
+    assert volume["secret"] == {"secretName": "mail-ca", "items": [{"key": "root.pem", "path": "root.pem"}]}
+    assert mount["readOnly"] is True
+    assert f"{mount['mountPath']}/root.pem" == env["LLMSIGHT_SMTP_CAFILE"]
+    # llmsight takes the mounted file as the CA (here a file at the same name under tmp_path stands in for the mount).
+    ca = tmp_path / "root.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name, value in env.items():
+        if name.startswith("LLMSIGHT_SMTP_"):
+            monkeypatch.setenv(name, "pw" if isinstance(value, tuple) else value)
+    monkeypatch.setenv("LLMSIGHT_SMTP_CAFILE", str(ca))
+    [target] = Notifier.from_settings().targets
+    assert target.mailer is not None and target.mailer.cafile == str(ca)
+    # Without the Secret: no variable, no volume (the system trust store).
+    plain = render({"alerts": {"smtp": SMTP}}, tmp_path=tmp_path)
+    assert "LLMSIGHT_SMTP_CAFILE" not in _analyzers_env(plain)
+    assert "smtp-ca" not in str(find(plain, "Deployment", "rel-llmsight-analyzers"))
+
+
 @pytest.mark.parametrize(("smtp", "message"), [
     ({**SMTP, "from": ""}, "alerts.smtp.from is empty"),
     ({**SMTP, "to": [], "ruleTo": []}, "no recipient is"),
@@ -79,6 +104,9 @@ def test_implicit_tls_a_secret_key_ref_and_the_network_policy(tmp_path: Path) ->
      "alerts.smtp.password is given both as value and as secretKeyRef"),
     ({"to": ["oncall@example.com"]}, "alerts.smtp.host is empty"),
     ({**SMTP, "ruleTo": [{"rule": "input-*"}]}, "alerts.smtp.ruleTo.0: to is required"),
+    ({**SMTP, "user": "", "password": {"value": ""}, "security": "none", "caSecret": {"name": "mail-ca"}},
+     "alerts.smtp.caSecret is set but alerts.smtp.security is none"),
+    ({"caSecret": {"name": "mail-ca"}}, "alerts.smtp.host is empty"),
 ])
 def test_values_that_cannot_work_are_refused(smtp: dict[str, Any], message: str, tmp_path: Path) -> None:
     assert message in render_error({"alerts": {"smtp": smtp}}, tmp_path)

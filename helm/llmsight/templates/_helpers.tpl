@@ -150,6 +150,30 @@ The collector's source and the SDKs' sink: kafka://host:9092[,host2:9092]/topic.
 /etc/llmsight/kafka-ca/{{ .Values.kafka.tls.caSecret.key }}
 {{- end }}
 
+{{/*
+The brokers' CA bundle (kafka.tls.caSecret), mounted where LLMSIGHT_KAFKA_SSL_CAFILE (in the settings ConfigMap
+of every pod) points, in every pod that gets that ConfigMap: the collector, the OTLP receiver and the analyzers
+(whose replicas share work through Kafka) read it; the dashboard gets it so that no pod names a missing file.
+*/}}
+{{- define "llmsight.kafkaCAVolumeMount" -}}
+{{- if and (include "llmsight.kafkaUsesTLS" .) .Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  mountPath: {{ include "llmsight.kafkaCAPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.kafkaCAVolume" -}}
+{{- if and (include "llmsight.kafkaUsesTLS" .) .Values.kafka.tls.caSecret.name }}
+- name: kafka-ca
+  secret:
+    secretName: {{ .Values.kafka.tls.caSecret.name | quote }}
+    items:
+      - key: {{ .Values.kafka.tls.caSecret.key | quote }}
+        path: {{ .Values.kafka.tls.caSecret.key | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "llmsight.exportsPath" -}}
 /var/lib/llmsight/exports
 {{- end }}
@@ -319,7 +343,7 @@ Settings names the chart derives from structured values; `settings` must not set
     "LLMSIGHT_KAFKA_SASL_PASSWORD" "LLMSIGHT_KAFKA_SSL_CAFILE" "LLMSIGHT_DASHBOARD_PASSWORD"
     "LLMSIGHT_SLACK_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_URL" "LLMSIGHT_WEBHOOK_TOKEN" "LLMSIGHT_DASHBOARD_URL"
     "LLMSIGHT_SMTP_HOST" "LLMSIGHT_SMTP_PORT" "LLMSIGHT_SMTP_TLS" "LLMSIGHT_SMTP_STARTTLS" "LLMSIGHT_SMTP_USER"
-    "LLMSIGHT_SMTP_PASSWORD" "LLMSIGHT_SMTP_FROM" "LLMSIGHT_SMTP_TO" "LLMSIGHT_SMTP_RULE_TO"
+    "LLMSIGHT_SMTP_PASSWORD" "LLMSIGHT_SMTP_FROM" "LLMSIGHT_SMTP_TO" "LLMSIGHT_SMTP_RULE_TO" "LLMSIGHT_SMTP_CAFILE"
     "LLMSIGHT_COLLECTOR_HTTP_PORT" "LLMSIGHT_ANALYZERS_HTTP_PORT" "LLMSIGHT_OTLP_TOKEN" "LLMSIGHT_OTLP_ADDRESS"
     "LLMSIGHT_OTLP_HTTP_PORT" "LLMSIGHT_OTLP_GRPC_PORT" | toJson }}
 {{- end }}

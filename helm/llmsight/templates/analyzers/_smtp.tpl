@@ -32,6 +32,10 @@ validations.yaml refuses what cannot work (no sender, no recipient, a login with
 - name: LLMSIGHT_SMTP_RULE_TO
   value: {{ join ";" $routes | quote }}
 {{- end }}
+{{- if $smtp.caSecret.name }}
+- name: LLMSIGHT_SMTP_CAFILE
+  value: {{ include "llmsight.smtpCAPath" . | quote }}
+{{- end }}
 {{- with $smtp.user }}
 - name: LLMSIGHT_SMTP_USER
   value: {{ . | quote }}
@@ -47,4 +51,31 @@ The SMTP port the analyzers connect to: alerts.smtp.port, or the usual one for i
 {{- define "llmsight.smtpPort" -}}
 {{- $smtp := .Values.alerts.smtp -}}
 {{- if $smtp.port }}{{ $smtp.port | int }}{{ else }}{{ get (dict "tls" 465 "starttls" 587 "none" 25) $smtp.security | default 587 }}{{ end -}}
+{{- end }}
+
+{{/*
+The CA bundle that signed the SMTP server's certificate (alerts.smtp.caSecret), for a server whose certificate
+a private CA signed: mounted read-only, LLMSIGHT_SMTP_CAFILE points at it.
+*/}}
+{{- define "llmsight.smtpCAPath" -}}
+/etc/llmsight/smtp-ca/{{ .Values.alerts.smtp.caSecret.key }}
+{{- end }}
+
+{{- define "llmsight.smtpCAVolumeMount" -}}
+{{- if and .Values.alerts.smtp.host .Values.alerts.smtp.caSecret.name }}
+- name: smtp-ca
+  mountPath: {{ include "llmsight.smtpCAPath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "llmsight.smtpCAVolume" -}}
+{{- if and .Values.alerts.smtp.host .Values.alerts.smtp.caSecret.name }}
+- name: smtp-ca
+  secret:
+    secretName: {{ .Values.alerts.smtp.caSecret.name | quote }}
+    items:
+      - key: {{ .Values.alerts.smtp.caSecret.key | quote }}
+        path: {{ .Values.alerts.smtp.caSecret.key | quote }}
+{{- end }}
 {{- end }}
