@@ -131,7 +131,12 @@ def connect(url: str | None = None, database: str | None = None, *, create_datab
     try:
         if create_database:
             admin = clickhouse_connect.get_client(dsn=target.dsn, database="default")
-            admin.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
+            # Only when it is missing: ClickHouse checks the CREATE DATABASE grant even for IF NOT EXISTS, and the
+            # collector and the analyzers need no such grant once the migrations made the database.
+            exists = admin.query("SELECT count() FROM system.databases WHERE name = {name:String}",
+                                 parameters={"name": target.database}).result_rows[0][0]
+            if not exists:
+                admin.command(f"CREATE DATABASE IF NOT EXISTS `{target.database}`")
         return clickhouse_connect.get_client(dsn=target.dsn, database=target.database)
     except Exception as exc:
         raise StoreError(f"cannot reach ClickHouse at {target.display()}: {masked(str(exc))}") from exc
