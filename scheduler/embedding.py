@@ -5,9 +5,10 @@ same answers from several segments, the same questions asked of two models or pr
 Each worker's embedding cache would miss them and embed them again. So before its analysis units, a
 window gets ``shards`` embedding units: every one reads the window's text sample (the one query the
 analysis reads it with, :func:`llmsight.analyzers.windows.read_calls_many`), takes the prompts and
-outputs and the toxicity pass's sentences of them whose hash falls in its shard, and embeds those through the
-cache (:class:`llmsight.analyzers.embeddings.EmbeddingCache`): found in the ``embeddings`` table, or
-embedded once and written there. The analysis units then find the window's own texts in the table.
+outputs, the toxicity pass's sentences of them and their toxicity views (emoji named, obfuscation spelled
+out) whose hash falls in its shard, and embeds those through the cache
+(:class:`llmsight.analyzers.embeddings.EmbeddingCache`): found in the ``embeddings`` table, or embedded once
+and written there. The analysis units then find the window's own texts in the table.
 
 An embedding unit writes nothing but cache rows, which are keyed by the text's hash: a unit redone
 after a crash or a rebalance finds them and embeds nothing.
@@ -52,9 +53,13 @@ def embed_shard(analyzer: Any, window: Window, segments: list[dict[str, str]], s
     model = cache.embedder.name
     texts = window_texts(analyzer, window, segments)
     # Sentences are sharded by their own hash, not their text's: answers share sentences (a greeting, a
-    # closing line), and each is embedded once too. Every shard splits every text for that.
-    if getattr(analyzer.toxicity, "uses_embeddings", False):
-        texts = list(dict.fromkeys([*texts, *analyzer.toxicity.sentences_to_embed(texts)]))
+    # closing line), and each is embedded once too. Every shard splits every text for that. So are the
+    # toxicity views of texts with emoji or obfuscated words (the head reads those through a vector of their
+    # view, ``toxicity.toxic_view``).
+    toxicity = analyzer.toxicity
+    if getattr(toxicity, "uses_embeddings", False):
+        views = [view for view in toxicity.model.text_features(texts)[1] if view is not None]
+        texts = list(dict.fromkeys([*texts, *views, *toxicity.sentences_to_embed(texts)]))
     mine = [t for t in texts if shard_of(text_hash(model, t), shards) == shard]
     if mine:
         cache.encode(mine)

@@ -5,7 +5,8 @@ canned answers) and some prompts; the reference hour is in the embeddings table 
 running deployment, so the window's analysis embeds only its own texts. Two workers take its units:
 with the embedding phase the two models together embed exactly the window's distinct texts. (With
 ``Coordinator(..., embed_phase=False)`` both embed the answers their first units share: 326 texts for 323 when
-this test was written.)
+this test was written; with the phase but without the toxicity views in it, the two answers with a view of
+their own were embedded twice: 327 for 325.)
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from tests.integration.test_analysis_replicas import queue_for, replica, wait_fo
 
 SEGMENTS = 6
 PER_WINDOW = 30
+# The last two are read by the toxicity head through a view of their own (emoji named, "sh!t" spelled out),
+# which needs a vector of its own: embedded once too.
 ANSWERS = ["Sure, I can help with that.", "Please check the app under Cards.", "Your transfer is on its way.",
-           "I cannot help with that request.", "Let me connect you with an agent."]
+           "I cannot help with that request.", "Let me connect you with an agent.",
+           "Done \U0001F44D your card is on its way \U0001F680", "No sh!t, the fee was refunded."]
 
 
 def seed_shared(client, window: Window) -> None:
