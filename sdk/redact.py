@@ -64,6 +64,24 @@ _API_KEYS = re.compile(
     r"|e(?<![A-Za-z0-9_\-]e)yJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
 )
 _API_KEY_MARKERS = ("sk-", "AKIA", "ASIA", "gh", "xox", "xapp-", "k_live_", "k_test_", "AIza", "eyJ")
+_GITHUB_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")
+
+
+def _api_key_marker(text: str) -> bool:
+    """Whether ``_API_KEYS`` is applied: ``any(marker in text for marker in _API_KEY_MARKERS)``, except
+    that a text whose only marker is ``gh`` (in English: "right", "though") is passed over unless it holds
+    a GitHub token's prefix, since no alternative of the pattern can match it then. Single characters are
+    tested first: ``in`` looks for one with memchr, ~20x faster than for a longer marker."""
+    if "_" in text:
+        if "k_live_" in text or "k_test_" in text:
+            return True
+        if "gh" in text and any(prefix in text for prefix in _GITHUB_PREFIXES):
+            return True
+    if "-" in text and ("sk-" in text or "xapp-" in text):
+        return True
+    if "A" in text and ("AKIA" in text or "ASIA" in text or "AIza" in text):
+        return True
+    return "xox" in text or ("J" in text and "eyJ" in text)
 # Bounded name and separators; the value run ends the pattern, so it never backtracks.
 _ASSIGNED = r"[A-Za-z0-9_\-]{0,40}[\"']?\s{0,4}[:=]\s{0,4}[\"']?)[^\s\"',;]{6,}"
 _KEY_ASSIGNMENT = re.compile(
@@ -103,8 +121,9 @@ _IBAN_LENGTHS = {
     "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }
+# What follows the check digits, by its length (the IBAN's less 4): every country's length has its pattern.
 _IBAN_BODIES: dict[int, re.Pattern[str]] = {
-    n: re.compile(r"(?:[ \-]?[A-Za-z0-9]){" + str(n) + r"}(?![A-Za-z0-9])") for n in set(_IBAN_LENGTHS.values())
+    n - 4: re.compile(r"(?:[ \-]?[A-Za-z0-9]){" + str(n - 4) + r"}(?![A-Za-z0-9])") for n in set(_IBAN_LENGTHS.values())
 }
 
 
@@ -292,10 +311,11 @@ def redact(text: str, pace: Callable[[], None] | None = None) -> str:
         text = _BEARER.sub(r"\1 [TOKEN]", text)
     if "basic" in lower:
         text = _checked_sub(_BASIC, _basic, text, work, lambda rest: _BASIC.sub(r"\1 [TOKEN]", rest))
-    if any(marker in text for marker in _API_KEY_MARKERS):
+    if _api_key_marker(text):
         text = _API_KEYS.sub("[API_KEY]", text)
     step()
-    if ("=" in text or ":" in text) and any(word in lower for word in _KEY_WORDS):
+    if ("=" in text or ":" in text) and (
+            "key" in lower or "token" in lower or "secret" in lower or "passw" in lower):  # _KEY_WORDS
         text = _KEY_ASSIGNMENT.sub(r"\1[API_KEY]", text)
         text = _SECRET_ASSIGNMENT.sub(r"\1[SECRET]", text)
     if "aws" in lower or "akia" in lower or "asia" in lower:
