@@ -87,3 +87,44 @@ def test_two_workers_embed_each_distinct_text_of_a_window_once(store_client, kaf
     print(f"{embedded} texts reached the models, {new} distinct new texts")
     assert new > PER_WINDOW  # the window's own prompts, its answers and their sentences
     assert embedded == new
+
+
+def test_a_new_coordinator_publishes_what_the_one_before_left_between_the_two_phases(store_client, kafka_broker):
+    # The coordinator dies after the window's embedding units went out and before its analysis units did: the next
+    # coordinator, on taking over, publishes the units not done, and the window completes once.
+    now = datetime.now(timezone.utc)
+    window = Window(floor_time(now, 60) - timedelta(seconds=120), floor_time(now, 60) - timedelta(seconds=60))
+    seed_shared(store_client, window)
+    schedule = ScheduleSettings(window_s=60, lag_s=1, catchup=3, http_port=0)
+    queue = queue_for(kafka_broker)
+    workers = [replica(store_client, queue, "worker", schedule, f"w{i}") for i in range(2)]
+    first = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
+                        name="c1", weekly_export=False)
+    second = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
+                         name="c2", weekly_export=False)
+    try:
+        for w in workers:
+            w.start()
+        wait_for(lambda: all(w.worker.ready and w.worker.member is not None and len(w.worker.member.assigned) == 12
+                             for w in workers), 120, "two ready workers with 12 partitions each")
+        planned = first.publish(window, segments_in(store_client, window))
+        first.close()  # gone before release_embedded sent the analysis units
+        time.sleep(3)
+        assert window_state(store_client, window) != "evaluated"
+        second._hand_over(True)  # what Kafka's group assignment does when the partition moves to it
+        deadline = time.monotonic() + 240
+        while window_state(store_client, window) != "evaluated":
+            second.step()
+            assert time.monotonic() < deadline, "the window was not done in 240 s after the hand-over"
+            time.sleep(0.25)
+    finally:
+        for r in workers:
+            r.shutdown()
+        second.close()
+    assert {r["name"] for r in read_metrics(store_client, window)} == {f"feature-{s}" for s in range(SEGMENTS)}
+    # Every analysis unit of the plan done (each once in the table, which keeps the last row of a unit), and
+    # the embedding units before them.
+    done = store_client.query(
+        "SELECT granularity, uniqExact(unit_id) FROM analysis_units WHERE window_start = {w:DateTime('UTC')} "
+        "GROUP BY granularity ORDER BY granularity", parameters={"w": window.start}).result_rows
+    assert dict(done)["1m"] == planned and dict(done)["1m+embed"] >= 1
