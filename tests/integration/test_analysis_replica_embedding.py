@@ -21,7 +21,7 @@ from llmsight.demo.traffic import TrafficGenerator
 from llmsight.scheduler.roles import Coordinator
 from llmsight.scheduler.service import ScheduleSettings
 from llmsight.store import EVENT_COLUMNS, event_row
-from tests.integration.test_analysis_replicas import queue_for, replica, wait_for, window_state
+from tests.integration.test_analysis_replicas import queue_for, replica, start_workers, window_state
 
 SEGMENTS = 6
 PER_WINDOW = 30
@@ -62,10 +62,7 @@ def test_two_workers_embed_each_distinct_text_of_a_window_once(store_client, kaf
     coordinator = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
                               name="c", weekly_export=False)
     try:
-        for w in workers:
-            w.start()
-        wait_for(lambda: all(w.worker.ready and w.worker.member is not None and len(w.worker.member.assigned) == 12
-                             for w in workers), 120, "two ready workers with 12 partitions each")
+        start_workers(workers, 120, warm=True)
         embedders = [w.worker.analyzer.embeddings.embedder for w in workers]
         before = sum(e.texts_encoded for e in embedders)
         # (after the workers' warm-up, which embeds a text of its own)
@@ -103,10 +100,7 @@ def test_a_new_coordinator_publishes_what_the_one_before_left_between_the_two_ph
     second = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
                          name="c2", weekly_export=False)
     try:
-        for w in workers:
-            w.start()
-        wait_for(lambda: all(w.worker.ready and w.worker.member is not None and len(w.worker.member.assigned) == 12
-                             for w in workers), 120, "two ready workers with 12 partitions each")
+        start_workers(workers, 120, warm=True)
         planned = first.publish(window, segments_in(store_client, window))
         first.close()  # gone before release_embedded sent the analysis units
         time.sleep(3)

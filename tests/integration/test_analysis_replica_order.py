@@ -25,6 +25,7 @@ from tests.integration.test_analysis_replicas import (
     queue_for,
     replica,
     second_client,  # noqa: F401  (a fixture)
+    start_workers,
     wait_for,
     window_state,
 )
@@ -117,10 +118,7 @@ def test_two_windows_due_together_are_analysed_in_order_by_two_workers(store_cli
 
     thread = threading.Thread(target=coordinate, daemon=True)
     try:
-        for w in workers:
-            w.start()
-        wait_for(lambda: all(w.worker.member is not None and len(w.worker.member.assigned) == 12 for w in workers),
-                 60, "two workers with 12 partitions each")
+        start_workers(workers)
         thread.start()
         wait_for(lambda: window_state(store_client, second) == "evaluated", 240, "the second window evaluated")
     finally:

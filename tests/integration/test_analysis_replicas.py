@@ -71,6 +71,17 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def start_workers(workers: list[Replica], timeout_s: float = 60, *, warm: bool = False) -> None:
+    """Start the worker replicas and wait until each holds its even share of the 24 partitions (and, with
+    ``warm``, has loaded its models), so that what is published next splits evenly."""
+    for w in workers:
+        w.start()
+    share = 24 // len(workers)
+    wait_for(lambda: all((w.worker.ready or not warm) and w.worker.member is not None
+                         and len(w.worker.member.assigned) == share for w in workers),
+             timeout_s, f"{len(workers)} workers with {share} partitions each")
+
+
 def window_state(client, window: Window) -> str | None:
     rows = client.query("SELECT state FROM analysis_windows FINAL WHERE granularity = {g:String} "
                         "AND window_start = {w:DateTime('UTC')}", parameters={"g": window.granularity,
@@ -113,11 +124,8 @@ def test_two_workers_split_a_window_and_write_the_rows_one_process_writes(store_
     workers = [replica(store_client, queue, "worker", schedule, f"w{i}") for i in range(2)]
     coordinator = replica(store_client, queue, "coordinator", schedule, "c")
     try:
-        for w in workers:
-            w.start()
         # Both workers in the group before anything is published, so the split is the even one.
-        wait_for(lambda: all(w.worker.member is not None and len(w.worker.member.assigned) == 12 for w in workers),
-                 60, "two workers with 12 partitions each")
+        start_workers(workers)
         coordinator.start()
         wait_for(lambda: window_state(store_client, window) == "evaluated", 240, "the window to be evaluated")
     finally:
