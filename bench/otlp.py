@@ -11,8 +11,8 @@ One run, on one broker (``scripts/kafka-dev``, or ``--bootstrap``):
 * ``*_cpu_us_per_span``: CPU time of the receiver's process and its mapping workers per span accepted, and
   ``raw_producer_cpu_us_per_record`` the raw loop's (its process): less moved by the machine's load than spans/s;
 * with ``--against REF`` (a git revision of this checkout), the same figures for the receiver as it was
-  at REF (its ``otlp`` room, the rest as now) in a second process, run in turns with this one
-  (``ref_*``): a before/after under the same load.
+  at REF (its ``otlp`` room and the SDK's redactor, ``sdk/redact.py``, which it runs on every span; the
+  rest as now) in a second process, run in turns with this one (``ref_*``): a before/after under the same load.
 
 Targets: >= 10,000 spans/s and >= 0.5x the raw producer; p99 <= 50 ms.
 """
@@ -141,13 +141,18 @@ def _http_post(port: int) -> Any:
 
 def _grpc_post(port: int) -> Any:
     import grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-    stub = trace_service_pb2_grpc.TraceServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+    # TraceService/Export with the request's serialized bytes, as the HTTP client posts them: the same
+    # bytes on the wire as a stub's, without parsing and serializing each request again in the client,
+    # whose CPU the receiver shares in this bench (an exporter runs elsewhere).
+    export = grpc.insecure_channel(f"127.0.0.1:{port}").unary_unary(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export", request_serializer=None,
+        response_deserializer=trace_service_pb2.ExportTraceServiceResponse.FromString)
 
     def post(body: bytes) -> int:
         try:
-            stub.Export(trace_service_pb2.ExportTraceServiceRequest.FromString(body), timeout=60)
+            export(body, timeout=60)
             return 200
         except grpc.RpcError:
             return 503
@@ -188,29 +193,40 @@ def _p99(make_post: Any, port: int, bodies: list[bytes]) -> float:
     return times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-# Runs `llmsight otlp` with the otlp room loaded from a directory (argv[1]) instead of the installed one.
-_WITH_ROOM = """
-import importlib.util, sys
+# Loaded by every Python process started with the directory holding it on PYTHONPATH (``site`` imports a
+# ``sitecustomize`` module after the editable install's finder is in place): the receiver at REF and each of
+# its mapping workers (fresh ``python -c`` processes, which would otherwise import the installed room) use
+# the otlp room and the SDK's redactor extracted from REF instead of the installed ones.
+_SITECUSTOMIZE = """
+import importlib.util, os, sys
 import llmsight
-room = sys.argv.pop(1)
-spec = importlib.util.spec_from_file_location("llmsight.otlp", room + "/__init__.py", submodule_search_locations=[room])
-module = importlib.util.module_from_spec(spec)
-sys.modules["llmsight.otlp"] = module
-llmsight.otlp = module
-spec.loader.exec_module(module)
-from llmsight.cli.app import main
-main()
+
+def _load(name, path, package=None):
+    spec = importlib.util.spec_from_file_location(name, path, submodule_search_locations=package)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    setattr(llmsight, name.rsplit(".", 1)[1], module)
+    spec.loader.exec_module(module)
+
+if os.path.exists({redactor!r}):
+    _load("llmsight.redact", {redactor!r})
+_load("llmsight.otlp", {room!r} + "/__init__.py", [{room!r}])
 """
 
 
 def _room_at(ref: str, into: Path) -> Path:
-    """The otlp room's files at git revision ``ref`` of this checkout, extracted under ``into``."""
+    """The otlp room's files and the SDK's redactor at git revision ``ref`` of this checkout, extracted under
+    ``into``."""
     root = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "otlp"], capture_output=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "otlp", "sdk/redact.py"], capture_output=True)
     if archive.returncode != 0:
         raise typer.BadParameter(f"cannot read the otlp room at {ref!r} from {root}: "
                                  f"{archive.stderr.decode(errors='replace').strip()[:300]}", param_hint="--against")
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    site = into / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_SITECUSTOMIZE.format(room=str(into / "otlp"),
+                                                                 redactor=str(into / "sdk" / "redact.py")))
     return into / "otlp"
 
 
@@ -229,8 +245,9 @@ def _start_receiver(bootstrap: str, topic: str, redact: bool, room: Path | None,
     env = {**os.environ, "LLMSIGHT_OTLP_ADDRESS": "127.0.0.1", "LLMSIGHT_REDACT": "true" if redact else "false"}
     if workers is not None:
         env["LLMSIGHT_OTLP_WORKERS"] = workers
-    code = ["-c", "from llmsight.cli.app import main; main()"] if room is None else ["-c", _WITH_ROOM, str(room)]
-    process = subprocess.Popen([sys.executable, *code, "otlp", "--sink", f"kafka://{bootstrap}/{topic}",
+    if room is not None:  # its sitecustomize loads the room (and redactor) at REF, here and in the workers
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(room.parent / "site"), env.get("PYTHONPATH")]))
+    process = subprocess.Popen([sys.executable, "-c", "from llmsight.cli.app import main; main()", "otlp", "--sink", f"kafka://{bootstrap}/{topic}",
                                 "--http-port", str(http_port), "--grpc-port", str(grpc_port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

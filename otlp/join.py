@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from llmsight.otlp.mapping import Event, Span
@@ -90,18 +91,34 @@ class Joiner:
         entry = self._entries.get((trace_id, span_id))  # a dict read: atomic under the GIL
         return entry is not None and bool(entry.content)
 
+    def any_waiting(self, keys: Iterable[tuple[str, str]]) -> bool:
+        """:meth:`waiting` for any of ``keys`` (trace id, span id); at once when nothing waits at all."""
+        entries = self._entries
+        if not entries:
+            return False
+        return any(self.waiting(trace_id, span_id) for trace_id, span_id in keys)
+
     def mapped_complete(self, trace_id: str, span_id: str) -> None:
         """A call that has its input and output was written, mapped without content records
         (:meth:`waiting` said none waited): as :meth:`mapped` with ``complete``, without the span."""
-        key = (trace_id, span_id)
+        self.mapped_complete_many([(trace_id, span_id)])
+
+    def mapped_complete_many(self, keys: list[tuple[str, str]]) -> None:
+        """:meth:`mapped_complete` for each of ``keys`` (trace id, span id), under one lock: a request's calls."""
+        if not keys:
+            return
         now = self._now()
+        expires = now + self.window_s
         with self._lock:
-            entry = self._entries.pop(key, None)
-            if entry is not None:  # records that came while it was written: they add nothing now
-                self.duplicates += len(entry.content)
-            self._complete.pop(key, None)
-            self._complete[key] = now + self.window_s
-            self._expire(now)
+            entries, complete = self._entries, self._complete
+            for key in keys:
+                if entries:
+                    entry = entries.pop(key, None)
+                    if entry is not None:  # records that came while it was written: they add nothing now
+                        self.duplicates += len(entry.content)
+                complete.pop(key, None)
+                complete[key] = expires
+                self._expire(now)  # per key, as one by one: the cap may push out what a later key would pop
 
     def mapped(self, span: Span, complete: bool) -> Span | None:
         """``span`` (as mapped) was written; ``complete``: the call has its input and output.

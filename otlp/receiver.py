@@ -126,7 +126,7 @@ class Receiver:
         """Join what waits for the mapped calls, write, answer. ``request()`` gives the parsed request
         again, for the rare call mapped in a worker whose content log records came first."""
         joiner = self.joiner
-        if any(joiner.waiting(call.trace_id, call.span_id) for call in mapped.calls):
+        if joiner.any_waiting((call.trace_id, call.span_id) for call in mapped.calls):
             if any(call.span is None for call in mapped.calls):  # mapped by a worker, which kept no span
                 mapped = map_request(self.mapper, request())
             for call in mapped.calls:
@@ -192,8 +192,9 @@ class Receiver:
         (the last row written for a call is the one the store keeps). Raises as ``_finish`` does."""
         joiner = self.joiner
         for _ in range(4):  # each round catches records that raced the previous one; more is pathological
-            again = [s for s in (joiner.mapped(call.span, call.complete) if call.span is not None
-                                 else joiner.mapped_complete(call.trace_id, call.span_id) for call in calls)
+            # Calls mapped by a worker with their content come without a span: told in one go.
+            joiner.mapped_complete_many([(call.trace_id, call.span_id) for call in calls if call.span is None])
+            again = [s for s in (joiner.mapped(call.span, call.complete) for call in calls if call.span is not None)
                      if s is not None]
             if not again:
                 return

@@ -72,6 +72,17 @@ class Mapped:
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with its calls as tuples (a worker sends one back per request): half the time of
+        pickling each :class:`Call` as an object."""
+        calls = [(c.index, c.trace_id, c.span_id, c.complete, c.span) for c in self.calls]
+        return _unpickle_mapped, (self.batch, calls, self.feedback, self.received, self.skipped, self.rejected,
+                                  self.reasons)
+
+
+def _unpickle_mapped(batch: Batch, calls: list[tuple[Any, ...]], *counts: Any) -> Mapped:
+    return Mapped(batch, [Call(*call) for call in calls], *counts)
+
 
 def map_request(mapper: Mapper, request: Any, keep_spans: bool = True) -> Mapped:
     """Every span of ``request``: feedback from its evaluation events, an ``llm_call`` if it is one;

@@ -81,7 +81,7 @@ def _api_key_marker(text: str) -> bool:
         return True
     if "A" in text and ("AKIA" in text or "ASIA" in text or "AIza" in text):
         return True
-    return "xox" in text or ("J" in text and "eyJ" in text)
+    return ("x" in text and "xox" in text) or ("J" in text and "eyJ" in text)
 # Bounded name and separators; the value run ends the pattern, so it never backtracks.
 _ASSIGNED = r"[A-Za-z0-9_\-]{0,40}[\"']?\s{0,4}[:=]\s{0,4}[\"']?)[^\s\"',;]{6,}"
 _KEY_ASSIGNMENT = re.compile(
