@@ -518,6 +518,8 @@ class Mapper:
         return bounded_text(value, self.max_text_chars, self.redactor)
 
     def short(self, value: Any, limit: int = MAX_ID_CHARS, redact: bool = True) -> tuple[str | None, bool]:
+        if value is None:  # most optional fields of most spans
+            return None, False
         if type(value) is str and len(value) <= _SHORT_CACHED_CHARS:
             return self._short_cached(value, limit, redact)
         return self._short_uncached(value, limit, redact)

@@ -158,9 +158,13 @@ class KafkaWriter(Writer):
             refused = 0
             message = ""
             for future in futures:
-                remaining = deadline - time.monotonic()
                 try:
-                    future.get(timeout=max(0.001, remaining))
+                    # A done future answers as get() would, without get()'s timer: once the first record of a
+                    # produce batch is acknowledged, so are the others.
+                    if not future.is_done:
+                        future.get(timeout=max(0.001, deadline - time.monotonic()))
+                    elif future.failed():
+                        raise future.exception
                 except Exception as exc:
                     if record_error(exc):
                         refused += 1

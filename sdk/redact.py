@@ -290,6 +290,10 @@ def _ipv6(match: re.Match[str]) -> str:
     return "[IP]"
 
 
+def _no_step() -> None:
+    pass
+
+
 def redact(text: str, pace: Callable[[], None] | None = None) -> str:
     """The default redactor: replace personal data and secrets in ``text`` with labels.
 
@@ -298,16 +302,20 @@ def redact(text: str, pace: Callable[[], None] | None = None) -> str:
     if not text:
         return text
     work = _Work(pace)
-    step = work.step
-    if "PRIVATE KEY" in text:
+    step = work.step if pace is not None else _no_step
+    # Each test below is the condition for a step to be able to change the text, written to be cheap:
+    # a single character is looked for with memchr, ~10x faster than a word (the same answer: the word
+    # holds that character).
+    if "V" in text and "PRIVATE KEY" in text:
         text = _PEM.sub("[PRIVATE_KEY]", text)
-    if "://" in text:
+    if ":" in text and "://" in text:
         text = _URL_PASSWORD.sub(r"\1:[PASSWORD]@", text)
         if "hooks.slack.com/" in text:
             text = _SLACK_WEBHOOK.sub(r"\1[SLACK_WEBHOOK]", text)
     step()
     lower = text.lower()
-    if "bearer" in lower or "token" in lower:
+    token = "token" in lower
+    if token or "bearer" in lower:
         text = _BEARER.sub(r"\1 [TOKEN]", text)
     if "basic" in lower:
         text = _checked_sub(_BASIC, _basic, text, work, lambda rest: _BASIC.sub(r"\1 [TOKEN]", rest))
@@ -315,10 +323,10 @@ def redact(text: str, pace: Callable[[], None] | None = None) -> str:
         text = _API_KEYS.sub("[API_KEY]", text)
     step()
     if ("=" in text or ":" in text) and (
-            "key" in lower or "token" in lower or "secret" in lower or "passw" in lower):  # _KEY_WORDS
+            token or "key" in lower or "secret" in lower or "passw" in lower):  # _KEY_WORDS
         text = _KEY_ASSIGNMENT.sub(r"\1[API_KEY]", text)
         text = _SECRET_ASSIGNMENT.sub(r"\1[SECRET]", text)
-    if "aws" in lower or "akia" in lower or "asia" in lower:
+    if ("w" in lower and "aws" in lower) or ("k" in lower and "akia" in lower) or "asia" in lower:
         text = _checked_sub(_AWS_SECRET, _aws_secret, text, work, lambda rest: _AWS_SECRET.sub("[AWS_SECRET]", rest))
     step()
     if "@" in text:
@@ -327,8 +335,9 @@ def redact(text: str, pace: Callable[[], None] | None = None) -> str:
     # SSNs, IBANs, IPv4 addresses, card and phone numbers all need a digit: without one, none of those
     # steps can change the text. The number runs' step still runs when an IPv6 step follows, since the
     # budget it spends decides how that step masks.
-    digits = any(d in text for d in "0123456789") if text.isascii() else _DIGIT.search(text) is not None
-    ipv6 = "::" in text or text.count(":") >= 2
+    digits = (("0" in text or "1" in text or "2" in text or "3" in text or "4" in text or "5" in text or "6" in text
+               or "7" in text or "8" in text or "9" in text) if text.isascii() else _DIGIT.search(text) is not None)
+    ipv6 = ":" in text and text.count(":") >= 2  # as '"::" in text or ...': "::" is two colons
     if digits:
         if "-" in text:
             text = _checked_sub(_SSN, _ssn, text, work, lambda rest: _SSN.sub("[SSN]", rest))

@@ -30,6 +30,9 @@ class FakeFuture:
         if not self._event.wait(timeout):
             raise type("KafkaTimeoutError", (Exception,), {})()
 
+    def failed(self) -> bool:  # as kafka-python's Future: done with an exception (these never fail)
+        return False
+
     def add_both(self, callback: Any) -> None:
         if self.is_done:
             callback(None)

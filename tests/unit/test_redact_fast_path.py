@@ -1,8 +1,8 @@
 """The redactor's cheaper guards redact exactly what the guards before them did.
 
 ``redact`` decides with ``in`` tests whether each pattern is worth running. Those tests were made cheaper
-(single characters first, a GitHub token's prefix instead of any ``gh``); the patterns and their order are
-unchanged. ``_redact_before`` below is ``redact`` as it was at 0f6f7d2, on the same patterns: every text
+(a single character looked for before a word that holds it, a GitHub token's prefix instead of any ``gh``,
+one count of colons); the patterns and their order are unchanged. ``_redact_before`` below is ``redact`` as it was at 0f6f7d2, on the same patterns: every text
 here must come out of both the same, character for character.
 """
 
@@ -77,7 +77,8 @@ _PIECES = [
     "4111 1111 1111 1111", "4012-8888-8888-1881", "+44 20 7946 0958", "(555) 123-4567", "192.168.1.20",
     "10.0.0.256", "2001:db8::8a2e:370:7334", "::1", "12:30:45", "a:b:c", "2026-11-21", "3.14159", "((((((((",
     "٣٤٥٦٧٨٩٠١٢", "İ", "ı", "ſ", "\u212a", "=", ":", "_", "-", "A", "J", "g", "h", " ", "\n", "é", "😉",
-    "user: ", "assistant: ", "card", "refund", "the", "of", "\ud800",
+    "user: ", "assistant: ", "card", "refund", "the", "of", "\ud800", "V", "w", "k", "x", "PRIVATE", "KEY",
+    "-----BEGIN PRIVATE KEY-----", "aw", "ws", "aki", "sia", "tok", "oken", "bearer abcdefghijk",
 ]
 
 
