@@ -18,7 +18,7 @@ regression on the embeddings of the two sources below. A text of several sentenc
 its worst sentence (``LLMSIGHT_TOXICITY_SENTENCES``).
 
 Every text is read through its view (:func:`toxic_view`): emoji by their Unicode names (MiniLM knows
-them only as [UNK]) and obfuscated lexicon words spelled out ("sh!t", "f*ck"). A text with neither is
+them only as [UNK]) and obfuscated lexicon words spelled out ("sh!t", "f*ck", "f u c k"). A text with neither is
 its own view and keeps the vector the caller cached; the others get a second vector, of their view.
 The text features (alt-profanity-check, the lexicon), the view and the sentences of each text are
 computed once and kept in the head's bounded LRU by text hash (:meth:`Head.read`).
@@ -162,22 +162,50 @@ def _name_emoji(text: str) -> str:
     return _SPACES.sub(" ", "".join(out)).strip()
 
 
-def _spell_out(token: str) -> str:
-    """``token`` with an obfuscated lexicon word spelled out ("sh!t," -> "shit,"), else unchanged."""
-    core = token.strip(_TOKEN_EDGE)
+def _as_lexicon_word(core: str) -> str | None:
+    """``core`` spelled out ("sh!t" -> "shit", "a**hole" -> "asshole") when that is a lexicon word, else None."""
     if len(core) < 3 or not any(c.isalpha() for c in core):
-        return token
+        return None
     word = _lexicon_word()
     base = core.translate(_LEET)
     for candidate in ([base.replace("*", v) for v in "aeious"] if "*" in base else [base]):
         if word.fullmatch(candidate):
-            start = token.index(core)
-            return token[:start] + candidate + token[start + len(core):]
-    return token
+            return candidate
+    return None
+
+
+def _spell_out(token: str) -> str:
+    """``token`` with an obfuscated lexicon word spelled out ("sh!t," -> "shit,"), else unchanged."""
+    core = token.strip(_TOKEN_EDGE)
+    candidate = _as_lexicon_word(core)
+    if candidate is None:
+        return token
+    start = token.index(core)
+    return token[:start] + candidate + token[start + len(core):]
+
+
+# Spaced-out letters ("f u c k", "n.i.g.g.e.r", "b-1-t-c-h"): three or more single characters, one
+# separator throughout, standing alone. Joined only when the joined word is one of the lexicon's (the
+# rule of the leetspeak), so "A B C", "I O U" or "U.S.A." stay as they are.
+_SPACED = re.compile(r"(?<![\w@$])[A-Za-z0-9@$](?:([ .\-_])[A-Za-z0-9@$])(?:\1[A-Za-z0-9@$])+(?![\w@$])")
+# Single-letter English words that may stand right before spaced-out letters ("a b i t c h").
+_ONE_LETTER_WORDS = frozenset("aAiIuU")
+
+
+def _join_spaced(match: re.Match[str]) -> str:
+    """The spaced-out letters of ``match`` joined when they spell a lexicon word, else unchanged."""
+    units = match.group(0).split(match.group(1))
+    if units[0] in _ONE_LETTER_WORDS and len(units) > 3:  # "a b i t c h" is "a bitch", not "abitch"
+        word = _as_lexicon_word("".join(units[1:]))
+        if word is not None:
+            return f"{units[0]} {word}"
+    word = _as_lexicon_word("".join(units))
+    return word if word is not None else match.group(0)
 
 
 def toxic_view(text: str) -> str:
-    """The text as the toxicity path reads it: :func:`normalize`, emoji named, obfuscated words spelled out."""
+    """The text as the toxicity path reads it: :func:`normalize`, emoji named, obfuscated words (leetspeak,
+    masking, spaced-out letters) spelled out when they spell a lexicon word."""
     return _read(normalize(text))
 
 
@@ -185,6 +213,8 @@ def _read(value: str) -> str:
     """:func:`toxic_view` of a text already normalised."""
     if not value.isascii():
         value = _name_emoji(value)
+    if _SPACED.search(value):
+        value = _SPACED.sub(_join_spaced, value)
     if _MAYBE_OBFUSCATED.search(value):
         value = _TOKEN.sub(lambda m: _spell_out(m.group(0)), value)
     return value

@@ -103,3 +103,24 @@ def test_the_view_changes_the_score_of_emoji_hate():
     plain = scorer.model.predict(embedder.encode([normalize(text)]), [text])
     read = scorer.score_embeddings(embedder.encode([normalize(text)]), [text])
     assert read[0] != plain[0]
+
+
+def test_spaced_out_letters_are_joined_only_when_they_spell_a_lexicon_word():
+    assert toxic_view("f u c k you") == "fuck you"
+    assert toxic_view("you n i g g e r") == "you nigger"
+    assert toxic_view("F U C K!") == "FUCK!"
+    assert toxic_view("f.u.c.k off, s h 1 t, b-1-t-c-h, the f_u_c_k thing") == "fuck off, shit, bitch, the fuck thing"
+    # A one-letter word in front stays a word of its own: "a bitch", not the inner stem of "abitch".
+    assert toxic_view("I am a b i t c h") == "I am a bitch"
+    assert toxic_view("I f u c k i n g hate it") == "I fucking hate it"
+    assert lexicon_hits([toxic_view("f u c k")])[0] > 0 and lexicon_hits(["f u c k"])[0] == 0
+    # Innocent spaced letters, initials and abbreviations stay as they are.
+    for text in ("A B C", "I O U", "T V", "U.S.A.", "S O S", "x y z", "B B C news", "D N A test", "P S I love you",
+                 "a.m. to p.m.", "Plan A B C", "room 1 2 3", "a b c d e f g", "e.g. this, i.e. that", "A-B-C"):
+        assert toxic_view(text) == normalize(text), text
+
+
+def test_spaced_letters_mixed_with_separators_or_words_are_not_joined():
+    # One separator throughout; a letter glued to a word ends the run.
+    assert toxic_view("f u.c k") == "f u.c k"
+    assert toxic_view("fu c k") == "fu c k"
