@@ -111,6 +111,7 @@ class Joiner:
         expires = now + self.window_s
         with self._lock:
             entries, complete = self._entries, self._complete
+            first = True
             for key in keys:
                 if entries:
                     entry = entries.pop(key, None)
@@ -118,7 +119,13 @@ class Joiner:
                         self.duplicates += len(entry.content)
                 complete.pop(key, None)
                 complete[key] = expires
-                self._expire(now)  # per key, as one by one: the cap may push out what a later key would pop
+                if first:
+                    # As one by one: what expired goes now (a later key's record is then unjoined, not a
+                    # duplicate). Past this, popping keys expires nothing and the entries stay under the cap;
+                    # the complete keys over it are pushed out from the front, once, at the end.
+                    self._expire(now)
+                    first = False
+            self._expire(now)
 
     def mapped(self, span: Span, complete: bool) -> Span | None:
         """``span`` (as mapped) was written; ``complete``: the call has its input and output.

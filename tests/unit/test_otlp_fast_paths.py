@@ -6,6 +6,8 @@ from __future__ import annotations
 import pickle
 import random
 
+import pytest
+
 from llmsight.otlp.join import Joiner
 from llmsight.otlp.mapping import Event, Span
 from llmsight.otlp.workers import Call, Mapped
@@ -28,12 +30,27 @@ def _state(joiner: Joiner) -> tuple[object, ...]:
     return entries, list(joiner._complete.items()), joiner.unjoined, joiner.duplicates
 
 
-def test_mapped_complete_many_is_mapped_complete_for_each_key():
-    rng = random.Random(3)
+def _mapped_complete_before(joiner: Joiner, trace_id: str, span_id: str) -> None:
+    """``Joiner.mapped_complete`` as it was (0f6f7d2), one call per key."""
+    key = (trace_id, span_id)
+    now = joiner._now()
+    with joiner._lock:
+        entry = joiner._entries.pop(key, None)
+        if entry is not None:
+            joiner.duplicates += len(entry.content)
+        joiner._complete.pop(key, None)
+        joiner._complete[key] = now + joiner.window_s
+        joiner._expire(now)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_mapped_complete_many_is_mapped_complete_for_each_key(seed):
+    rng = random.Random(seed)
     clock_a, clock_b = _Clock(), _Clock()
-    one, many = Joiner(10.0, 25, clock_a), Joiner(10.0, 25, clock_b)  # a small cap: eviction happens too
-    for step in range(400):
-        clock_a.now = clock_b.now = step * 0.7
+    cap, window = rng.choice([5, 25, 60]), rng.choice([3.0, 10.0, 30.0])  # small caps: eviction happens too
+    one, many = Joiner(window, cap, clock_a), Joiner(window, cap, clock_b)
+    for step in range(300):
+        clock_a.now = clock_b.now = clock_a.now + rng.choice([0.0, 0.1, 0.7, 2.0, 5.0])  # monotonic, as in use
         kind = rng.random()
         if kind < 0.4:  # a content record, for either joiner alike
             trace, span = _key(rng)
@@ -44,9 +61,9 @@ def test_mapped_complete_many_is_mapped_complete_for_each_key():
             for joiner in (one, many):
                 joiner.mapped(Span(trace, span, "", "chat", 1, 2, 0, "", {}, {}), False)
         else:  # a request's complete calls, from a worker
-            keys = [_key(rng) for _ in range(rng.randint(0, 30))]
+            keys = [_key(rng) for _ in range(rng.randint(0, 80))]
             for trace, span in keys:
-                one.mapped_complete(trace, span)
+                _mapped_complete_before(one, trace, span)
             many.mapped_complete_many(keys)
         assert _state(one) == _state(many), step
     assert one.duplicates > 0 and one.unjoined > 0  # the walk went through both kinds of bookkeeping
