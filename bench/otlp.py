@@ -10,6 +10,11 @@ One run, on one broker (``scripts/kafka-dev``, or ``--bootstrap``):
 * ``http_p99_ms`` / ``grpc_p99_ms``: one client, one request of 100 spans at a time (not saturated);
 * ``*_cpu_us_per_span``: CPU time of the receiver's process and its mapping workers per span accepted, and
   ``raw_producer_cpu_us_per_record`` the raw loop's (its process): less moved by the machine's load than spans/s;
+* ``stage_decode_us_per_span`` (protobuf to spans), ``stage_map_us_per_span`` (spans to encoded events, without
+  redaction), ``stage_redact_us_per_span`` (what redaction adds) and ``stage_handoff_us_per_span`` (a worker's
+  result pickled and read back): CPU per span of each stage on one core, in a process of its own, best of 5
+  passes over the distinct requests: the steadiest figures on a loaded machine (the Kafka producer's share is
+  ``raw_producer_cpu_us_per_record``);
 * with ``--against REF`` (a git revision of this checkout), the same figures for the receiver as it was
   at REF (its ``otlp`` room and the SDK's redactor, ``sdk/redact.py``, which it runs on every span; the
   rest as now) in a second process, run in turns with this one (``ref_*``): a before/after under the same load.
@@ -264,6 +269,56 @@ def _start_receiver(bootstrap: str, topic: str, redact: bool, room: Path | None,
         time.sleep(0.2)
 
 
+# The receiver's work per span, stage by stage, on one core in a process of its own (the installed room, or
+# REF's through its sitecustomize): best of 5 passes over the bench's distinct requests, CPU time. Loaded
+# cores slow each stage, but both receivers alike, and nothing else of the bench runs meanwhile.
+_STAGES = """
+import json, pickle, sys, time
+from llmsight.otlp import decode
+from llmsight.otlp.mapping import Mapper
+from llmsight.otlp.workers import map_request
+from llmsight.pricing import load_prices
+from llmsight.redact import redact
+bodies = [open(path, "rb").read() for path in sys.argv[1:]]
+spans = len(bodies) * 100
+def mapper(redactor):
+    return Mapper(service="bench", environment="bench", prices=load_prices("", None), max_text_chars=32768,
+                  redactor=redactor)
+plain, redacting = mapper(None), mapper(redact)
+parsed = [list(decode.spans(decode.parse_traces(body))) for body in bodies]
+results = [map_request(redacting, decode.parse_traces(body), keep_spans=False) for body in bodies]
+def best(run):
+    times = []
+    for _ in range(5):
+        started = time.process_time()
+        run()
+        times.append(time.process_time() - started)
+    return min(times) * 1e6 / spans
+decode_us = best(lambda: [list(decode.spans(decode.parse_traces(body))) for body in bodies])
+map_us = best(lambda: [plain.llm_call_with_content(span) for request in parsed for span in request])
+redacted_us = best(lambda: [redacting.llm_call_with_content(span) for request in parsed for span in request])
+handoff_us = best(lambda: [pickle.loads(pickle.dumps(("ok", result), protocol=pickle.HIGHEST_PROTOCOL)) for result in results])
+print(json.dumps({"decode": decode_us, "map": map_us, "redact": redacted_us - map_us, "handoff": handoff_us}))
+"""
+
+
+def _stages(bodies: list[bytes], room: Path | None, into: Path) -> dict[str, float]:
+    """µs of CPU per span of each stage of the receiver's work (see _STAGES), for the room at ``room``
+    (None: the installed one)."""
+    paths = []
+    for i, body in enumerate(bodies):
+        path = into / f"request-{i}.bin"
+        path.write_bytes(body)
+        paths.append(str(path))
+    env = dict(os.environ)
+    if room is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(room.parent / "site"), env.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", _STAGES, *paths], env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"the stage timing failed: {done.stderr.strip()[-500:]}")
+    return {name: round(value, 2) for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
 def _stop(process: Any) -> None:
     process.terminate()
     try:
@@ -312,8 +367,10 @@ def main(
         sample = [mapper.llm_call(s)[1] for s in decode.spans(decode.parse_traces(bodies[0]))]
         lines = [sample[i % len(sample)] for i in range(requests * SPANS_PER_REQUEST)]
         receivers[""] = _start_receiver(bootstrap, topic, redact, None, workers)
+        ref_room: Path | None = None
         if against:
-            receivers["ref_"] = _start_receiver(bootstrap, topic, redact, _room_at(against, state))
+            ref_room = _room_at(against, state)
+            receivers["ref_"] = _start_receiver(bootstrap, topic, redact, ref_room)
         for _, http_port, _ in receivers.values():
             _throughput(_http_post, http_port, bodies[:20], 2)  # warm-up
         figures: dict[str, Any] = {"spans": requests * SPANS_PER_REQUEST, "clients": clients,
@@ -342,6 +399,12 @@ def main(
             for prefix, (_, http_port, grpc_port) in reversed(list(receivers.items())):
                 port = http_port if via == "http" else grpc_port
                 figures[f"{prefix}{via}_p99_ms"] = round(_p99(make_post, port, bodies[:200]), 2)
+        # Stage by stage, one receiver at a time in a process of its own (the reference's first, then this one's).
+        distinct = bodies[:min(requests, 50)]
+        rooms = {"": None, "ref_": ref_room} if against else {"": None}
+        for prefix, room in reversed(list(rooms.items())):
+            for stage, value in _stages(distinct, room, state).items():
+                figures[f"{prefix}stage_{stage}_us_per_span"] = value
         figures["load_1m_after"] = round(os.getloadavg()[0], 2)
         emit("OTLP receiver into Kafka", figures, as_json)
     finally:
