@@ -178,11 +178,14 @@ def spans(request: ExportTraceServiceRequest) -> Any:
                     continue
                 trace_hex = trace_id.hex()
                 span_hex = span_id.hex()
+                # Each field read from a protobuf message costs a call into its runtime: each is read once.
+                span_events = span.events
                 events = [Event(e.name, e.time_unix_nano, attributes(e.attributes), None, trace_hex, span_hex)
-                          for e in span.events]
-                yield Span(trace_hex, span_hex, span.parent_span_id.hex() if len(span.parent_span_id) == 8 else "",
-                           span.name, span.start_time_unix_nano, span.end_time_unix_nano, span.status.code,
-                           span.status.message, attributes(span.attributes), resource, scope, events)
+                          for e in span_events] if span_events else []
+                parent, status = span.parent_span_id, span.status
+                yield Span(trace_hex, span_hex, parent.hex() if len(parent) == 8 else "", span.name,
+                           span.start_time_unix_nano, span.end_time_unix_nano, status.code, status.message,
+                           attributes(span.attributes), resource, scope, events)
 
 
 def log_events(request: ExportLogsServiceRequest) -> Any:
