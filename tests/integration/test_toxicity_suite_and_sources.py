@@ -4,13 +4,16 @@ never trained on: the functional suite, banking77 questions, and unseen texts of
 * The hand-written functional suite (``toxicity_functional.json``), which nothing was trained or
   chosen on: the overall AUC, and the pass rates of explicit slurs and of the blocks where false
   alarms cost most (counter-speech, negation, an assistant's refusals). Measured for the shipped head
-  (analyzers/data/TOXICITY.md): AUC 0.827; pass 0.96 on slurs, 0.64 counter-speech, 0.40 negation,
-  0.56 refusals (issue 16's targets, 0.90 and 90%, are not met; the floors guard against worse).
+  (the hard negatives at 0.25 of a source, analyzers/data/TOXICITY.md, through the default int8 MiniLM):
+  AUC 0.853; pass 0.96 on slurs, 0.84 counter-speech, 0.52 negation, 0.96 refusals (the head before it:
+  0.824; 0.96, 0.60, 0.44, 0.60). Issue 16's targets, 0.90 and 90%, are not met for the AUC and
+  negation; the floors guard the gains on refusals and counter-speech.
 * banking77 test questions (benign), every tenth (308): measured 1 flagged (0.32%).
 * Texts of each source outside the leave-one-source-out draws of ``scripts/train-toxicity`` (rank
   by hash beyond 3,000) and in the head's hold-out (``in_holdout``), 60 per class: measured ROC AUC
-  Davidson 0.994, Stormfront 0.825, HateXplain 0.724, EDOS 0.600 (HateXplain and EDOS were never
-  trained on by the head; Hatemoji, 0.55, is left out: a floor near chance would catch nothing).
+  Davidson 0.994, Stormfront 0.809, HateXplain 0.721, EDOS 0.606 (the head before it: 0.993, 0.818,
+  0.721, 0.602; HateXplain and EDOS were never trained on by the head; Hatemoji, 0.55, is left out: a
+  floor near chance would catch nothing).
 
 Floors are the measured figures less about 0.04 (0.05 for the per-source AUCs of 120 texts).
 """
@@ -25,8 +28,8 @@ from sklearn.metrics import roc_auc_score
 from llmsight.analyzers.toxicity import ToxicityScorer, in_holdout, normalize
 from llmsight.analyzers.toxicity_suite import load_suite, suite_report
 
-SUITE_AUC_FLOOR = 0.79
-BLOCK_PASS_FLOORS = {"explicit_slurs": 0.92, "counter_speech": 0.6, "negation": 0.36, "assistant_refusals": 0.52}
+SUITE_AUC_FLOOR = 0.81
+BLOCK_PASS_FLOORS = {"explicit_slurs": 0.92, "counter_speech": 0.8, "negation": 0.48, "assistant_refusals": 0.92}
 BANKING_MAX_FLAGGED = 0.01
 SOURCE_AUC_FLOORS = {"davidson": 0.95, "stormfront": 0.77, "hatexplain": 0.67, "edos": 0.55}
 PER_CLASS = 60
