@@ -234,10 +234,13 @@ def _part_text(part: Any) -> str | None:
         return part
     if not isinstance(part, dict):
         return None
+    value = part.get("content")
+    if isinstance(value, str):
+        return str(value)
+    value = part.get("text")
+    if isinstance(value, str):
+        return str(value)
     kind = part.get("type")
-    for key in ("content", "text"):
-        if isinstance(part.get(key), str):
-            return str(part[key])
     if kind == "tool_call":
         return f"[tool call {part.get('name', '')}({_compact(part.get('arguments'))})]"
     if kind == "tool_call_response":
@@ -268,9 +271,13 @@ def _content_text(message: Any) -> str | None:
         if isinstance(value, str):
             return value
         if isinstance(value, list):
-            texts = [t for t in (_part_text(p) for p in value) if t is not None]
+            texts = []
+            for part in value:
+                text = _part_text(part)
+                if text is not None:
+                    texts.append(text)
             if texts:
-                return "\n".join(texts)
+                return texts[0] if len(texts) == 1 else "\n".join(texts)
     return None
 
 
