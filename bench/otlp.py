@@ -13,8 +13,8 @@ One run, on one broker (``scripts/kafka-dev``, or ``--bootstrap``):
 * ``stage_decode_us_per_span`` (protobuf to spans), ``stage_map_us_per_span`` (spans to encoded events, without
   redaction), ``stage_redact_us_per_span`` (what redaction adds) and ``stage_handoff_us_per_span`` (a worker's
   result pickled and read back): CPU per span of each stage on one core, in a process of its own, best of 5
-  passes over the distinct requests, the least of three such processes: the steadiest figures on a loaded machine (the Kafka producer's share is
-  ``raw_producer_cpu_us_per_record``);
+  passes over the distinct requests, the least of three such processes: the steadiest figures on a loaded
+  machine (the Kafka producer's share is ``raw_producer_cpu_us_per_record``);
 * with ``--against REF`` (a git revision of this checkout), the same figures for the receiver as it was
   at REF (its ``otlp`` room and the SDK's redactor, ``sdk/redact.py``, which it runs on every span; the
   rest as now) in a second process, run in turns with this one (``ref_*``): a before/after under the same load.
