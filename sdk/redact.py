@@ -75,7 +75,8 @@ def _api_key_marker(text: str) -> bool:
     if "_" in text:
         if "k_live_" in text or "k_test_" in text:
             return True
-        if "gh" in text and any(prefix in text for prefix in _GITHUB_PREFIXES):
+        # "github_pat_" holds no "gh" (g-i-t-h): looked for on its own, or a fine-grained token would leak.
+        if ("gh" in text and any(prefix in text for prefix in _GITHUB_PREFIXES)) or "github_pat_" in text:
             return True
     if "-" in text and ("sk-" in text or "xapp-" in text):
         return True

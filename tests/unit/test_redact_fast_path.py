@@ -16,7 +16,9 @@ from llmsight.redact import redact
 
 
 def _redact_before(text: str) -> str:
-    """``llmsight.redact.redact`` as it was (0f6f7d2), without ``pace``."""
+    """``llmsight.redact.redact`` as it was (0f6f7d2), without ``pace``, and with one fix made since: a
+    fine-grained GitHub token (``github_pat_``, which holds no ``gh``) is a marker of its own (it leaked when
+    the text held no other marker)."""
     if not text:
         return text
     work = R._Work(None)
@@ -32,7 +34,7 @@ def _redact_before(text: str) -> str:
     if "basic" in lower:
         text = R._checked_sub(R._BASIC, R._basic, text, work, lambda rest: R._BASIC.sub(r"\1 [TOKEN]", rest))
     if any(marker in text for marker in ("sk-", "AKIA", "ASIA", "gh", "xox", "xapp-", "k_live_", "k_test_", "AIza",
-                                         "eyJ")):
+                                         "eyJ", "github_pat_")):
         text = R._API_KEYS.sub("[API_KEY]", text)
     if ("=" in text or ":" in text) and any(word in lower for word in ("key", "secret", "passw", "token")):
         text = R._KEY_ASSIGNMENT.sub(r"\1[API_KEY]", text)

@@ -25,6 +25,9 @@ from llmsight.sinks import MemorySink
         ("aws AKIAIOSFODNN7EXAMPLE", "aws [API_KEY]"),
         ("Authorization: Bearer abc.def.ghi12345", "Authorization: Bearer [TOKEN]"),
         ("api_key=supersecret123 ok", "api_key=[API_KEY] ok"),
+        # A fine-grained GitHub token in a text with no other key marker (and no "gh": "github" has none).
+        ("use github_pat_11BCDEFG0123456789bcdefjklmnopq now", "use [API_KEY] now"),
+        ("push with ghp_abcdefijklmnopqrstuvwxyz0123456789AB", "push with [API_KEY]"),
     ],
 )
 def test_redacts(text, expected):
