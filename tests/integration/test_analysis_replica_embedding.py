@@ -18,7 +18,8 @@ from datetime import datetime, timedelta, timezone
 from llmsight.analyzers.embeddings import Embedder, EmbeddingCache
 from llmsight.analyzers.windows import Window, floor_time, read_metrics, segments_in
 from llmsight.demo.traffic import TrafficGenerator
-from llmsight.scheduler.roles import Coordinator
+from llmsight.scheduler.replica import Replica
+from llmsight.scheduler.roles import Coordinator, QueueSettings
 from llmsight.scheduler.service import ScheduleSettings
 from llmsight.store import EVENT_COLUMNS, event_row
 from tests.integration.test_analysis_replicas import queue_for, replica, start_workers, window_state
@@ -52,15 +53,24 @@ def seed_shared(client, window: Window) -> None:
     EmbeddingCache(client, Embedder()).encode(list(dict.fromkeys(t for row in history for t in row)))
 
 
-def test_two_workers_embed_each_distinct_text_of_a_window_once(store_client, kafka_broker):
+def _setup(store_client, kafka_broker) -> tuple[Window, QueueSettings, list[Replica]]:
+    """The window before the last full minute, seeded; a fresh work queue; two worker replicas (not started)."""
     now = datetime.now(timezone.utc)
     window = Window(floor_time(now, 60) - timedelta(seconds=120), floor_time(now, 60) - timedelta(seconds=60))
     seed_shared(store_client, window)
     schedule = ScheduleSettings(window_s=60, lag_s=1, catchup=3, http_port=0)
     queue = queue_for(kafka_broker)
-    workers = [replica(store_client, queue, "worker", schedule, f"w{i}") for i in range(2)]
-    coordinator = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
-                              name="c", weekly_export=False)
+    return window, queue, [replica(store_client, queue, "worker", schedule, f"w{i}") for i in range(2)]
+
+
+def _coordinator(store_client, queue: QueueSettings, name: str) -> Coordinator:
+    return Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None, name=name,
+                       weekly_export=False)
+
+
+def test_two_workers_embed_each_distinct_text_of_a_window_once(store_client, kafka_broker):
+    window, queue, workers = _setup(store_client, kafka_broker)
+    coordinator = _coordinator(store_client, queue, "c")
     try:
         start_workers(workers, 120, warm=True)
         embedders = [w.worker.analyzer.embeddings.embedder for w in workers]
@@ -89,16 +99,8 @@ def test_two_workers_embed_each_distinct_text_of_a_window_once(store_client, kaf
 def test_a_new_coordinator_publishes_what_the_one_before_left_between_the_two_phases(store_client, kafka_broker):
     # The coordinator dies after the window's embedding units went out and before its analysis units did: the next
     # coordinator, on taking over, publishes the units not done, and the window completes once.
-    now = datetime.now(timezone.utc)
-    window = Window(floor_time(now, 60) - timedelta(seconds=120), floor_time(now, 60) - timedelta(seconds=60))
-    seed_shared(store_client, window)
-    schedule = ScheduleSettings(window_s=60, lag_s=1, catchup=3, http_port=0)
-    queue = queue_for(kafka_broker)
-    workers = [replica(store_client, queue, "worker", schedule, f"w{i}") for i in range(2)]
-    first = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
-                        name="c1", weekly_export=False)
-    second = Coordinator(store_client, queue, window_s=60, lag_s=1, catchup=3, rules=[], notifier=None,
-                         name="c2", weekly_export=False)
+    window, queue, workers = _setup(store_client, kafka_broker)
+    first, second = _coordinator(store_client, queue, "c1"), _coordinator(store_client, queue, "c2")
     try:
         start_workers(workers, 120, warm=True)
         planned = first.publish(window, segments_in(store_client, window))
