@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -67,12 +68,6 @@ def _browser_parts() -> tuple[str, str]:
     return chromium, driver
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def stop_process(process: subprocess.Popen) -> None:
     """Terminate ``process`` (kill it after 20 s) and wait for it."""
     if process.poll() is None:
@@ -90,7 +85,7 @@ def running_dashboard(env: dict[str, str], log_path: Path, cwd: Path | None = No
 
     Its output goes to ``log_path``, whose tail a failed start shows; it is stopped on the way out.
     """
-    port = _free_port()
+    port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         process = subprocess.Popen([str(Path(sys.executable).with_name("llmsight")), "dashboard", "--port", str(port)],

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_browser_dashboard import SEED, browser  # noqa: F401  (the headless Chromium fixture)
+from tests.processes import free_port
 
 LLMSIGHT = str(Path(sys.executable).with_name("llmsight"))
 LIMIT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -83,7 +77,7 @@ def _open_page(browser, base: str) -> None:  # noqa: F811
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_demo_with_a_browser_session_stops_within_10_s(tmp_path, browser, signum):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "demo.log"
     # Heavy windows: v2 ships after 20 s at 40 calls/s, so the analyzers are mid-window when the signal comes.
     process = _start(["demo", "--port", str(port), "--rate", "40", "--switch-after", "20",
@@ -101,7 +95,7 @@ def test_demo_with_a_browser_session_stops_within_10_s(tmp_path, browser, signum
 
 
 def test_up_with_a_browser_session_stops_within_10_s(tmp_path, browser):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "up.log"
     env = _env(tmp_path)
     subprocess.run([sys.executable, "-c", SEED, env["LLMSIGHT_CLICKHOUSE_URL"], "20000"], env=env, check=True,
@@ -120,7 +114,7 @@ def test_up_with_a_browser_session_stops_within_10_s(tmp_path, browser):  # noqa
 
 
 def test_dashboard_with_a_browser_session_stops_within_10_s(tmp_path, browser):  # noqa: F811
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dashboard.log"
     env = _env(tmp_path)
     subprocess.run([sys.executable, "-c", SEED, env["LLMSIGHT_CLICKHOUSE_URL"], "20000"], env=env, check=True,
@@ -142,7 +136,7 @@ def test_collector_and_analyzers_stop_within_10_s_while_busy(tmp_path):
     subprocess.run([sys.executable, "-c", SEED, env["LLMSIGHT_CLICKHOUSE_URL"], "20000"], env=env, check=True,
                    timeout=300)
     # chdb allows one process per data directory: the analyzers get the seeded store, the collector its own.
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "analyzers.log"
     process = _start(["analyzers"], {**env, "LLMSIGHT_ANALYZERS_HTTP_PORT": str(port)}, log)
     try:
@@ -162,7 +156,7 @@ def test_collector_and_analyzers_stop_within_10_s_while_busy(tmp_path):
               "llmsight.flush(30)\n")
     spool = f"file://{tmp_path / 'collector-spool'}"
     subprocess.run([sys.executable, "-c", writer, spool], env=env, check=True, timeout=300)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "collector.log"
     process = _start(["collector", "--source", spool],
                      {**env, "LLMSIGHT_CLICKHOUSE_URL": f"chdb://{tmp_path / 'collector-db'}",

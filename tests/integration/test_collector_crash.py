@@ -14,7 +14,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from pathlib import Path
 
 from llmsight.spool import SpoolWriter
 from tests.integration.test_collector_kafka import events, produce
+from tests.processes import free_port
 
 TOTAL = 200_000
 KILLS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def collector_env(db: Path, port: int) -> dict[str, str]:

@@ -18,13 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from llmsight.cli.up import EmbeddedStack
 from llmsight.errors import ConfigError
 from llmsight.store.client import parse_url
+from tests.processes import free_port
 from tests.unit.test_helm import _parse_cli
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _url(store_url: str, database: str) -> str:

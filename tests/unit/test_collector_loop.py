@@ -4,7 +4,6 @@ tokens, commit only after the insert, retries while the store is down, stop, HTT
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -18,6 +17,7 @@ from typing import Any
 from llmsight.collector import Collector
 from llmsight.collector.spool_source import SpoolSource
 from llmsight.spool import hostname
+from tests.processes import free_port
 
 
 class FakeStore:
@@ -126,12 +126,6 @@ def test_a_stop_during_an_outage_gives_the_batch_up_without_committing(tmp_path:
     assert stats.events == 0 and stats.dropped_batches == 1 and stats.insert_errors >= 2
     assert positions(tmp_path) is None
     assert (tmp_path / f"{base}.jsonl").exists()  # still there to be read again
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(port: int, path: str) -> tuple[int, str]:

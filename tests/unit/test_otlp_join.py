@@ -6,29 +6,20 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llmsight import otlp
 from llmsight.otlp.join import Joiner
 from llmsight.otlp.mapping import Event, Span
-from tests.unit.test_otlp_mapping import free_port, post, written
+from tests.unit import test_otlp_mapping
+from tests.unit.test_otlp_mapping import post, written
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 SPAN = "eee19b7ec3c1b174"
 T0 = 1_767_000_000_000_000_000
 
-
-@pytest.fixture
-def receiver(tmp_path: Path):
-    spool = tmp_path / "spool"
-    service = otlp.build(sink=f"file://{spool}", address="127.0.0.1", http_port=free_port(), grpc_port=0,
-                         token="", workers=0).start()  # in-process (test_otlp_workers: the same in workers)
-    service.spool = spool  # type: ignore[attr-defined]
-    yield service
-    service.stop()
+receiver = test_otlp_mapping.receiver  # the fixture: an in-process receiver on a spool
 
 
 def _value(v: Any) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,15 +25,10 @@ from llmsight import otlp
 from llmsight.errors import ConfigError
 from llmsight.otlp import decode
 from llmsight.spool import list_segments, read_lines
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = json.loads((Path(__file__).parent / "data" / "otlp_spans.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
