@@ -753,6 +753,14 @@ class ToxicityScorer:
         return [("profanity" if p < self.threshold and swore else self.encoder.categories[int(np.argmax(k))])
                 for p, k, swore in zip(probability, kinds, profane, strict=True)]
 
+    def views_to_embed(self, texts: Sequence[str]) -> list[str]:
+        """The distinct views (:func:`toxic_view`) of ``texts`` that differ from the text itself (emoji,
+        obfuscated words): the second vectors :meth:`score_embeddings` asks its embedder for."""
+        if not isinstance(self.model, Head):
+            return []
+        return list(dict.fromkeys(view for view in self.model.text_features([str(t) for t in texts])[1]
+                                  if view is not None))
+
     def sentences_to_embed(self, texts: Sequence[str]) -> list[str]:
         """The distinct sentences :meth:`score_embeddings` needs embedded for ``texts`` (none when
         the sentence pass is off or the model does not read embeddings)."""

@@ -58,8 +58,7 @@ def embed_shard(analyzer: Any, window: Window, segments: list[dict[str, str]], s
     # view, ``toxicity.toxic_view``).
     toxicity = analyzer.toxicity
     if getattr(toxicity, "uses_embeddings", False):
-        views = [view for view in toxicity.model.text_features(texts)[1] if view is not None]
-        texts = list(dict.fromkeys([*texts, *views, *toxicity.sentences_to_embed(texts)]))
+        texts = list(dict.fromkeys([*texts, *toxicity.views_to_embed(texts), *toxicity.sentences_to_embed(texts)]))
     mine = [t for t in texts if shard_of(text_hash(model, t), shards) == shard]
     if mine:
         cache.encode(mine)

@@ -124,3 +124,11 @@ def test_spaced_letters_mixed_with_separators_or_words_are_not_joined():
     # One separator throughout; a letter glued to a word ends the run.
     assert toxic_view("f u.c k") == "f u.c k"
     assert toxic_view("fu c k") == "fu c k"
+
+
+def test_the_views_to_embed_are_the_distinct_views_that_differ_from_their_text():
+    # What the replicas' embedding phase embeds besides the texts: each view once, none for a plain text.
+    scorer = ToxicityScorer(embedder=object())  # nothing is embedded here
+    texts = ["No sh!t, the fee was refunded.", "Done \U0001F44D", "No sh!t, the fee was refunded.", "Plain text."]
+    assert scorer.views_to_embed(texts) == [toxic_view(texts[0]), toxic_view(texts[1])]
+    assert toxic_view(texts[1]) == "Done thumbs up sign"
